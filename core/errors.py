@@ -1,0 +1,72 @@
+"""Errors of the core layer.
+
+BidiError                 base of every error the engine raises on purpose
+├── ConfigError           settings that cannot work (bad URL, unwritable data dir)
+├── StartupError          a part could not start (port in use, Postgres unreachable)
+├── NotFound              a resource that does not exist, or not in this tenant
+├── Conflict              a duplicate or a state clash
+├── Invalid               bad input, with the offending field
+├── Unauthorized / Forbidden
+├── RateLimited           carries retry_after (seconds)
+└── Unavailable           a dependency is down or busy; carries retry_after
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class BidiError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class ConfigError(BidiError):
+    code = "config_error"
+
+
+class StartupError(BidiError):
+    code = "startup_error"
+
+
+class NotFound(BidiError):
+    code = "not_found"
+
+
+class Conflict(BidiError):
+    code = "conflict"
+
+
+class Invalid(BidiError):
+    code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.field = field
+
+
+class Unauthorized(BidiError):
+    code = "unauthorized"
+
+
+class Forbidden(BidiError):
+    code = "forbidden"
+
+
+class RateLimited(BidiError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after
+
+
+class Unavailable(BidiError):
+    code = "unavailable"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.retry_after = retry_after

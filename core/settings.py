@@ -1,0 +1,104 @@
+"""Settings: the only place that reads the environment.
+
+Everything else takes a `Settings` (or a piece of it) as an argument. Secrets
+that are not given (JWT signing key, encryption key) are generated on first
+run and kept in the data dir, so a restart keeps sessions and encrypted
+columns readable.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.errors import ConfigError
+
+SECRETS_FILE = "secrets.json"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name, f"BIDI_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BIDI_", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(default=None, validation_alias=_env("DATABASE_URL"))
+    redis_url: str | None = Field(default=None, validation_alias=_env("REDIS_URL"))
+    ray_address: str | None = Field(default=None, validation_alias=_env("RAY_ADDRESS"))
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path(".bidi")
+
+    jwt_secret: str | None = None
+    encryption_key: str | None = None
+    app_db_password: str | None = None
+
+    openai_api_key: str | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
+    anthropic_api_key: str | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, validation_alias=_env("ANTHROPIC_BASE_URL")
+    )
+    stripe_api_key: str | None = Field(default=None, validation_alias=_env("STRIPE_API_KEY"))
+    stripe_webhook_secret: str | None = Field(
+        default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
+    )
+
+    haproxy: bool = True
+    haproxy_maxconn: int = 7500
+    hosts: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    serve_replicas: int = Field(default=1, ge=1)
+    dashboard_port: int = 8265
+    pool_size: int = Field(default=10, ge=1)
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment once; `overrides` win (used by the CLI flags)."""
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
+    return settings.model_copy(update={"data_dir": settings.data_dir.resolve()})
+
+
+def prepare_data_dir(settings: Settings) -> Settings:
+    """Create the data dir and fill in generated secrets; never wipes anything."""
+    data_dir = settings.data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        probe = data_dir / ".write-probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ConfigError(f"data dir {data_dir} is not writable: {reason}") from exc
+    path = data_dir / SECRETS_FILE
+    stored: dict[str, str] = {}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+    wanted = ("jwt_secret", "encryption_key", "app_db_password")
+    missing = [k for k in wanted if k not in stored]
+    if missing:
+        for key in missing:
+            stored[key] = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(stored, fh)
+    update = {k: stored[k] for k in wanted if getattr(settings, k) is None}
+    return settings.model_copy(update=update)

@@ -1,0 +1,58 @@
+"""The FastAPI app: one lifespan composing this process's resources."""
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from core.settings import Settings
+from serve import errors, health
+from storage.db import Database
+from storage.redis import open_redis
+
+VERSION = "0.1.0"
+
+
+@dataclass
+class Runtime:
+    """What a request handler may use: settings, Postgres pools, Redis."""
+
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
+    if settings.database_url is None or settings.redis_url is None:
+        raise ValueError("open_runtime needs resolved DATABASE_URL and REDIS_URL")
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(
+            Database(settings.database_url, settings.app_db_password, max_size=settings.pool_size)
+        )
+        client = open_redis(settings.redis_url)
+        stack.push_async_callback(client.aclose)
+        yield Runtime(settings=settings, db=db, redis=client)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            app.state.runtime = runtime
+            yield
+
+    app = FastAPI(
+        title="Bidi",
+        version=VERSION,
+        description="Actor-based realtime messaging engine for AI-first sales CRMs.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+    )
+    errors.install(app)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,84 @@
+"""The one table from errors to HTTP status and the error envelope
+`{"error": {"code", "message", "details"}}`; every handler answers with it."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core import errors as e
+
+STATUS: dict[type[e.BidiError], int] = {
+    e.Invalid: 422,
+    e.Unauthorized: 401,
+    e.Forbidden: 403,
+    e.NotFound: 404,
+    e.Conflict: 409,
+    e.RateLimited: 429,
+    e.Unavailable: 503,
+    e.ConfigError: 500,
+    e.StartupError: 503,
+}
+
+_HTTP_CODES = {
+    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
+    413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid",
+    429: "rate_limited", 503: "unavailable",
+}
+
+
+def envelope(status: int, code: str, message: str, details: Any = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": details}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def status_of(exc: e.BidiError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+async def _bidi_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, e.BidiError)
+    headers = None
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers = {"Retry-After": str(max(1, round(retry_after)))}
+    details = exc.details
+    if isinstance(exc, e.Invalid) and exc.field and details is None:
+        details = {"field": exc.field}
+    return envelope(status_of(exc), exc.code, exc.message, details, headers)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    if any(err["type"] == "json_invalid" for err in errors):
+        return envelope(400, "malformed_json", "request body is not valid JSON", errors)
+    return envelope(422, "validation_error", "request does not match the schema", errors)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    return envelope(500, "internal_error", "internal error")
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(e.BidiError, _bidi_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

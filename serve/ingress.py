@@ -1,0 +1,32 @@
+"""The Serve ingress deployment. Stateless: every replica builds the same
+FastAPI app; its resources open in the app's lifespan."""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve import Application
+
+from core.settings import Settings, load_settings, prepare_data_dir
+from serve.app import build_app
+
+DEPLOYMENT = "bidi-api"
+APP_NAME = "bidi"
+
+
+@serve.deployment(name=DEPLOYMENT, max_ongoing_requests=1000, health_check_period_s=10)
+@serve.ingress()
+class Ingress:
+    def __init__(self, settings: Settings | None = None) -> None:
+        # Under `serve deploy` no settings are passed: read this replica's env.
+        self.settings = settings or prepare_data_dir(load_settings())
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        return build_app(self.settings)
+
+
+def build(args: dict[str, Any] | None = None) -> Application:
+    """Application builder for `serve deploy` (import_path `serve.ingress:build`)."""
+    replicas = int((args or {}).get("num_replicas", 1))
+    return Ingress.options(num_replicas=replicas).bind()

@@ -1,0 +1,112 @@
+"""Postgres access: a `system` pool (the migrating owner, used only for
+cross-tenant work such as the event relay and login) and an `app` pool that
+connects as `bidi_app`, where row-level security applies.
+
+Tenant work goes through `tenant_tx(org_id)`, which opens a transaction and
+sets `app.org_id` for it alone.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from core.errors import StartupError
+
+APP_ROLE = "bidi_app"
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await register_vector(conn)
+
+
+def describe(dsn: str) -> str:
+    """The DSN without its password, for error messages."""
+    try:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(dsn)
+        host = parts.hostname or dict(
+            p.split("=", 1) for p in parts.query.split("&") if "=" in p
+        ).get("host", "?")
+        port = f":{parts.port}" if parts.port else ""
+        return f"{host}{port}{parts.path}"
+    except ValueError:
+        return "<unparseable DATABASE_URL>"
+
+
+async def connect_admin(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
+    """One connection as the owner, with a clear error when it cannot be had."""
+    try:
+        return await asyncpg.connect(dsn, timeout=timeout)
+    except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
+        raise StartupError(f"cannot connect to Postgres at {describe(dsn)}: {exc}") from exc
+
+
+@dataclass
+class Database:
+    """Both pools; `async with Database(dsn, app_password)` opens and closes them."""
+
+    dsn: str
+    app_password: str | None = None
+    min_size: int = 1
+    max_size: int = 10
+    system: asyncpg.Pool | None = None
+    app: asyncpg.Pool | None = None
+
+    async def __aenter__(self) -> Database:
+        try:
+            self.system = await asyncpg.create_pool(
+                self.dsn, min_size=1, max_size=max(2, self.max_size // 2), init=_init_connection
+            )
+            self.app = await asyncpg.create_pool(
+                self.dsn,
+                user=APP_ROLE,
+                password=self.app_password,
+                min_size=self.min_size,
+                max_size=self.max_size,
+                init=_init_connection,
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            await self.close()
+            raise StartupError(f"cannot open pools to {describe(self.dsn)}: {exc}") from exc
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        for pool in (self.app, self.system):
+            if pool is not None:
+                await pool.close()
+        self.app = self.system = None
+
+    @asynccontextmanager
+    async def tenant_tx(
+        self, org_id: UUID | str, user_id: UUID | str | None = None
+    ) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction as `bidi_app` scoped to one org (and optionally a user)."""
+        if self.app is None:
+            raise RuntimeError("Database is not open")
+        async with self.app.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "SELECT set_config('app.org_id', $1, true), set_config('app.user_id', $2, true)",
+                str(UUID(str(org_id))),
+                str(UUID(str(user_id))) if user_id is not None else "",
+            )
+            yield conn
+
+    @asynccontextmanager
+    async def system_tx(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction as the owner: cross-tenant work only."""
+        if self.system is None:
+            raise RuntimeError("Database is not open")
+        async with self.system.acquire() as conn, conn.transaction():
+            yield conn

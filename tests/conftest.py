@@ -1,0 +1,58 @@
+"""One engine for the whole session (embedded Postgres + Redis, Ray, Serve
+with the HAProxy ingress); every test makes its own org and stays independent."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from core.settings import Settings, load_settings
+from serve.stack import Stack, free_port
+from storage.db import Database
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("bidi")
+    settings = load_settings(data_dir=str(data_dir), port=free_port(), hosts=2)
+    engine = Stack(settings, dashboard=False)
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    assert settings.database_url is not None
+    async with Database(settings.database_url, settings.app_db_password) as database:
+        yield database
+
+
+@dataclass(frozen=True)
+class Org:
+    id: uuid.UUID
+    slug: str
+
+
+async def create_org(db: Database, name: str = "Test org") -> Org:
+    slug = f"t-{uuid.uuid4().hex[:12]}"
+    async with db.system_tx() as conn:
+        org_id = await conn.fetchval(
+            "INSERT INTO organizations (name, slug) VALUES ($1, $2) RETURNING id", name, slug
+        )
+    return Org(id=org_id, slug=slug)
+
+
+@pytest.fixture
+async def org(db: Database) -> Org:
+    """A fresh organization for one test."""
+    return await create_org(db)
