@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import httpx
 from pydantic import ValidationError
@@ -48,7 +49,11 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"API:        {stack.api_url}")
         print(f"API docs:   {stack.api_url}/docs")
         print(f"WebSocket:  {stack.ws_url}")
-        print(f"Ray:        {stack.dashboard_url or 'dashboard not running'}")
+        if stack.dashboard_url:
+            token = Path.home() / ".ray" / "auth_token"
+            print(f"Ray:        {stack.dashboard_url} (sign in with the token in {token})")
+        else:
+            print("Ray:        dashboard not running (joined cluster or disabled)")
         print("Bidi is up. Ctrl-C stops it.", flush=True)
         while not stop.wait(1.0):
             pass

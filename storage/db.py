@@ -21,9 +21,14 @@ from core.errors import StartupError
 APP_ROLE = "bidi_app"
 
 
+async def _json_codecs(conn: asyncpg.Connection) -> None:
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
+                                  schema="pg_catalog")
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await _json_codecs(conn)
     await register_vector(conn)
 
 
@@ -45,9 +50,11 @@ def describe(dsn: str) -> str:
 async def connect_admin(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
     """One connection as the owner, with a clear error when it cannot be had."""
     try:
-        return await asyncpg.connect(dsn, timeout=timeout)
+        conn = await asyncpg.connect(dsn, timeout=timeout)
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
         raise StartupError(f"cannot connect to Postgres at {describe(dsn)}: {exc}") from exc
+    await _json_codecs(conn)
+    return conn
 
 
 @dataclass
