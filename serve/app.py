@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
+from actors.runtime.client import ActorSystem
 from core.settings import Settings
 from serve import errors, health
 from storage.db import Database
@@ -18,11 +19,12 @@ VERSION = "0.1.0"
 
 @dataclass
 class Runtime:
-    """What a request handler may use: settings, Postgres pools, Redis."""
+    """What a request handler may use: settings, Postgres pools, Redis, actors."""
 
     settings: Settings
     db: Database
     redis: aioredis.Redis
+    actors: ActorSystem
 
 
 @asynccontextmanager
@@ -35,7 +37,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         )
         client = open_redis(settings.redis_url)
         stack.push_async_callback(client.aclose)
-        yield Runtime(settings=settings, db=db, redis=client)
+        actors = ActorSystem(settings.hosts)
+        stack.push_async_callback(actors.close)
+        yield Runtime(settings=settings, db=db, redis=client, actors=actors)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -1,5 +1,5 @@
-"""`/healthz` (the process answers) and `/readyz` (Postgres, Redis and Ray
-answer; 503 naming the failing part otherwise)."""
+"""`/healthz` (the process answers) and `/readyz` (Postgres, Redis and the
+Ray actor hosts answer; 503 naming the failing part otherwise)."""
 from __future__ import annotations
 
 import asyncio
@@ -30,13 +30,15 @@ async def _redis(request: Request) -> None:
     await request.app.state.runtime.redis.ping()
 
 
-async def _ray(_: Request) -> None:
+async def _ray(request: Request) -> None:
     if not ray.is_initialized():
         raise RuntimeError("not connected to a Ray cluster")
-    # cluster_resources() asks the GCS: it fails when the cluster is gone.
-    resources = await asyncio.to_thread(ray.cluster_resources)
-    if not resources:
-        raise RuntimeError("the Ray cluster reports no resources")
+    actors = request.app.state.runtime.actors
+    answers = await asyncio.gather(*(actors.ping(i) for i in range(actors.hosts)),
+                                   return_exceptions=True)
+    down = [str(i) for i, answer in enumerate(answers) if isinstance(answer, BaseException)]
+    if down:
+        raise RuntimeError(f"actor hosts not answering: {', '.join(down)}")
 
 
 CHECKS = {"postgres": _postgres, "redis": _redis, "ray": _ray}

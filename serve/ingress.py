@@ -15,7 +15,10 @@ DEPLOYMENT = "bidi-api"
 APP_NAME = "bidi"
 
 
-@serve.deployment(name=DEPLOYMENT, max_ongoing_requests=1000, health_check_period_s=10)
+# A fraction of a CPU: on small machines the API, the actor hosts and Serve's
+# own actors must all fit in the logical CPUs Ray counts.
+@serve.deployment(name=DEPLOYMENT, max_ongoing_requests=1000, health_check_period_s=10,
+                  ray_actor_options={"num_cpus": 0.25})
 @serve.ingress()
 class Ingress:
     def __init__(self, settings: Settings | None = None) -> None:

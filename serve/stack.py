@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from actors.runtime.host import HostConfig
+from actors.runtime.remote import start_hosts, stop_hosts
 from core.errors import StartupError
 from core.paths import runtime_dir
 from core.settings import Settings, prepare_data_dir
@@ -83,11 +85,14 @@ class Stack:
     settings: Settings
     haproxy: bool = True
     dashboard: bool = True
+    kinds: dict[str, str] | None = None
+    host_config: HostConfig | None = None
     ready_timeout: float = 120.0
     _pg: EmbeddedPostgres | None = field(default=None, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, repr=False)
     _ray_started: bool = False
     _serve_started: bool = False
+    _hosts_started: bool = False
     dashboard_url: str | None = None
 
     @property
@@ -117,6 +122,7 @@ class Stack:
             ensure_port_free(self.settings.host, self.settings.port)
             self.start_storage()
             self._start_ray()
+            self._start_hosts()
             self._start_serve()
             self.wait_ready()
         except BaseException:
@@ -155,6 +161,17 @@ class Stack:
         url = getattr(context, "dashboard_url", None)
         self.dashboard_url = f"http://{url}" if url else None
 
+    def _start_hosts(self) -> None:
+        import ray
+
+        from actors.runtime.client import NAMESPACE, host_name
+
+        try:
+            ray.get_actor(host_name(0), namespace=NAMESPACE)
+        except ValueError:
+            self._hosts_started = True  # none yet: they are ours to stop
+        start_hosts(self.settings, kinds=self.kinds, config=self.host_config)
+
     def _start_serve(self) -> None:
         from ray import serve
 
@@ -188,6 +205,9 @@ class Stack:
 
             serve.delete(APP_NAME)
         self._serve_started = False
+        if self._hosts_started:
+            stop_hosts(self.settings.hosts)  # flushes actor state first
+            self._hosts_started = False
         if self._ray_started:
             import ray
 

@@ -2,22 +2,32 @@
 with the HAProxy ingress); every test makes its own org and stays independent."""
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from actors.runtime.client import ActorSystem
+from actors.runtime.host import DEFAULT_KINDS
 from core.settings import Settings, load_settings
 from serve.stack import Stack, free_port
 from storage.db import Database
+from tests.actors.kinds import TEST_KINDS
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    # Ray workers import the test-only actor kinds from this checkout.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     data_dir = tmp_path_factory.mktemp("bidi")
     settings = load_settings(data_dir=str(data_dir), port=free_port(), hosts=2)
-    engine = Stack(settings, dashboard=False)
+    engine = Stack(settings, dashboard=False, kinds={**DEFAULT_KINDS, **TEST_KINDS})
     engine.start()
     try:
         yield engine
@@ -56,3 +66,11 @@ async def create_org(db: Database, name: str = "Test org") -> Org:
 async def org(db: Database) -> Org:
     """A fresh organization for one test."""
     return await create_org(db)
+
+
+@pytest.fixture(scope="session")
+async def actors(settings: Settings) -> AsyncIterator[ActorSystem]:
+    """A caller of the session's actor hosts, as a Serve replica would be."""
+    system = ActorSystem(settings.hosts)
+    yield system
+    await system.close()

@@ -1,0 +1,106 @@
+"""OrgActor: an organization's settings, plan limits and usage counters.
+Usage is counted in memory and flushed to `usage_logs` through the group
+committer every `FLUSH_INTERVAL` seconds and on deactivation."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from actors.messages import GetState, Ping
+from actors.runtime.actor import VirtualActor, on
+from core.errors import Invalid, NotFound
+from core.plans import DEFAULT_PLAN, PLAN_LIMITS
+from storage.committer import Write
+
+FLUSH_INTERVAL = 5.0
+USAGE_INSERT = ("INSERT INTO usage_logs (organization_id, metric_type, quantity)"
+                " VALUES ($1::uuid, $2, $3)")
+
+
+class RecordUsage(msgspec.Struct, frozen=True):
+    metric: str
+    quantity: int = 1
+
+
+class FlushUsage(msgspec.Struct, frozen=True):
+    pass
+
+
+class OrgActor(VirtualActor):
+    kind = "org"
+    __slots__ = ("name", "settings", "plan", "limits", "used", "unflushed", "flush_handle",
+                 "touches")
+
+    async def on_activate(self) -> None:
+        db = self.ctx.db
+        assert db is not None
+        async with db.tenant_tx(self.org_id) as conn:
+            org = await conn.fetchrow("SELECT name, settings FROM organizations WHERE id = $1",
+                                      self.org_id)
+            if org is None:
+                raise NotFound(f"organization {self.org_id} not found")
+            plan = await conn.fetchval(
+                "SELECT plan FROM subscriptions WHERE status IN ('active', 'past_due')"
+                " ORDER BY created_at DESC LIMIT 1")
+            usage = await conn.fetch(
+                "SELECT metric_type, sum(quantity)::bigint AS total FROM usage_logs"
+                " WHERE created_at >= date_trunc('month', now()) GROUP BY metric_type")
+        self.name = org["name"]
+        self.settings = org["settings"] or {}
+        self.plan = plan if plan in PLAN_LIMITS else DEFAULT_PLAN
+        self.limits = PLAN_LIMITS[self.plan]
+        self.used: Counter[str] = Counter({r["metric_type"]: r["total"] for r in usage})
+        self.unflushed: Counter[str] = Counter()
+        self.flush_handle: asyncio.TimerHandle | None = None
+        self.touches = 0
+
+    async def on_deactivate(self) -> None:
+        await self._flush()
+
+    @on(GetState)
+    def state(self, _: GetState) -> dict[str, Any]:
+        return {"organization_id": self.org_id, "name": self.name, "settings": self.settings,
+                "plan": self.plan, "limits": self.limits, "usage": dict(self.used),
+                "unflushed": dict(self.unflushed)}
+
+    @on(RecordUsage)
+    def record(self, message: RecordUsage) -> int:
+        if message.quantity <= 0:
+            raise Invalid("usage quantity must be positive", field="quantity")
+        self.used[message.metric] += message.quantity
+        self.unflushed[message.metric] += message.quantity
+        if self.flush_handle is None and self.ctx.system is not None:
+            system = self.ctx.system
+            self.flush_handle = asyncio.get_running_loop().call_later(
+                FLUSH_INTERVAL, system.tell, self.kind, self.org_id, self.key, FlushUsage())
+        return self.used[message.metric]
+
+    @on(FlushUsage)
+    async def flush(self, _: FlushUsage) -> int:
+        return await self._flush()
+
+    async def _flush(self) -> int:
+        if self.flush_handle is not None:
+            self.flush_handle.cancel()
+            self.flush_handle = None
+        if not self.unflushed:
+            return 0
+        pending, self.unflushed = self.unflushed, Counter()
+        committer = self.ctx.committer
+        assert committer is not None
+        try:
+            await committer.commit(self.org_id, [
+                Write(USAGE_INSERT, (self.org_id, metric, quantity))
+                for metric, quantity in pending.items()])
+        except Exception:
+            self.unflushed.update(pending)  # keep them for the next flush
+            raise
+        return sum(pending.values())
+
+    @on(Ping)
+    def ping(self, _: Ping) -> int:
+        self.touches += 1
+        return self.touches

@@ -1,0 +1,371 @@
+"""The host: many virtual actors in one process.
+
+`Host.deliver()` takes a batch of envelopes from one caller stream, puts
+each message in its actor's mailbox in stream order, and answers with the
+tells' acknowledgements and the asks' results. Actors are created on first
+message, activated by their consumer, passivated after `idle_ttl` or when
+more than `max_resident` are resident (least recently used first).
+"""
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from actors.runtime.actor import VirtualActor
+from actors.runtime.metrics import SAMPLE_EVERY, HostMetrics
+from actors.runtime.protocol import (
+    ASK,
+    MAILBOX_FULL,
+    TIMEOUT,
+    Envelope,
+    Failure,
+    MailboxFull,
+    Reply,
+    encode_error,
+)
+
+if TYPE_CHECKING:
+    from actors.runtime.client import ActorSystem
+    from core.settings import Settings
+    from storage.committer import GroupCommitter
+    from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KINDS = {
+    "org": "actors.org:OrgActor",
+    "chat": "actors.chat:ChatActor",
+    "agent": "actors.agent:AgentActor",
+}
+_PASSIVATE = object()
+ORDER_WAIT = 2.0  # how long a batch that overtook an earlier one waits for it
+
+
+@dataclass(frozen=True)
+class HostConfig:
+    idle_ttl: float = 600.0
+    max_resident: int = 250_000
+    mailbox_limit: int = 1_000
+    scan_interval: float = 1.0
+
+
+@dataclass
+class HostContext:
+    """What a turn may use. Filled in by the Ray host when it starts."""
+
+    index: int
+    settings: Settings | None = None
+    db: Database | None = None
+    redis: Any = None
+    committer: GroupCommitter | None = None
+    system: ActorSystem | None = None
+    loaders: dict[str, Any] = field(default_factory=dict)
+
+    def loader(self, name: str, factory: Callable[[], Any]) -> Any:
+        """One shared loader per name per host (see storage.loader)."""
+        found = self.loaders.get(name)
+        if found is None:
+            found = self.loaders[name] = factory()
+        return found
+
+
+@dataclass
+class _Stream:
+    expected: int
+    parked: dict[int, asyncio.Future[None]] = field(default_factory=dict)
+    seen: float = 0.0
+
+
+def load_kinds(kinds: dict[str, str]) -> dict[str, type[VirtualActor]]:
+    found = {}
+    for kind, path in kinds.items():
+        module, _, name = path.partition(":")
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, VirtualActor)):
+            raise TypeError(f"{path} is not a VirtualActor")
+        found[kind] = cls
+    return found
+
+
+class Host:
+    def __init__(self, ctx: HostContext, kinds: dict[str, str] | None = None,
+                 config: HostConfig | None = None) -> None:
+        self.ctx = ctx
+        self.config = config or HostConfig()
+        self.kinds = load_kinds(kinds or DEFAULT_KINDS)
+        self.residents: OrderedDict[tuple[str, str], VirtualActor] = OrderedDict()
+        self.resident_by_kind: dict[str, int] = dict.fromkeys(self.kinds, 0)
+        self.queued = 0
+        self.metrics = HostMetrics(host=str(ctx.index))
+        self._streams: dict[str, _Stream] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._turns = 0
+
+    # -- delivery ---------------------------------------------------------
+
+    async def deliver(self, stream: str, seq: int, envelopes: list[Envelope]) -> Reply:
+        await self._in_order(stream, seq)
+        failures: list[Failure] = []
+        asks: list[tuple[int, asyncio.Future[Any], float]] = []
+        try:
+            now = time.monotonic()
+            for i, (kind, org_id, key, message, mode, timeout) in enumerate(envelopes):
+                try:
+                    future = self.enqueue(kind, org_id, key, message, mode == ASK, now)
+                except MailboxFull as exc:
+                    failures.append((i, MAILBOX_FULL, exc.message))
+                    continue
+                except KeyError:
+                    failures.append((i, "unknown_kind", f"no actor kind {kind!r}"))
+                    continue
+                if future is not None:
+                    asks.append((i, future, timeout))
+        finally:
+            self._advance(stream, seq)
+        self.metrics.batch(len(envelopes))
+        results: dict[int, Any] = {}
+        if asks:
+            pending = [f for _, f, _ in asks if not f.done()]
+            if pending:
+                await asyncio.wait(pending, timeout=max(t for _, _, t in asks))
+            for i, future, _ in asks:
+                if not future.done():
+                    failures.append((i, TIMEOUT, "the turn did not finish in time"))
+                elif future.exception() is not None:
+                    failures.append((i, *encode_error(future.exception())))  # type: ignore[arg-type]
+                else:
+                    results[i] = future.result()
+        return failures, results
+
+    def enqueue(self, kind: str, org_id: str, key: str, message: Any, want_reply: bool,
+                now: float | None = None) -> asyncio.Future[Any] | None:
+        ident = (kind, key)
+        actor = self.residents.get(ident)
+        if actor is None:
+            actor = self.kinds[kind](org_id, key, self.ctx)
+            self.residents[ident] = actor
+            self.resident_by_kind[kind] += 1
+        else:
+            self.residents.move_to_end(ident)
+        actor._last_used = now if now is not None else time.monotonic()
+        future = asyncio.get_running_loop().create_future() if want_reply else None
+        if actor._active and not actor._running and not actor._mailbox:
+            self._run_inline(actor, message, future)
+            return future
+        if actor._mailbox is None:
+            actor._mailbox = deque()
+        elif len(actor._mailbox) >= self.config.mailbox_limit:
+            raise MailboxFull(f"{kind} {key} has {len(actor._mailbox)} messages queued; "
+                              "retry later")
+        actor._mailbox.append((message, future))
+        self.queued += 1
+        if not actor._running:
+            self._start(actor, None)
+        return future
+
+    def _run_inline(self, actor: VirtualActor, message: Any,
+                    future: asyncio.Future[Any] | None) -> None:
+        """The fast path: an idle, active actor runs a plain handler at once."""
+        self._turns += 1
+        started = time.perf_counter()
+        try:
+            result = actor.receive(message)
+        except Exception as exc:
+            _settle(future, exc=exc, actor=actor)
+            return
+        if inspect.isawaitable(result):
+            self._start(actor, (result, future, started))
+            return
+        _settle(future, result)
+        if self._turns % SAMPLE_EVERY == 0:
+            self.metrics.turn(time.perf_counter() - started)
+
+    def _start(self, actor: VirtualActor, first: tuple[Awaitable[Any], Any, float] | None) -> None:
+        actor._running = True
+        task = asyncio.create_task(self._consume(actor, first))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _consume(self, actor: VirtualActor,
+                       first: tuple[Awaitable[Any], Any, float] | None) -> None:
+        try:
+            if first is not None:
+                awaitable, future, started = first
+                await self._finish(actor, awaitable, future, started)
+            while True:
+                if (not actor._active and actor._mailbox
+                        and not await self._activate(actor)):
+                    return
+                if not actor._mailbox:
+                    return
+                message, future = actor._mailbox.popleft()
+                self.queued -= 1
+                if message is _PASSIVATE:
+                    if not actor._mailbox:
+                        await self._deactivate(actor)
+                    continue
+                self._turns += 1
+                started = time.perf_counter()
+                try:
+                    result = actor.receive(message)
+                except Exception as exc:
+                    _settle(future, exc=exc, actor=actor)
+                    continue
+                if inspect.isawaitable(result):
+                    await self._finish(actor, result, future, started)
+                else:
+                    _settle(future, result)
+                    if self._turns % SAMPLE_EVERY == 0:
+                        self.metrics.turn(time.perf_counter() - started)
+        finally:
+            actor._running = False
+            if actor._mailbox is not None and not actor._mailbox:
+                actor._mailbox = None
+
+    async def _finish(self, actor: VirtualActor, awaitable: Awaitable[Any],
+                      future: asyncio.Future[Any] | None, started: float) -> None:
+        try:
+            result = await awaitable
+        except Exception as exc:
+            _settle(future, exc=exc, actor=actor)
+        else:
+            _settle(future, result)
+        if self._turns % SAMPLE_EVERY == 0:
+            self.metrics.turn(time.perf_counter() - started)
+
+    async def _activate(self, actor: VirtualActor) -> bool:
+        try:
+            await actor.on_activate()
+        except Exception as exc:
+            log.warning("activation of %s %s failed: %s", actor.kind, actor.key, exc)
+            while actor._mailbox:
+                _, future = actor._mailbox.popleft()
+                self.queued -= 1
+                _settle(future, exc=exc)
+            self._drop(actor)
+            return False
+        actor._active = True
+        self.metrics.activations[actor.kind] += 1
+        return True
+
+    async def _deactivate(self, actor: VirtualActor) -> None:
+        if actor._active:
+            try:
+                await actor.on_deactivate()
+            except Exception as exc:  # keep it resident: its state is not flushed
+                log.warning("deactivation of %s %s failed: %s", actor.kind, actor.key, exc)
+                return
+            actor._active = False
+        if not actor._mailbox:
+            self._drop(actor)
+            self.metrics.passivations[actor.kind] += 1
+
+    def _drop(self, actor: VirtualActor) -> None:
+        if self.residents.get((actor.kind, actor.key)) is actor:
+            del self.residents[(actor.kind, actor.key)]
+            self.resident_by_kind[actor.kind] -= 1
+        actor._retired = True
+
+    # -- per-stream order -------------------------------------------------
+
+    async def _in_order(self, stream: str, seq: int) -> None:
+        state = self._streams.get(stream)
+        if state is None:
+            state = self._streams[stream] = _Stream(expected=seq)
+        state.seen = time.monotonic()
+        if seq <= state.expected:
+            return
+        parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.parked[seq] = parked
+        try:
+            await asyncio.wait_for(parked, ORDER_WAIT)
+        except TimeoutError:
+            log.warning("stream %s: batch %d waited for %d; going on", stream, seq,
+                        state.expected)
+            state.expected = seq
+        finally:
+            state.parked.pop(seq, None)
+
+    def _advance(self, stream: str, seq: int) -> None:
+        state = self._streams[stream]
+        state.expected = max(state.expected, seq + 1)
+        waiter = state.parked.get(state.expected)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- maintenance ------------------------------------------------------
+
+    def passivate_idle(self, now: float | None = None) -> int:
+        """Queue passivation for idle actors past their TTL and beyond the cap."""
+        now = time.monotonic() if now is None else now
+        excess = len(self.residents) - self.config.max_resident
+        chosen = []
+        for actor in self.residents.values():
+            expired = now - actor._last_used >= self.config.idle_ttl
+            if not expired and excess <= 0:
+                break  # LRU order: everything after is more recent
+            if actor._running or actor._mailbox:
+                continue
+            chosen.append(actor)
+            excess -= 1
+        for actor in chosen:
+            self._request_passivation(actor)
+        return len(chosen)
+
+    def _request_passivation(self, actor: VirtualActor) -> None:
+        if not actor._active and not actor._running:
+            self._drop(actor)
+            return
+        if actor._mailbox is None:
+            actor._mailbox = deque()
+        actor._mailbox.append((_PASSIVATE, None))
+        self.queued += 1
+        if not actor._running:
+            self._start(actor, None)
+
+    async def passivate_all(self) -> None:
+        """Flush and drop every resident actor (graceful shutdown)."""
+        for actor in list(self.residents.values()):
+            self._request_passivation(actor)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def forget_streams(self, older_than: float = 600.0) -> None:
+        cutoff = time.monotonic() - older_than
+        for name in [n for n, s in self._streams.items() if s.seen < cutoff and not s.parked]:
+            del self._streams[name]
+
+    def push_metrics(self) -> None:
+        self.metrics.push(self.resident_by_kind, self.queued)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "index": self.ctx.index,
+            "resident": dict(self.resident_by_kind),
+            "queued": self.queued,
+            "turns": self._turns,
+            "activations": dict(self.metrics.activations),
+            "passivations": dict(self.metrics.passivations),
+        }
+
+
+def _settle(future: asyncio.Future[Any] | None, result: Any = None, *,
+            exc: BaseException | None = None, actor: VirtualActor | None = None) -> None:
+    if future is None:
+        if exc is not None:
+            log.warning("tell to %s %s failed: %s", getattr(actor, "kind", "?"),
+                        getattr(actor, "key", "?"), exc)
+        return
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

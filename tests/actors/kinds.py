@@ -1,0 +1,128 @@
+"""Actor kinds used only by the tests: they record what they receive, so the
+tests can check order, concurrency and durability through the real runtime."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from actors.runtime.actor import VirtualActor, on
+from storage.committer import Write
+
+EVENT_INSERT = ("INSERT INTO events (organization_id, event_type, entity_type, payload)"
+                " VALUES ($1::uuid, 'test.persisted', 'recorder', $2::jsonb)")
+
+
+class Append(msgspec.Struct, frozen=True):
+    sender: str
+    n: int
+
+
+class SlowAppend(msgspec.Struct, frozen=True):
+    """Yields to the loop before recording: other actors' turns interleave."""
+
+    sender: str
+    n: int
+
+
+class GetLog(msgspec.Struct, frozen=True):
+    pass
+
+
+class Boom(msgspec.Struct, frozen=True):
+    text: str
+
+
+class Rendezvous(msgspec.Struct, frozen=True):
+    """Meet `n` turns of other actors; only possible if turns run in parallel."""
+
+    name: str
+    n: int
+
+
+class Persist(msgspec.Struct, frozen=True):
+    value: str
+
+
+class Recorder(VirtualActor):
+    kind = "recorder"
+    __slots__ = ("log",)
+
+    async def on_activate(self) -> None:
+        self.log: list[tuple[str, int]] = []
+
+    @on(Append)
+    def append(self, message: Append) -> int:
+        self.log.append((message.sender, message.n))
+        return len(self.log)
+
+    @on(SlowAppend)
+    async def slow_append(self, message: SlowAppend) -> int:
+        await asyncio.sleep(0)
+        self.log.append((message.sender, message.n))
+        return len(self.log)
+
+    @on(GetLog)
+    def get_log(self, _: GetLog) -> list[tuple[str, int]]:
+        return list(self.log)
+
+    @on(Boom)
+    def boom(self, message: Boom) -> Any:
+        raise ValueError(message.text)
+
+    @on(Rendezvous)
+    async def rendezvous(self, message: Rendezvous) -> bool:
+        redis = self.ctx.redis
+        arrived = await redis.incr(f"test:rv:{message.name}:count")
+        if arrived == message.n:
+            await redis.rpush(f"test:rv:{message.name}:go", *["go"] * message.n)
+        got = await redis.blpop([f"test:rv:{message.name}:go"], timeout=10)
+        return got is not None
+
+    @on(Persist)
+    async def persist(self, message: Persist) -> str:
+        committer = self.ctx.committer
+        assert committer is not None
+        await committer.commit(self.org_id, [
+            Write(EVENT_INSERT, (self.org_id, {"key": self.key, "value": message.value}))])
+        return message.value
+
+
+class Plain(VirtualActor):
+    """No I/O at all: for in-process host tests."""
+
+    kind = "plain"
+    __slots__ = ("log", "deactivated")
+
+    async def on_activate(self) -> None:
+        self.log: list[Any] = []
+        self.deactivated = False
+
+    async def on_deactivate(self) -> None:
+        self.deactivated = True
+
+    @on(Append)
+    def append(self, message: Append) -> int:
+        self.log.append((message.sender, message.n))
+        return len(self.log)
+
+    @on(SlowAppend)
+    async def slow_append(self, message: SlowAppend) -> int:
+        await asyncio.sleep(0)
+        self.log.append((message.sender, message.n))
+        return len(self.log)
+
+    @on(GetLog)
+    def get_log(self, _: GetLog) -> list[Any]:
+        return list(self.log)
+
+    @on(Boom)
+    def boom(self, message: Boom) -> Any:
+        raise ValueError(message.text)
+
+
+TEST_KINDS = {
+    "recorder": "tests.actors.kinds:Recorder",
+    "plain": "tests.actors.kinds:Plain",
+}

@@ -1,0 +1,131 @@
+"""The host's mailbox machinery in-process (no Ray): order, bounds, errors,
+passivation and the LRU cap."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from actors.runtime.host import Host, HostConfig, HostContext
+from actors.runtime.protocol import ASK, TELL, MailboxFull
+from tests.actors.kinds import TEST_KINDS, Append, Boom, GetLog, SlowAppend
+
+
+def make_host(**config: float) -> Host:
+    return Host(HostContext(index=0), TEST_KINDS, HostConfig(**config))  # type: ignore[arg-type]
+
+
+async def ask(host: Host, key: str, message: object) -> object:
+    future = host.enqueue("plain", "org", key, message, True)
+    assert future is not None
+    return await future
+
+
+async def test_turns_are_serial_and_in_order_per_actor() -> None:
+    host = make_host()
+    futures = [host.enqueue("plain", "org", "a", SlowAppend("s", n) if n % 3 else Append("s", n),
+                            True) for n in range(200)]
+    assert await asyncio.gather(*futures) == list(range(1, 201))  # type: ignore[arg-type]
+    assert await ask(host, "a", GetLog()) == [("s", n) for n in range(200)]
+
+
+async def test_turn_error_reaches_the_asker_and_the_actor_lives_on() -> None:
+    host = make_host()
+    with pytest.raises(ValueError, match="bad input"):
+        await ask(host, "b", Boom("bad input"))
+    assert await ask(host, "b", Append("s", 1)) == 1
+
+
+async def test_bounded_mailbox_says_retry_later() -> None:
+    host = make_host(mailbox_limit=5)
+    # not yet active: everything queues behind the activation
+    queued = [host.enqueue("plain", "org", "c", Append("s", n), True) for n in range(5)]
+    with pytest.raises(MailboxFull, match="retry later"):
+        host.enqueue("plain", "org", "c", Append("s", 5), False)
+    await asyncio.gather(*queued)  # type: ignore[arg-type]
+    assert await ask(host, "c", GetLog()) == [("s", n) for n in range(5)]
+
+
+async def test_deliver_applies_batches_in_stream_order_even_if_they_arrive_late() -> None:
+    host = make_host()
+
+    def batch(n: int) -> list:  # type: ignore[type-arg]
+        return [("plain", "org", "d", Append("s", n), TELL, 0.0)]
+
+    assert await host.deliver("stream", 0, batch(0)) == ([], {})
+    overtaking = asyncio.create_task(host.deliver("stream", 2, batch(2)))
+    await asyncio.sleep(0)  # batch 2 is at the host before batch 1
+    assert not overtaking.done()
+    await host.deliver("stream", 1, batch(1))
+    await overtaking
+    failures, results = await host.deliver(
+        "stream", 3, [("plain", "org", "d", GetLog(), ASK, 5.0)])
+    assert failures == [] and results == {0: [("s", 0), ("s", 1), ("s", 2)]}
+
+
+async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope() -> None:
+    host = make_host()
+    failures, results = await host.deliver("x", 0, [
+        ("nope", "org", "e", Append("s", 0), TELL, 0.0),
+        ("plain", "org", "e", Boom("no"), ASK, 5.0),
+        ("plain", "org", "e", Append("s", 1), ASK, 5.0),
+    ])
+    codes = {i: code for i, code, _ in failures}
+    assert codes == {0: "unknown_kind", 1: "turn_error"}
+    assert results == {2: 1}
+
+
+async def test_idle_actors_passivate_and_come_back_fresh() -> None:
+    host = make_host(idle_ttl=0.0)
+    await ask(host, "f", Append("s", 1))
+    actor = host.residents[("plain", "f")]
+    assert host.passivate_idle() == 1
+    await asyncio.gather(*host._tasks)
+    assert ("plain", "f") not in host.residents
+    assert actor.deactivated  # type: ignore[attr-defined]
+    assert host.metrics.passivations["plain"] == 1
+    assert await ask(host, "f", GetLog()) == []  # Plain keeps nothing across activations
+    assert host.metrics.activations["plain"] == 2
+
+
+async def test_lru_cap_keeps_the_most_recently_used() -> None:
+    host = make_host(max_resident=10)
+    for i in range(25):
+        await ask(host, f"k{i}", Append("s", i))
+    await ask(host, "k0", Append("s", 99))  # k0 becomes the most recent
+    host.passivate_idle()
+    await asyncio.gather(*host._tasks)
+    keys = {key for _, key in host.residents}
+    assert len(keys) == 10
+    assert "k0" in keys and "k24" in keys and "k1" not in keys
+    assert host.resident_by_kind["plain"] == 10
+
+
+async def test_a_message_queued_behind_passivation_cancels_it() -> None:
+    host = make_host(idle_ttl=0.0)
+    await ask(host, "g", Append("s", 1))
+    host.passivate_idle()
+    future = host.enqueue("plain", "org", "g", Append("s", 2), True)
+    assert await future == 2  # same activation, state kept, no flush needed
+    assert ("plain", "g") in host.residents
+    assert host.metrics.passivations["plain"] == 0
+
+
+async def test_a_message_after_passivation_gets_a_fresh_activation() -> None:
+    host = make_host(idle_ttl=0.0)
+    await ask(host, "g2", Append("s", 1))
+    host.passivate_idle()
+    await asyncio.sleep(0)  # the consumer has entered on_deactivate
+    future = host.enqueue("plain", "org", "g2", Append("s", 2), True)
+    assert await future == 1  # reactivated after the flush: Plain starts empty
+    assert ("plain", "g2") in host.residents
+    assert host.metrics.activations["plain"] == 2
+
+
+async def test_idle_actor_keeps_no_mailbox_or_task() -> None:
+    host = make_host()
+    await ask(host, "h", SlowAppend("s", 1))
+    await asyncio.gather(*host._tasks)
+    actor = host.residents[("plain", "h")]
+    assert actor._mailbox is None and not actor._running
+    assert not host._tasks
