@@ -85,6 +85,7 @@ class Stack:
     settings: Settings
     haproxy: bool = True
     dashboard: bool = True
+    serve: bool = True
     kinds: dict[str, str] | None = None
     host_config: HostConfig | None = None
     ready_timeout: float = 120.0
@@ -119,12 +120,14 @@ class Stack:
 
     def start(self) -> Stack:
         try:
-            ensure_port_free(self.settings.host, self.settings.port)
+            if self.serve:
+                ensure_port_free(self.settings.host, self.settings.port)
             self.start_storage()
             self._start_ray()
             self._start_hosts()
-            self._start_serve()
-            self.wait_ready()
+            if self.serve:
+                self._start_serve()
+                self.wait_ready()
         except BaseException:
             self.stop()
             raise
