@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     serve_replicas: int = Field(default=1, ge=1)
     dashboard_port: int = 8265
     pool_size: int = Field(default=10, ge=1)
+    rate_per_minute: int = Field(default=600, ge=1)
+    rate_burst: int = Field(default=120, ge=1)
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_ip: int = Field(default=30, ge=1)
+    login_window_seconds: int = Field(default=900, ge=1)
 
     @property
     def embedded_postgres(self) -> bool:

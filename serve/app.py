@@ -43,6 +43,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def build_app(settings: Settings) -> FastAPI:
+    from serve.routers import api_keys, auth, contacts, mfa
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
@@ -59,4 +61,6 @@ def build_app(settings: Settings) -> FastAPI:
     )
     errors.install(app)
     app.include_router(health.router)
+    for module in (auth, mfa, api_keys, contacts):
+        app.include_router(module.router)
     return app

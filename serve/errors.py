@@ -2,6 +2,7 @@
 `{"error": {"code", "message", "details"}}`; every handler answers with it."""
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,6 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors as e
+
+log = logging.getLogger("bidi.api")
 
 STATUS: dict[type[e.BidiError], int] = {
     e.Invalid: 422,
@@ -73,7 +76,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return envelope(500, "internal_error", "internal error")
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from actors.runtime.client import ActorSystem
@@ -74,3 +75,42 @@ async def actors(settings: Settings) -> AsyncIterator[ActorSystem]:
     system = ActorSystem(settings.hosts)
     yield system
     await system.close()
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the engine, through Serve's ingress."""
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as client:
+        yield client
+
+
+@dataclass(frozen=True)
+class Account:
+    email: str
+    password: str
+    user_id: str
+    org_id: str
+    access: str
+    refresh: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access}"}
+
+
+async def register(api: httpx.AsyncClient, org_name: str = "Acme") -> Account:
+    email = f"u{uuid.uuid4().hex[:12]}@example.com"
+    password = "correct horse battery"
+    resp = await api.post("/v1/auth/register", json={
+        "email": email, "password": password, "name": "Test User",
+        "organization_name": org_name})
+    assert resp.status_code == 201, resp.text
+    body = resp.json()
+    return Account(email, password, body["user"]["id"], body["organization"]["id"],
+                   body["access_token"], body["refresh_token"])
+
+
+@pytest.fixture
+async def owner(api: httpx.AsyncClient) -> Account:
+    """A freshly registered user who owns a fresh organization."""
+    return await register(api)

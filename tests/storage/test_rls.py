@@ -13,7 +13,7 @@ TENANT_TABLES = [
     "chats", "messages", "message_attachments", "ai_agents", "agent_memories",
     "agent_executions", "campaigns", "campaign_messages", "subscriptions", "usage_logs",
     "invoices", "integrations", "webhooks", "webhook_deliveries", "events", "audit_logs",
-    "api_keys", "refresh_tokens", "channel_cursors",
+    "api_keys", "refresh_tokens", "channel_cursors", "invitations", "notes",
 ]
 
 

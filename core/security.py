@@ -1,0 +1,89 @@
+"""Passwords (argon2id), access tokens (JWT, one algorithm allow-listed) and
+opaque secrets (refresh tokens, API keys, invitations: stored as SHA-256)."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from core.errors import Unauthorized
+
+ALGORITHM = "HS256"
+AUDIENCE = "bidi-api"
+ISSUER = "bidi"
+ACCESS_TTL = 15 * 60
+REFRESH_TTL = 30 * 24 * 3600
+
+# OWASP: argon2id, m=19 MiB, t=2, p=1.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+_DUMMY = _hasher.hash("not a password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored: str | None, password: str) -> bool:
+    """Constant work whether or not the user exists."""
+    try:
+        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def opaque_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    user_id: str
+    org_id: str
+    role: str
+    jti: str
+    expires_at: int
+
+
+def issue_access_token(secret: str, user_id: str, org_id: str, role: str,
+                       ttl: int = ACCESS_TTL, now: float | None = None) -> str:
+    issued = int(now if now is not None else time.time())
+    claims = {"sub": user_id, "org": org_id, "role": role, "typ": "access",
+              "aud": AUDIENCE, "iss": ISSUER, "iat": issued, "exp": issued + ttl,
+              "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(secret: str, token: str) -> AccessClaims:
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+            options={"require": ["exp", "iat", "sub", "aud", "iss", "typ"]})
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("access token expired") from None
+    except jwt.PyJWTError:
+        raise Unauthorized("invalid access token") from None
+    if claims.get("typ") != "access":
+        raise Unauthorized("not an access token")
+    try:
+        user_id = str(uuid.UUID(str(claims["sub"])))
+        org_id = str(uuid.UUID(str(claims["org"])))
+    except (KeyError, ValueError):
+        raise Unauthorized("invalid access token") from None
+    return AccessClaims(user_id, org_id, str(claims.get("role", "")), str(claims.get("jti", "")),
+                        int(claims["exp"]))

@@ -1,0 +1,337 @@
+"""Contacts: CRUD with filters, free-text search and pagination, bulk tags,
+CSV import with a per-row report, and notes. Every mutation writes its audit
+row and its event in the same transaction."""
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from core.errors import Conflict, Invalid, NotFound
+from serve.auth import Principal, require, runtime_of
+from serve.pagination import Page, PageParams, page_params
+from serve.routers.auth import Strict
+from storage.audit import record
+
+router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
+MAX_IMPORT_ROWS = 10_000
+Tag = Field(min_length=1, max_length=64)
+
+
+class ContactFields(Strict):
+    first_name: str | None = Field(default=None, max_length=255)
+    last_name: str | None = Field(default=None, max_length=255)
+    role: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=255,
+                              pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    phone: str | None = Field(default=None, max_length=50)
+    telegram_username: str | None = Field(default=None, max_length=100)
+    telegram_chat_id: int | None = None
+    linkedin_url: str | None = Field(default=None, max_length=2048)
+    whatsapp_phone: str | None = Field(default=None, max_length=50)
+    tags: list[str] | None = Field(default=None, max_length=100)
+    notes: str | None = Field(default=None, max_length=100_000)
+    source: str | None = Field(default=None, max_length=100)
+    metadata: dict[str, Any] | None = None
+    company_id: UUID | None = None
+
+
+class ContactIn(ContactFields):
+    source: str | None = Field(default="manual", max_length=100)
+
+
+class ContactOut(BaseModel):
+    id: UUID
+    first_name: str | None
+    last_name: str | None
+    role: str | None
+    email: str | None
+    phone: str | None
+    telegram_username: str | None
+    telegram_chat_id: int | None
+    linkedin_url: str | None
+    whatsapp_phone: str | None
+    tags: list[str]
+    notes: str | None
+    source: str | None
+    metadata: dict[str, Any]
+    company_id: UUID | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class BulkTagIn(Strict):
+    contact_ids: list[UUID] = Field(min_length=1, max_length=1000)
+    add: list[str] = Field(default_factory=list, max_length=50)
+    remove: list[str] = Field(default_factory=list, max_length=50)
+
+
+class BulkTagOut(BaseModel):
+    updated: int
+
+
+class ImportRowError(BaseModel):
+    row: int
+    errors: list[str]
+
+
+class ImportOut(BaseModel):
+    imported: int
+    failed: int
+    errors: list[ImportRowError]
+
+
+class NoteIn(Strict):
+    body: str = Field(min_length=1, max_length=100_000)
+
+
+class NoteOut(BaseModel):
+    id: UUID
+    body: str
+    author_id: UUID | None
+    contact_id: UUID | None
+    deal_id: UUID | None
+    created_at: datetime | None
+
+
+COLUMNS = ("id, first_name, last_name, role, email, phone, telegram_username, telegram_chat_id,"
+           " linkedin_url, whatsapp_phone, coalesce(tags, '{}') AS tags, notes, source,"
+           " coalesce(metadata, '{}'::jsonb) AS metadata, company_id, created_at, updated_at")
+WRITABLE = list(ContactFields.model_fields)
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _out(row: asyncpg.Record) -> dict[str, Any]:
+    return dict(row)
+
+
+async def _check_company(conn: asyncpg.Connection, company_id: UUID | None) -> None:
+    # Foreign keys do not see row-level security: check the tenant owns it.
+    if company_id is not None and not await conn.fetchval(
+            "SELECT 1 FROM companies WHERE id = $1", company_id):
+        raise Invalid("company not found", field="company_id")
+
+
+def _values(fields: dict[str, Any]) -> dict[str, Any]:
+    if "tags" in fields and fields["tags"] is not None:
+        fields["tags"] = sorted(set(fields["tags"]))
+    return fields
+
+
+async def _insert(conn: asyncpg.Connection, org_id: str, fields: dict[str, Any]) -> asyncpg.Record:
+    fields = _values(fields)
+    names = ["organization_id", *fields]
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    try:
+        return await conn.fetchrow(
+            f"INSERT INTO contacts ({', '.join(names)}) VALUES ({params}) RETURNING {COLUMNS}",
+            UUID(org_id), *fields.values())
+    except asyncpg.UniqueViolationError:
+        raise Conflict("a contact with this email exists", details={"field": "email"}) from None
+
+
+@router.get("", response_model=Page[ContactOut])
+async def list_contacts(
+    request: Request,
+    page: PageParams = Depends(page_params),
+    q: str | None = Query(None, max_length=200, description="name, email, phone, telegram"),
+    tag: list[str] | None = Query(None, max_length=20),
+    company_id: UUID | None = None,
+    source: str | None = Query(None, max_length=100),
+    principal: Principal = Depends(require("crm:read")),
+) -> Any:
+    where, args = [], []
+    if q:
+        args.append("%" + _escape_like(q) + "%")
+        n = len(args)
+        where.append(f"(first_name ILIKE ${n} OR last_name ILIKE ${n} OR email ILIKE ${n}"
+                     f" OR phone ILIKE ${n} OR telegram_username ILIKE ${n}"
+                     f" OR (coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
+                     f" ILIKE ${n})")
+    if tag:
+        args.append(tag)
+        where.append(f"tags @> ${len(args)}::text[]")
+    if company_id:
+        args.append(company_id)
+        where.append(f"company_id = ${len(args)}")
+    if source:
+        args.append(source)
+        where.append(f"source = ${len(args)}")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM contacts {clause}", *args)
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM contacts {clause} ORDER BY created_at DESC, id"
+            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [_out(r) for r in rows]}
+
+
+@router.post("", status_code=201, response_model=ContactOut)
+async def create_contact(body: ContactIn, request: Request,
+                         principal: Principal = Depends(require("crm:write"))) -> Any:
+    fields = body.model_dump(exclude_unset=False, exclude_none=True)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        await _check_company(conn, body.company_id)
+        row = await _insert(conn, principal.org_id, fields)
+        await record(conn, principal.actor, action="contact.create", resource_type="contact",
+                     resource_id=row["id"], changes=fields, event_type="contact.created",
+                     payload=_out(row))
+    return _out(row)
+
+
+@router.get("/{contact_id}", response_model=ContactOut)
+async def get_contact(contact_id: UUID, request: Request,
+                      principal: Principal = Depends(require("crm:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM contacts WHERE id = $1", contact_id)
+    if row is None:
+        raise NotFound("contact not found")
+    return _out(row)
+
+
+@router.patch("/{contact_id}", response_model=ContactOut)
+async def update_contact(contact_id: UUID, body: ContactFields, request: Request,
+                         principal: Principal = Depends(require("crm:write"))) -> Any:
+    fields = _values({k: getattr(body, k) for k in body.model_fields_set})
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        before = await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM contacts WHERE id = $1 FOR UPDATE", contact_id)
+        if before is None:
+            raise NotFound("contact not found")
+        if not fields:
+            return _out(before)
+        await _check_company(conn, fields.get("company_id"))
+        sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, 2))
+        try:
+            row = await conn.fetchrow(
+                f"UPDATE contacts SET {sets}, updated_at = now() WHERE id = $1"
+                f" RETURNING {COLUMNS}", contact_id, *fields.values())
+        except asyncpg.UniqueViolationError:
+            raise Conflict("a contact with this email exists",
+                           details={"field": "email"}) from None
+        changes = {k: [before[k], row[k]] for k in fields if before[k] != row[k]}
+        await record(conn, principal.actor, action="contact.update", resource_type="contact",
+                     resource_id=contact_id, changes=changes, event_type="contact.updated",
+                     payload={"id": contact_id, "changes": changes})
+    return _out(row)
+
+
+@router.delete("/{contact_id}", status_code=204, response_class=Response)
+async def delete_contact(contact_id: UUID, request: Request,
+                         principal: Principal = Depends(require("crm:write"))) -> Response:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        deleted = await conn.fetchval("DELETE FROM contacts WHERE id = $1 RETURNING id",
+                                      contact_id)
+        if deleted is None:
+            raise NotFound("contact not found")
+        await record(conn, principal.actor, action="contact.delete", resource_type="contact",
+                     resource_id=contact_id, changes=None, event_type="contact.deleted",
+                     payload={"id": contact_id})
+    return Response(status_code=204)
+
+
+@router.post("/bulk-tag", response_model=BulkTagOut)
+async def bulk_tag(body: BulkTagIn, request: Request,
+                   principal: Principal = Depends(require("crm:write"))) -> Any:
+    if not body.add and not body.remove:
+        raise Invalid("give tags to add or remove", field="add")
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        rows = await conn.fetch(
+            "UPDATE contacts SET tags = ARRAY(SELECT DISTINCT t FROM unnest("
+            " array_cat(coalesce(tags, '{}'), $2::text[])) t WHERE NOT t = ANY($3::text[])"
+            " ORDER BY t), updated_at = now() WHERE id = ANY($1::uuid[]) RETURNING id",
+            body.contact_ids, body.add, body.remove)
+        for row in rows:
+            await record(conn, principal.actor, action="contact.tag", resource_type="contact",
+                         resource_id=row["id"], changes={"add": body.add, "remove": body.remove},
+                         event_type="contact.updated",
+                         payload={"id": row["id"], "tags_added": body.add,
+                                  "tags_removed": body.remove})
+    return {"updated": len(rows)}
+
+
+@router.post("/import", response_model=ImportOut,
+             openapi_extra={"requestBody": {"content": {"text/csv": {
+                 "schema": {"type": "string"}}}, "required": True}})
+async def import_csv(request: Request,
+                     principal: Principal = Depends(require("crm:write"))) -> Any:
+    """CSV with a header row naming contact fields (`tags` separated by `;`).
+    Valid rows are stored; every other row is reported with its errors."""
+    raw = await request.body()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise Invalid("the CSV must be UTF-8") from None
+    reader = csv.DictReader(io.StringIO(text))
+    unknown = sorted(set(reader.fieldnames or []) - set(WRITABLE) - {""})
+    if not reader.fieldnames or unknown:
+        raise Invalid(f"unknown columns: {', '.join(unknown)}" if unknown
+                      else "the CSV needs a header row", details={"allowed": WRITABLE})
+    errors: list[dict[str, Any]] = []
+    imported = 0
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        for number, row in enumerate(reader, start=2):
+            if number - 1 > MAX_IMPORT_ROWS:
+                raise Invalid(f"at most {MAX_IMPORT_ROWS} rows per import")
+            cells: dict[str, Any] = {k: v.strip() for k, v in row.items()
+                                     if k and v is not None and v.strip()}
+            if "tags" in cells:
+                cells["tags"] = [t.strip() for t in cells["tags"].split(";") if t.strip()]
+            try:
+                parsed = ContactIn.model_validate({"source": "import", **cells})
+            except ValidationError as exc:
+                errors.append({"row": number, "errors": [
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]})
+                continue
+            fields = parsed.model_dump(exclude_none=True)
+            try:
+                async with conn.transaction():  # a savepoint: a bad row fails alone
+                    await _check_company(conn, parsed.company_id)
+                    contact = await _insert(conn, principal.org_id, fields)
+            except (Conflict, Invalid) as exc:
+                errors.append({"row": number, "errors": [exc.message]})
+                continue
+            imported += 1
+            await record(conn, principal.actor, action="contact.create",
+                         resource_type="contact", resource_id=contact["id"], changes=fields,
+                         event_type="contact.created", payload=_out(contact))
+    return {"imported": imported, "failed": len(errors), "errors": errors}
+
+
+@router.get("/{contact_id}/notes", response_model=list[NoteOut])
+async def list_notes(contact_id: UUID, request: Request,
+                     principal: Principal = Depends(require("crm:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        if not await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1", contact_id):
+            raise NotFound("contact not found")
+        rows = await conn.fetch(
+            "SELECT id, body, author_id, contact_id, deal_id, created_at FROM notes"
+            " WHERE contact_id = $1 ORDER BY created_at, id", contact_id)
+    return [dict(r) for r in rows]
+
+
+@router.post("/{contact_id}/notes", status_code=201, response_model=NoteOut)
+async def add_note(contact_id: UUID, request: Request, body: NoteIn = Body(...),
+                   principal: Principal = Depends(require("crm:write"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        if not await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1", contact_id):
+            raise NotFound("contact not found")
+        row = await conn.fetchrow(
+            "INSERT INTO notes (organization_id, contact_id, author_id, body)"
+            " VALUES ($1, $2, $3, $4) RETURNING id, body, author_id, contact_id, deal_id,"
+            " created_at", UUID(principal.org_id), contact_id,
+            principal.user_id and UUID(principal.user_id), body.body)
+        await record(conn, principal.actor, action="note.create", resource_type="note",
+                     resource_id=row["id"], changes={"contact_id": contact_id},
+                     event_type="note.created", payload=dict(row))
+    return dict(row)

@@ -1,0 +1,54 @@
+"""The audit trail and the event log, written in the caller's transaction:
+a mutation, its `audit_logs` row and its `events` row commit together."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, from where."""
+
+    org_id: str
+    user_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+
+async def record(conn: asyncpg.Connection, actor: Actor, *, action: str, resource_type: str,
+                 resource_id: Any, changes: dict[str, Any] | None,
+                 event_type: str | None = None, payload: dict[str, Any] | None = None) -> int:
+    """Write the audit row and (when `event_type`) the event; return the event seq."""
+    await conn.execute(
+        "INSERT INTO audit_logs (organization_id, user_id, action, resource_type, resource_id,"
+        " changes, ip_address, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)",
+        actor.org_id, actor.user_id, action, resource_type, resource_id,
+        _jsonable(changes), actor.ip, actor.user_agent)
+    if event_type is None:
+        return 0
+    return await append_event(conn, actor.org_id, event_type, resource_type, resource_id,
+                              payload if payload is not None else (changes or {}),
+                              user_id=actor.user_id)
+
+
+async def append_event(conn: asyncpg.Connection, org_id: str, event_type: str,
+                       entity_type: str | None, entity_id: Any, payload: dict[str, Any], *,
+                       user_id: str | None = None, agent_id: str | None = None) -> int:
+    return int(await conn.fetchval(
+        "INSERT INTO events (organization_id, event_type, entity_type, entity_id, user_id,"
+        " agent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
+        org_id, event_type, entity_type, entity_id, user_id, agent_id, _jsonable(payload)))
+
+
+def _jsonable(value: Any) -> Any:
+    """UUIDs, dates and decimals as strings, recursively."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    return str(value)

@@ -1,0 +1,173 @@
+"""Contacts over real HTTP: CRUD, search, tenancy, audit + events, import."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+
+from storage.db import Database
+from tests.conftest import Account, register
+from tests.serve.test_auth import envelope
+
+
+async def create(api: httpx.AsyncClient, who: Account, **fields: object) -> dict:  # type: ignore[type-arg]
+    resp = await api.post("/v1/contacts", json=fields, headers=who.headers)
+    assert resp.status_code == 201, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def test_crud_with_audit_and_events(api: httpx.AsyncClient, owner: Account,
+                                          db: Database) -> None:
+    ada = await create(api, owner, first_name="Ada", last_name="Lovelace",
+                       email="ada@example.com", tags=["vip", "ai", "vip"])
+    assert ada["tags"] == ["ai", "vip"] and ada["source"] == "manual"
+    got = await api.get(f"/v1/contacts/{ada['id']}", headers=owner.headers)
+    assert got.json()["email"] == "ada@example.com"
+    patched = await api.patch(f"/v1/contacts/{ada['id']}", json={"role": "CTO"},
+                              headers=owner.headers)
+    assert patched.status_code == 200 and patched.json()["role"] == "CTO"
+    assert patched.json()["email"] == "ada@example.com"
+    deleted = await api.delete(f"/v1/contacts/{ada['id']}", headers=owner.headers)
+    assert deleted.status_code == 204
+    envelope(await api.get(f"/v1/contacts/{ada['id']}", headers=owner.headers), 404)
+    async with db.tenant_tx(owner.org_id) as conn:
+        actions = [r["action"] for r in await conn.fetch(
+            "SELECT action FROM audit_logs WHERE resource_id = $1 ORDER BY created_at",
+            uuid.UUID(ada["id"]))]
+        events = [r["event_type"] for r in await conn.fetch(
+            "SELECT event_type FROM events WHERE entity_id = $1 ORDER BY seq",
+            uuid.UUID(ada["id"]))]
+        changes = await conn.fetchval(
+            "SELECT changes FROM audit_logs WHERE action = 'contact.update'"
+            " AND resource_id = $1", uuid.UUID(ada["id"]))
+    assert actions == ["contact.create", "contact.update", "contact.delete"]
+    assert events == ["contact.created", "contact.updated", "contact.deleted"]
+    assert changes == {"role": [None, "CTO"]}
+
+
+async def test_search_filters_and_pagination(api: httpx.AsyncClient, owner: Account) -> None:
+    for i in range(7):
+        await create(api, owner, first_name=f"Person{i}", email=f"p{i}@example.com",
+                     tags=["even"] if i % 2 == 0 else ["odd"], telegram_username=f"tg_{i}")
+    await create(api, owner, first_name="Zed", phone="+15550001", source="integration")
+    page = await api.get("/v1/contacts", params={"limit": 3, "page": 2}, headers=owner.headers)
+    body = page.json()
+    assert (body["page"], body["limit"], body["total"], len(body["data"])) == (2, 3, 8, 3)
+    found = await api.get("/v1/contacts", params={"q": "tg_3"}, headers=owner.headers)
+    assert [c["first_name"] for c in found.json()["data"]] == ["Person3"]
+    evens = await api.get("/v1/contacts", params={"tag": "even"}, headers=owner.headers)
+    assert evens.json()["total"] == 4
+    by_phone = await api.get("/v1/contacts", params={"q": "555000"}, headers=owner.headers)
+    assert [c["first_name"] for c in by_phone.json()["data"]] == ["Zed"]
+    source = await api.get("/v1/contacts", params={"source": "integration"},
+                           headers=owner.headers)
+    assert source.json()["total"] == 1
+    literal = await api.get("/v1/contacts", params={"q": "%"}, headers=owner.headers)
+    assert literal.json()["total"] == 0  # % is searched for, not a wildcard
+
+
+async def test_bad_input_gets_the_envelope(api: httpx.AsyncClient, owner: Account) -> None:
+    h = owner.headers
+    await create(api, owner, email="dup@example.com")
+    envelope(await api.post("/v1/contacts", json={"email": "DUP@example.com"}, headers=h), 409)
+    envelope(await api.post("/v1/contacts", json={"email": "not-an-email"}, headers=h), 422)
+    envelope(await api.post("/v1/contacts", json={"first_name": 5}, headers=h), 422)
+    envelope(await api.post("/v1/contacts", json={"bogus": "x"}, headers=h), 422)
+    envelope(await api.post("/v1/contacts", json={"first_name": "x" * 256}, headers=h), 422)
+    envelope(await api.get("/v1/contacts/not-a-uuid", headers=h), 422)
+    envelope(await api.get("/v1/contacts", params={"limit": 0}, headers=h), 422)
+    envelope(await api.get("/v1/contacts", params={"page": -1}, headers=h), 422)
+    envelope(await api.get("/v1/contacts", params={"limit": 1000}, headers=h), 422)
+    envelope(await api.post("/v1/contacts", content=b"[", headers={
+        **h, "content-type": "application/json"}), 400, "malformed_json")
+    envelope(await api.post("/v1/contacts", json={"company_id": str(uuid.uuid4())}, headers=h),
+             422)
+
+
+async def test_other_orgs_contacts_are_404(api: httpx.AsyncClient, owner: Account) -> None:
+    mine = await create(api, owner, first_name="Mine", email="mine@example.com")
+    thief = await register(api, "Thief Inc")
+    h = thief.headers
+    url = f"/v1/contacts/{mine['id']}"
+    envelope(await api.get(url, headers=h), 404, "not_found")
+    envelope(await api.patch(url, json={"first_name": "Stolen"}, headers=h), 404)
+    envelope(await api.delete(url, headers=h), 404)
+    envelope(await api.get(f"{url}/notes", headers=h), 404)
+    envelope(await api.post(f"{url}/notes", json={"body": "hi"}, headers=h), 404)
+    tagged = await api.post("/v1/contacts/bulk-tag", json={"contact_ids": [mine["id"]],
+                                                           "add": ["pwned"]}, headers=h)
+    assert tagged.json() == {"updated": 0}
+    listed = await api.get("/v1/contacts", params={"q": "Mine"}, headers=h)
+    assert listed.json()["total"] == 0
+    still = await api.get(url, headers=owner.headers)
+    assert still.json()["first_name"] == "Mine" and still.json()["tags"] == []
+
+
+async def test_bulk_tag_and_notes(api: httpx.AsyncClient, owner: Account) -> None:
+    a = await create(api, owner, first_name="A", tags=["old"])
+    b = await create(api, owner, first_name="B")
+    resp = await api.post("/v1/contacts/bulk-tag", json={
+        "contact_ids": [a["id"], b["id"]], "add": ["new"], "remove": ["old"]},
+        headers=owner.headers)
+    assert resp.json() == {"updated": 2}
+    for c in (a, b):
+        got = await api.get(f"/v1/contacts/{c['id']}", headers=owner.headers)
+        assert got.json()["tags"] == ["new"]
+    note = await api.post(f"/v1/contacts/{a['id']}/notes", json={"body": "Called, keen."},
+                          headers=owner.headers)
+    assert note.status_code == 201 and note.json()["author_id"] == owner.user_id
+    notes = await api.get(f"/v1/contacts/{a['id']}/notes", headers=owner.headers)
+    assert [n["body"] for n in notes.json()] == ["Called, keen."]
+
+
+async def test_csv_import_reports_each_bad_row(api: httpx.AsyncClient, owner: Account) -> None:
+    await create(api, owner, email="taken@example.com")
+    csv_text = ("first_name,last_name,email,tags\n"
+                "Ann,One,ann@example.com,a;b\n"
+                "Bad,Email,not-an-email,\n"
+                "Dup,Licate,taken@example.com,\n"
+                "Cy,Three,cy@example.com,\n")
+    resp = await api.post("/v1/contacts/import", content=csv_text.encode(),
+                          headers={**owner.headers, "content-type": "text/csv"})
+    assert resp.status_code == 200, resp.text
+    report = resp.json()
+    assert report["imported"] == 2 and report["failed"] == 2
+    assert [e["row"] for e in report["errors"]] == [3, 4]
+    assert "email" in report["errors"][0]["errors"][0]
+    ann = await api.get("/v1/contacts", params={"q": "ann@"}, headers=owner.headers)
+    assert ann.json()["data"][0]["tags"] == ["a", "b"]
+    assert ann.json()["data"][0]["source"] == "import"
+    envelope(await api.post("/v1/contacts/import", content=b"nope,cols\n1,2\n",
+                            headers={**owner.headers, "content-type": "text/csv"}), 422)
+
+
+async def test_api_key_scopes_and_revocation(api: httpx.AsyncClient, owner: Account) -> None:
+    made = await api.post("/v1/api-keys", json={"name": "reader", "scopes": ["crm:read"]},
+                          headers=owner.headers)
+    assert made.status_code == 201, made.text
+    key = made.json()["key"]
+    listed = await api.get("/v1/api-keys", headers=owner.headers)
+    assert "key" not in listed.json()["data"][0]
+    assert listed.json()["data"][0]["prefix"] in key
+    as_key = {"X-API-Key": key}
+    assert (await api.get("/v1/contacts", headers=as_key)).status_code == 200
+    envelope(await api.post("/v1/contacts", json={"first_name": "X"}, headers=as_key), 403)
+    envelope(await api.get("/v1/contacts", headers={"X-API-Key": key[:-2] + "xx"}), 401)
+    revoke = await api.delete(f"/v1/api-keys/{made.json()['id']}", headers=owner.headers)
+    assert revoke.status_code == 204
+    envelope(await api.get("/v1/contacts", headers=as_key), 401)
+    envelope(await api.post("/v1/api-keys", json={"name": "x", "scopes": ["root"]},
+                            headers=owner.headers), 422)
+
+
+async def test_rate_limit_answers_429_with_retry_after(api: httpx.AsyncClient,
+                                                       owner: Account) -> None:
+    responses = await asyncio.gather(*(
+        api.get("/v1/contacts", params={"limit": 1}, headers=owner.headers)
+        for _ in range(200)))
+    limited = [r for r in responses if r.status_code == 429]
+    assert limited, "a burst of 200 must exceed the bucket of 120"
+    assert all(r.status_code in (200, 429) for r in responses)
+    assert int(limited[0].headers["retry-after"]) >= 1
+    assert limited[0].json()["error"]["code"] == "rate_limited"
