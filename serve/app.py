@@ -1,9 +1,12 @@
 """The FastAPI app: one lifespan composing this process's resources."""
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from types import ModuleType
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -43,8 +46,6 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
 
 
 def build_app(settings: Settings) -> FastAPI:
-    from serve.routers import api_keys, auth, contacts, mfa
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
@@ -61,6 +62,18 @@ def build_app(settings: Settings) -> FastAPI:
     )
     errors.install(app)
     app.include_router(health.router)
-    for module in (auth, mfa, api_keys, contacts):
+    for module in routers():
         app.include_router(module.router)
     return app
+
+
+def routers() -> list[ModuleType]:
+    """Every module of `serve.routers` with a `router`, in name order."""
+    import serve.routers as package
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        if hasattr(module, "router"):
+            found.append(module)
+    return found
