@@ -13,7 +13,7 @@ from fastapi import FastAPI
 
 from actors.runtime.client import ActorSystem
 from core.settings import Settings
-from serve import errors, health
+from serve import errors, health, openapi
 from storage.db import Database
 from storage.redis import open_redis
 
@@ -64,6 +64,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     for module in routers():
         app.include_router(module.router)
+    openapi.install(app)
     return app
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -68,7 +68,7 @@ async def _from_api_key(runtime: Runtime, raw: str) -> tuple[str, str | None, st
             raise Unauthorized("invalid API key")
         if row["revoked_at"] is not None:
             raise Unauthorized("API key revoked")
-        if row["expires_at"] is not None and row["expires_at"] < datetime.utcnow():
+        if row["expires_at"] is not None and row["expires_at"] < datetime.now(UTC):
             raise Unauthorized("API key expired")
         await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
     created_by = str(row["created_by"]) if row["created_by"] else None

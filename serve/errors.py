@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -76,6 +77,12 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
+async def _bad_data(_: Request, exc: Exception) -> JSONResponse:
+    """Input the database refuses as data (NUL bytes, out-of-range numbers,
+    unencodable text) is the client's error, not ours."""
+    return envelope(422, "invalid_value", f"a value was refused: {type(exc).__name__}")
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return envelope(500, "internal_error", "internal error")
@@ -85,4 +92,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.BidiError, _bidi_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(asyncpg.DataError, _bad_data)
+    app.add_exception_handler(UnicodeEncodeError, _bad_data)
     app.add_exception_handler(Exception, _unexpected)

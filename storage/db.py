@@ -11,6 +11,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -19,12 +20,30 @@ from pgvector.asyncpg import register_vector
 from core.errors import StartupError
 
 APP_ROLE = "bidi_app"
+UTC_SESSION = {"timezone": "UTC"}
+
+
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _encode_timestamp(value: datetime) -> tuple[int]:
+    """`timestamp` columns hold UTC; aware values are converted, naive ones are UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    delta = value - _EPOCH
+    return (delta.days * 86_400_000_000 + delta.seconds * 1_000_000 + delta.microseconds,)
+
+
+def _decode_timestamp(value: tuple[int]) -> datetime:
+    return _EPOCH + timedelta(microseconds=value[0])
 
 
 async def _json_codecs(conn: asyncpg.Connection) -> None:
     for name in ("jsonb", "json"):
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
                                   schema="pg_catalog")
+    await conn.set_type_codec("timestamp", encoder=_encode_timestamp,
+                              decoder=_decode_timestamp, schema="pg_catalog", format="tuple")
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -50,7 +69,7 @@ def describe(dsn: str) -> str:
 async def connect_admin(dsn: str, timeout: float = 10.0) -> asyncpg.Connection:
     """One connection as the owner, with a clear error when it cannot be had."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=timeout)
+        conn = await asyncpg.connect(dsn, timeout=timeout, server_settings=UTC_SESSION)
     except (OSError, asyncpg.PostgresError, TimeoutError, ValueError) as exc:
         raise StartupError(f"cannot connect to Postgres at {describe(dsn)}: {exc}") from exc
     await _json_codecs(conn)
@@ -71,8 +90,8 @@ class Database:
     async def __aenter__(self) -> Database:
         try:
             self.system = await asyncpg.create_pool(
-                self.dsn, min_size=1, max_size=max(2, self.max_size // 2), init=_init_connection
-            )
+                self.dsn, min_size=1, max_size=max(2, self.max_size // 2), init=_init_connection,
+                server_settings=UTC_SESSION)
             self.app = await asyncpg.create_pool(
                 self.dsn,
                 user=APP_ROLE,
@@ -80,6 +99,7 @@ class Database:
                 min_size=self.min_size,
                 max_size=self.max_size,
                 init=_init_connection,
+                server_settings=UTC_SESSION,
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             await self.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -68,7 +68,7 @@ async def issue_refresh(conn: asyncpg.Connection, user_id: Any, org_id: Any,
     row_id = await conn.fetchval(
         "INSERT INTO refresh_tokens (user_id, organization_id, family_id, token_hash, expires_at)"
         " VALUES ($1, $2, $3, $4, $5) RETURNING id", user_id, org_id, family,
-        digest(token), datetime.utcnow() + timedelta(seconds=REFRESH_TTL))
+        digest(token), datetime.now(UTC) + timedelta(seconds=REFRESH_TTL))
     return token, row_id
 
 
@@ -84,7 +84,7 @@ async def rotate_refresh(conn: asyncpg.Connection, token: str) -> tuple[str, str
     if row["used_at"] is not None or row["revoked_at"] is not None:
         await revoke_family(conn, row["family_id"])
         return "refresh token reused: every session of this login is revoked"
-    if row["expires_at"] < datetime.utcnow():
+    if row["expires_at"] < datetime.now(UTC):
         return "refresh token expired"
     role = await membership(conn, row["user_id"], row["organization_id"])
     if role is None:

@@ -57,13 +57,12 @@ async def create_key(body: ApiKeyIn, request: Request,
     if beyond:
         raise Forbidden(f"a key cannot have scopes its creator lacks: {', '.join(beyond)}")
     prefix, secret = secrets.token_hex(6), opaque_token(32)
-    expires = body.expires_at.replace(tzinfo=None) if body.expires_at else None
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await conn.fetchrow(
             f"INSERT INTO api_keys (organization_id, created_by, name, prefix, key_hash, scopes,"
             f" expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}",
             UUID(principal.org_id), principal.user_id and UUID(principal.user_id), body.name,
-            prefix, digest(secret), sorted(set(body.scopes)), expires)
+            prefix, digest(secret), sorted(set(body.scopes)), body.expires_at)
         await record(conn, principal.actor, action="api_key.create", resource_type="api_key",
                      resource_id=row["id"], changes={"name": body.name, "scopes": body.scopes})
     return {**dict(row), "key": f"{API_KEY_PREFIX}_{prefix}_{secret}"}

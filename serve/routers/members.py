@@ -3,7 +3,7 @@ role, remove. Only an owner grants or takes away ownership, and the last
 owner can be neither demoted nor removed."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -101,7 +101,7 @@ async def invite(body: InviteIn, request: Request,
             " expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
             " RETURNING id, email, role, expires_at, accepted_at, created_at",
             UUID(principal.org_id), body.email, body.role.value, digest(token),
-            principal.user_id and UUID(principal.user_id), datetime.utcnow() + INVITE_TTL)
+            principal.user_id and UUID(principal.user_id), datetime.now(UTC) + INVITE_TTL)
         await record(conn, principal.actor, action="member.invite", resource_type="invitation",
                      resource_id=row["id"], changes={"email": body.email, "role": body.role},
                      event_type="member.invited",
@@ -132,7 +132,7 @@ async def accept(body: AcceptIn, request: Request,
             " WHERE token_hash = $1 FOR UPDATE", digest(body.token))
         if invitation is None or invitation["accepted_at"] is not None:
             raise NotFound("invitation not found or already used")
-        if invitation["expires_at"] < datetime.utcnow():
+        if invitation["expires_at"] < datetime.now(UTC):
             raise Invalid("invitation expired", field="token")
         email = await conn.fetchval("SELECT email FROM users WHERE id = $1", user_id)
         if email is None or email.lower() != invitation["email"].lower():
