@@ -23,14 +23,14 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-async def _worker(host: str, port: int, request: bytes, stop_at: float,
-                  out: LoadResult, sample_every: int) -> None:
+async def _worker(host: str, port: int, requests: list[bytes], stop_at: float,
+                  out: LoadResult, sample_every: int, offset: int = 0) -> None:
     reader, writer = await asyncio.open_connection(host, port)
     n = 0
     try:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            writer.write(request)
+            writer.write(requests[(offset + n) % len(requests)])
             head = await reader.readuntil(b"\r\n\r\n")
             length = 0
             for line in head.split(b"\r\n"):
@@ -38,7 +38,7 @@ async def _worker(host: str, port: int, request: bytes, stop_at: float,
                     length = int(line[15:])
             if length:
                 await reader.readexactly(length)
-            if head[9:12] == b"200":
+            if head[9:10] == b"2":
                 out.requests += 1
             else:
                 out.errors += 1
@@ -51,18 +51,26 @@ async def _worker(host: str, port: int, request: bytes, stop_at: float,
         writer.close()
 
 
-async def _run(host: str, port: int, path: str, connections: int,
-               seconds: float, warmup: float) -> LoadResult:
-    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
+def raw_request(method: str, host: str, port: int, path: str,
+                headers: dict[str, str] | None = None, body: bytes = b"") -> bytes:
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
+    if body or method in ("POST", "PUT", "PATCH"):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def _run(host: str, port: int, requests: list[bytes], connections: int,
+               seconds: float, warmup: float, sample_every: int) -> LoadResult:
     if warmup:
         scratch = LoadResult(0, 0, 0, [])
         stop = time.monotonic() + warmup
-        await asyncio.gather(*(_worker(host, port, request, stop, scratch, 1_000_000)
-                               for _ in range(connections)))
+        await asyncio.gather(*(_worker(host, port, requests, stop, scratch, 1_000_000, i * 7919)
+                               for i in range(connections)))
     out = LoadResult(0, 0, seconds, [])
     stop = time.monotonic() + seconds
-    await asyncio.gather(*(_worker(host, port, request, stop, out, 10)
-                           for _ in range(connections)))
+    await asyncio.gather(*(_worker(host, port, requests, stop, out, sample_every, i * 7919)
+                           for i in range(connections)))
     return out
 
 
@@ -74,13 +82,16 @@ def _child(conn: mp.connection.Connection, *args: object) -> None:
     conn.close()
 
 
-def http_load(host: str, port: int, path: str, *, connections: int = 32,
-              seconds: float = 10.0, warmup: float = 2.0) -> LoadResult:
-    """Hammer `GET path` from a separate process; return what it counted."""
+def http_load(host: str, port: int, path: str = "/", *, connections: int = 32,
+              seconds: float = 10.0, warmup: float = 2.0, requests: list[bytes] | None = None,
+              sample_every: int = 10) -> LoadResult:
+    """Hammer `GET path` (or cycle through raw `requests`) from a separate
+    process; return what it counted. Any 2xx counts as a success."""
+    requests = requests or [raw_request("GET", host, port, path)]
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child,
-                       args=(child, host, port, path, connections, seconds, warmup))
+    proc = ctx.Process(target=_child, args=(child, host, port, requests, connections,
+                                            seconds, warmup, sample_every))
     proc.start()
     result: LoadResult = parent.recv()
     proc.join()

@@ -151,12 +151,8 @@ async def list_contacts(
 ) -> Any:
     where, args = [], []
     if q:
-        args.append("%" + _escape_like(q) + "%")
-        n = len(args)
-        where.append(f"(first_name ILIKE ${n} OR last_name ILIKE ${n} OR email ILIKE ${n}"
-                     f" OR phone ILIKE ${n} OR telegram_username ILIKE ${n}"
-                     f" OR (coalesce(first_name, '') || ' ' || coalesce(last_name, ''))"
-                     f" ILIKE ${n})")
+        args.append("%" + _escape_like(q.lower()) + "%")
+        where.append(f"search_text LIKE ${len(args)}")
     if tag:
         args.append(tag)
         where.append(f"tags @> ${len(args)}::text[]")
@@ -168,10 +164,15 @@ async def list_contacts(
         where.append(f"source = ${len(args)}")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM contacts {clause}", *args)
+        # one scan: the page and the total together
         rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM contacts {clause} ORDER BY created_at DESC, id"
-            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, page.limit, page.offset)
+            f"SELECT {COLUMNS}, count(*) OVER () AS total FROM contacts {clause}"
+            f" ORDER BY created_at DESC, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+            *args, page.limit, page.offset)
+        if rows:
+            total = rows[0]["total"]
+        else:
+            total = await conn.fetchval(f"SELECT count(*) FROM contacts {clause}", *args)
     return {"page": page.page, "limit": page.limit, "total": total,
             "data": [_out(r) for r in rows]}
 

@@ -1,0 +1,179 @@
+"""Companies: CRUD with free-text search, filters and pagination. Every
+mutation writes its audit row and its event in the same transaction."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from core.errors import Invalid, NotFound
+from serve.auth import Principal, require, runtime_of
+from serve.pagination import Page, PageParams, page_params
+from serve.routers.auth import Strict
+from storage.audit import record
+
+router = APIRouter(prefix="/v1/companies", tags=["companies"])
+
+Size = Literal["startup", "small", "medium", "large", "enterprise"]
+Stage = Literal["lead", "prospect", "customer", "partner"]
+NOT_NULL = ("name",)
+
+
+class CompanyPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    industry: str | None = Field(default=None, max_length=100)
+    description: str | None = Field(default=None, max_length=100_000)
+    size: Size | None = None
+    stage: Stage | None = None
+    website: str | None = Field(default=None, max_length=255)
+    logo_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] | None = None
+
+
+class CompanyIn(CompanyPatch):
+    name: str = Field(min_length=1, max_length=255)
+
+
+class CompanyOut(BaseModel):
+    id: UUID
+    name: str
+    industry: str | None
+    description: str | None
+    size: str | None
+    stage: str | None
+    website: str | None
+    logo_url: str | None
+    metadata: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+COLUMNS = ("id, name, industry, description, size, stage, website, logo_url,"
+           " coalesce(metadata, '{}'::jsonb) AS metadata, created_at, updated_at")
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _patch_fields(body: Strict, not_null: tuple[str, ...]) -> dict[str, Any]:
+    """The fields a PATCH sets; a NOT NULL column cannot be set to null."""
+    fields = {k: getattr(body, k) for k in body.model_fields_set}
+    for name in not_null:
+        if name in fields and fields[name] is None:
+            raise Invalid(f"{name} cannot be null", field=name)
+    return fields
+
+
+def _filters(q: str | None, industry: str | None, stage: str | None,
+             size: str | None) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if q:
+        args.append("%" + _escape_like(q) + "%")
+        n = len(args)
+        where.append(f"(name ILIKE ${n} OR industry ILIKE ${n} OR website ILIKE ${n})")
+    if industry:
+        args.append(industry)
+        where.append(f"lower(industry) = lower(${len(args)})")
+    if stage:
+        args.append(stage)
+        where.append(f"stage = ${len(args)}")
+    if size:
+        args.append(size)
+        where.append(f"size = ${len(args)}")
+    return (f"WHERE {' AND '.join(where)}" if where else ""), args
+
+
+@router.get("", response_model=Page[CompanyOut])
+async def list_companies(
+    request: Request,
+    page: PageParams = Depends(page_params),
+    q: str | None = Query(None, max_length=200, description="name, industry, website"),
+    industry: str | None = Query(None, max_length=100),
+    stage: Stage | None = None,
+    size: Size | None = None,
+    principal: Principal = Depends(require("crm:read")),
+) -> Any:
+    clause, args = _filters(q, industry, stage, size)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM companies {clause}", *args)
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM companies {clause} ORDER BY created_at DESC, id"
+            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [dict(r) for r in rows]}
+
+
+@router.post("", status_code=201, response_model=CompanyOut)
+async def create_company(body: CompanyIn, request: Request,
+                         principal: Principal = Depends(require("crm:write"))) -> Any:
+    fields = body.model_dump(exclude_none=True)
+    names = ["organization_id", *fields]
+    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(
+            f"INSERT INTO companies ({', '.join(names)}) VALUES ({params}) RETURNING {COLUMNS}",
+            UUID(principal.org_id), *fields.values())
+        await record(conn, principal.actor, action="company.create", resource_type="company",
+                     resource_id=row["id"], changes=fields, event_type="company.created",
+                     payload=dict(row))
+    return dict(row)
+
+
+@router.get("/{company_id}", response_model=CompanyOut)
+async def get_company(company_id: UUID, request: Request,
+                      principal: Principal = Depends(require("crm:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM companies WHERE id = $1", company_id)
+    if row is None:
+        raise NotFound("company not found")
+    return dict(row)
+
+
+async def _update(conn: asyncpg.Connection, company_id: UUID,
+                  fields: dict[str, Any]) -> tuple[asyncpg.Record, asyncpg.Record]:
+    before = await conn.fetchrow(
+        f"SELECT {COLUMNS} FROM companies WHERE id = $1 FOR UPDATE", company_id)
+    if before is None:
+        raise NotFound("company not found")
+    if not fields:
+        return before, before
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, 2))
+    row = await conn.fetchrow(
+        f"UPDATE companies SET {sets}, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+        company_id, *fields.values())
+    return before, row
+
+
+@router.patch("/{company_id}", response_model=CompanyOut)
+async def update_company(company_id: UUID, body: CompanyPatch, request: Request,
+                         principal: Principal = Depends(require("crm:write"))) -> Any:
+    fields = _patch_fields(body, NOT_NULL)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        before, row = await _update(conn, company_id, fields)
+        changes = {k: [before[k], row[k]] for k in fields if before[k] != row[k]}
+        if changes:
+            await record(conn, principal.actor, action="company.update",
+                         resource_type="company", resource_id=company_id, changes=changes,
+                         event_type="company.updated",
+                         payload={"id": company_id, "changes": changes})
+    return dict(row)
+
+
+@router.delete("/{company_id}", status_code=204, response_class=Response)
+async def delete_company(company_id: UUID, request: Request,
+                         principal: Principal = Depends(require("crm:write"))) -> Response:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        deleted = await conn.fetchval("DELETE FROM companies WHERE id = $1 RETURNING id",
+                                      company_id)
+        if deleted is None:
+            raise NotFound("company not found")
+        await record(conn, principal.actor, action="company.delete", resource_type="company",
+                     resource_id=company_id, changes=None, event_type="company.deleted",
+                     payload={"id": company_id})
+    return Response(status_code=204)

@@ -1,0 +1,265 @@
+"""Deals: CRUD with filters and pagination, stage moves (`deal.stage.changed`)
+and notes. Every reference a deal stores (pipeline, stage, contact, company)
+is checked to be visible in the tenant, and a stage to belong to the deal's
+pipeline, before it is written: foreign keys do not see row-level security."""
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from core.errors import Invalid, NotFound
+from serve.auth import Principal, require, runtime_of
+from serve.pagination import Page, PageParams, page_params
+from serve.routers.auth import Strict
+from serve.routers.contacts import NoteIn, NoteOut
+from storage.audit import append_event, record
+
+router = APIRouter(prefix="/v1/deals", tags=["deals"])
+NOT_NULL = ("name", "pipeline_id", "stage_id", "currency", "probability")
+CURRENCY = r"^[A-Z]{3}$"
+
+
+class DealPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    pipeline_id: UUID | None = None
+    stage_id: UUID | None = None
+    contact_id: UUID | None = None
+    company_id: UUID | None = None
+    value: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    currency: str | None = Field(default=None, pattern=CURRENCY)
+    expected_close_date: date | None = None
+    probability: int | None = Field(default=None, ge=0, le=100)
+    notes: str | None = Field(default=None, max_length=100_000)
+    metadata: dict[str, Any] | None = None
+
+
+class DealIn(DealPatch):
+    name: str = Field(min_length=1, max_length=255)
+    pipeline_id: UUID
+    currency: str = Field(default="USD", pattern=CURRENCY)
+    probability: int = Field(default=0, ge=0, le=100)
+
+
+class DealOut(BaseModel):
+    id: UUID
+    pipeline_id: UUID | None
+    stage_id: UUID | None
+    contact_id: UUID | None
+    company_id: UUID | None
+    name: str
+    value: float | None
+    currency: str | None
+    expected_close_date: date | None
+    probability: int | None
+    notes: str | None
+    metadata: dict[str, Any]
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+COLUMNS = ("id, pipeline_id, stage_id, contact_id, company_id, name, value, currency,"
+           " expected_close_date, probability, notes,"
+           " coalesce(metadata, '{}'::jsonb) AS metadata, created_at, updated_at")
+NOTE_COLUMNS = "id, body, author_id, contact_id, deal_id, created_at"
+
+
+def deal_out(row: asyncpg.Record) -> dict[str, Any]:
+    """A deal as the API shows it: the value as a number."""
+    out = dict(row)
+    if out.get("value") is not None:
+        out["value"] = float(out["value"])
+    return out
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def _resolve_stage(conn: asyncpg.Connection, pipeline_id: UUID | None,
+                         stage_id: UUID | None) -> UUID:
+    """The stage to store: `stage_id` if it is in the pipeline, else the first one.
+    KEY SHARE locks keep the pipeline and stage from being deleted under us."""
+    if pipeline_id is None or not await conn.fetchval(
+            "SELECT 1 FROM pipelines WHERE id = $1 FOR KEY SHARE", pipeline_id):
+        raise Invalid("pipeline not found", field="pipeline_id")
+    if stage_id is None:
+        first = await conn.fetchval(
+            "SELECT id FROM pipeline_stages WHERE pipeline_id = $1"
+            " ORDER BY order_index LIMIT 1 FOR KEY SHARE", pipeline_id)
+        if first is None:
+            raise Invalid("the pipeline has no stages", field="pipeline_id")
+        return first  # type: ignore[no-any-return]
+    owner = await conn.fetchval(
+        "SELECT pipeline_id FROM pipeline_stages WHERE id = $1 FOR KEY SHARE", stage_id)
+    if owner != pipeline_id:
+        raise Invalid("stage not found in this pipeline", field="stage_id")
+    return stage_id
+
+
+async def _check_refs(conn: asyncpg.Connection, fields: dict[str, Any]) -> None:
+    for field, table in (("contact_id", "contacts"), ("company_id", "companies")):
+        ref = fields.get(field)
+        if ref is not None and not await conn.fetchval(
+                f"SELECT 1 FROM {table} WHERE id = $1 FOR KEY SHARE", ref):
+            raise Invalid(f"{field.removesuffix('_id')} not found", field=field)
+
+
+async def _write(conn: asyncpg.Connection, sql: str, *args: Any) -> asyncpg.Record:
+    try:
+        return await conn.fetchrow(sql, *args)
+    except asyncpg.ForeignKeyViolationError:  # a reference deleted since we checked it
+        raise Invalid("a referenced record no longer exists") from None
+
+
+@router.get("", response_model=Page[DealOut])
+async def list_deals(
+    request: Request,
+    page: PageParams = Depends(page_params),
+    q: str | None = Query(None, max_length=200, description="deal name"),
+    pipeline_id: UUID | None = None,
+    stage_id: UUID | None = None,
+    contact_id: UUID | None = None,
+    company_id: UUID | None = None,
+    principal: Principal = Depends(require("crm:read")),
+) -> Any:
+    where: list[str] = []
+    args: list[Any] = []
+    for name, value in (("pipeline_id", pipeline_id), ("stage_id", stage_id),
+                        ("contact_id", contact_id), ("company_id", company_id)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{name} = ${len(args)}")
+    if q:
+        args.append("%" + _escape_like(q) + "%")
+        where.append(f"name ILIKE ${len(args)}")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM deals {clause}", *args)
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM deals {clause} ORDER BY created_at DESC, id"
+            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [deal_out(r) for r in rows]}
+
+
+@router.post("", status_code=201, response_model=DealOut)
+async def create_deal(body: DealIn, request: Request,
+                      principal: Principal = Depends(require("crm:write"))) -> Any:
+    fields = body.model_dump(exclude_none=True)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        fields["stage_id"] = await _resolve_stage(conn, body.pipeline_id, body.stage_id)
+        await _check_refs(conn, fields)
+        names = ["organization_id", *fields]
+        params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+        row = await _write(
+            conn, f"INSERT INTO deals ({', '.join(names)}) VALUES ({params}) RETURNING {COLUMNS}",
+            UUID(principal.org_id), *fields.values())
+        await record(conn, principal.actor, action="deal.create", resource_type="deal",
+                     resource_id=row["id"], changes=fields, event_type="deal.created",
+                     payload=deal_out(row))
+    return deal_out(row)
+
+
+@router.get("/{deal_id}", response_model=DealOut)
+async def get_deal(deal_id: UUID, request: Request,
+                   principal: Principal = Depends(require("crm:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM deals WHERE id = $1", deal_id)
+    if row is None:
+        raise NotFound("deal not found")
+    return deal_out(row)
+
+
+def _patch_fields(body: DealPatch) -> dict[str, Any]:
+    fields = {k: getattr(body, k) for k in body.model_fields_set}
+    for name in NOT_NULL:
+        if name in fields and fields[name] is None:
+            raise Invalid(f"{name} cannot be null", field=name)
+    return fields
+
+
+async def _apply(conn: asyncpg.Connection, before: asyncpg.Record,
+                 fields: dict[str, Any]) -> asyncpg.Record:
+    moved = fields.get("pipeline_id", before["pipeline_id"]) != before["pipeline_id"]
+    if "stage_id" in fields or moved:  # a new pipeline without a stage: its first stage
+        pipeline_id = fields.get("pipeline_id", before["pipeline_id"])
+        fields["stage_id"] = await _resolve_stage(conn, pipeline_id, fields.get("stage_id"))
+    await _check_refs(conn, fields)
+    sets = ", ".join(f"{name} = ${i}" for i, name in enumerate(fields, 2))
+    return await _write(
+        conn, f"UPDATE deals SET {sets}, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+        before["id"], *fields.values())
+
+
+@router.patch("/{deal_id}", response_model=DealOut)
+async def update_deal(deal_id: UUID, body: DealPatch, request: Request,
+                      principal: Principal = Depends(require("crm:write"))) -> Any:
+    fields = _patch_fields(body)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        before = await conn.fetchrow(
+            f"SELECT {COLUMNS} FROM deals WHERE id = $1 FOR UPDATE", deal_id)
+        if before is None:
+            raise NotFound("deal not found")
+        if not fields:
+            return deal_out(before)
+        row = await _apply(conn, before, fields)
+        old, new = deal_out(before), deal_out(row)
+        changes = {k: [old[k], new[k]] for k in fields if old[k] != new[k]}
+        if not changes:
+            return new
+        await record(conn, principal.actor, action="deal.update", resource_type="deal",
+                     resource_id=deal_id, changes=changes, event_type="deal.updated",
+                     payload={"id": deal_id, "changes": changes})
+        if "stage_id" in changes:
+            await append_event(conn, principal.org_id, "deal.stage.changed", "deal", deal_id,
+                               {"deal_id": deal_id, "from_stage_id": before["stage_id"],
+                                "to_stage_id": row["stage_id"],
+                                "pipeline_id": row["pipeline_id"]},
+                               user_id=principal.user_id)
+    return new
+
+
+@router.delete("/{deal_id}", status_code=204, response_class=Response)
+async def delete_deal(deal_id: UUID, request: Request,
+                      principal: Principal = Depends(require("crm:write"))) -> Response:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        deleted = await conn.fetchval("DELETE FROM deals WHERE id = $1 RETURNING id", deal_id)
+        if deleted is None:
+            raise NotFound("deal not found")
+        await record(conn, principal.actor, action="deal.delete", resource_type="deal",
+                     resource_id=deal_id, changes=None, event_type="deal.deleted",
+                     payload={"id": deal_id})
+    return Response(status_code=204)
+
+
+@router.get("/{deal_id}/notes", response_model=list[NoteOut])
+async def list_notes(deal_id: UUID, request: Request,
+                     principal: Principal = Depends(require("crm:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        if not await conn.fetchval("SELECT 1 FROM deals WHERE id = $1", deal_id):
+            raise NotFound("deal not found")
+        rows = await conn.fetch(f"SELECT {NOTE_COLUMNS} FROM notes WHERE deal_id = $1"
+                                " ORDER BY created_at, id", deal_id)
+    return [dict(r) for r in rows]
+
+
+@router.post("/{deal_id}/notes", status_code=201, response_model=NoteOut)
+async def add_note(deal_id: UUID, request: Request, body: NoteIn = Body(...),
+                   principal: Principal = Depends(require("crm:write"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        if not await conn.fetchval("SELECT 1 FROM deals WHERE id = $1 FOR KEY SHARE", deal_id):
+            raise NotFound("deal not found")
+        row = await conn.fetchrow(
+            f"INSERT INTO notes (organization_id, deal_id, author_id, body)"
+            f" VALUES ($1, $2, $3, $4) RETURNING {NOTE_COLUMNS}", UUID(principal.org_id),
+            deal_id, principal.user_id and UUID(principal.user_id), body.body)
+        await record(conn, principal.actor, action="note.create", resource_type="note",
+                     resource_id=row["id"], changes={"deal_id": deal_id},
+                     event_type="note.created", payload=dict(row))
+    return dict(row)
