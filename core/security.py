@@ -32,9 +32,12 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(stored: str | None, password: str) -> bool:
-    """Constant work whether or not the user exists."""
+    """Constant work whether or not the user exists (or has a password)."""
     try:
-        return _hasher.verify(stored or _DUMMY, password) and stored is not None
+        if not stored:
+            _hasher.verify(_DUMMY, password)
+            return False
+        return _hasher.verify(stored, password)
     except (VerificationError, InvalidHashError):
         return False
 

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
     )
 
+    public_url: str | None = None  # how browsers reach the API (OAuth redirects)
+    google_client_id: str | None = None
+    google_client_secret: str | None = None
+    google_issuer: str = "https://accounts.google.com"
+    telegram_login_bot_token: str | None = None
+
     haproxy: bool = True
     haproxy_maxconn: int = 7500
     hosts: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)

@@ -17,17 +17,32 @@ from core.settings import Settings, load_settings
 from serve.stack import Stack, free_port
 from storage.db import Database
 from tests.actors.kinds import TEST_KINDS
+from tests.fakes import google
+from tests.fakes.google import FakeGoogle
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
+TELEGRAM_LOGIN_BOT_TOKEN = "123456:TEST-login-widget-token"
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def fake_google() -> Iterator[FakeGoogle]:
+    provider = FakeGoogle(port=free_port()).start()
+    yield provider
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> Iterator[Stack]:
     # Ray workers import the test-only actor kinds from this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     data_dir = tmp_path_factory.mktemp("bidi")
-    settings = load_settings(data_dir=str(data_dir), port=free_port(), hosts=2)
+    settings = load_settings(
+        data_dir=str(data_dir), port=free_port(), hosts=2,
+        google_client_id=google.CLIENT_ID, google_client_secret=google.CLIENT_SECRET,
+        google_issuer=fake_google.issuer, telegram_login_bot_token=TELEGRAM_LOGIN_BOT_TOKEN)
     engine = Stack(settings, dashboard=False, kinds={**DEFAULT_KINDS, **TEST_KINDS})
     engine.start()
     try:

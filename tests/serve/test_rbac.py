@@ -68,6 +68,8 @@ UNPROTECTED = {
     ("POST", "/v1/auth/logout"), ("POST", "/v1/auth/switch-org"), ("GET", "/v1/me"),
     ("POST", "/v1/auth/mfa/enroll"), ("POST", "/v1/auth/mfa/verify"),
     ("POST", "/v1/auth/mfa/disable"), ("POST", "/v1/invitations/accept"),
+    ("GET", "/v1/auth/oauth/google/start"), ("POST", "/v1/auth/oauth/google/callback"),
+    ("POST", "/v1/auth/telegram"),
 }
 
 
