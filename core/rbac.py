@@ -19,7 +19,7 @@ class Role(StrEnum):
 READ = frozenset({"crm:read", "chats:read", "org:read"})
 WORK = READ | {"crm:write", "chats:write"}
 MANAGE = WORK | {"members:manage", "integrations:manage", "agents:manage",
-                 "webhooks:manage", "apikeys:manage", "audit:read"}
+                 "webhooks:manage", "apikeys:manage", "audit:read", "org:manage"}
 OWN = MANAGE | {"billing:manage", "org:delete"}
 
 PERMISSIONS: dict[Role, frozenset[str]] = {

@@ -16,6 +16,7 @@ from core.errors import Conflict, Forbidden, Invalid
 from core.security import digest, opaque_token, same
 from serve.auth import Principal, current_principal, runtime_of
 from serve.routers.auth import Strict
+from storage.audit import record
 
 router = APIRouter(prefix="/v1/auth/mfa", tags=["auth"])
 ISSUER = "Bidi"
@@ -109,6 +110,8 @@ async def verify(body: CodeIn, request: Request,
         await conn.execute(
             "UPDATE users SET mfa_enabled = true, mfa_recovery_codes = $2 WHERE id = $1",
             user["id"], [digest(c) for c in codes])
+        await record(conn, principal.actor, action="user.mfa.enable", resource_type="user",
+                     resource_id=user["id"], changes={"mfa_enabled": [False, True]})
     return {"recovery_codes": codes}
 
 
@@ -127,3 +130,5 @@ async def disable(body: CodeIn, request: Request,
         await conn.execute(
             "UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_last_step = NULL,"
             " mfa_recovery_codes = '{}' WHERE id = $1", user["id"])
+        await record(conn, principal.actor, action="user.mfa.disable", resource_type="user",
+                     resource_id=user["id"], changes={"mfa_enabled": [True, False]})

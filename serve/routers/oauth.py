@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from core.crypto import Cipher
 from core.errors import Invalid, NotFound, Unauthorized, Unavailable
-from core.security import issue_access_token, opaque_token
+from core.security import issue_access_token, opaque_token, same
 from serve.auth import runtime_of
 from serve.routers.auth import SessionOut, Strict
 from storage import identity
@@ -46,7 +46,7 @@ class TelegramIn(Strict):
     username: str | None = Field(default=None, max_length=255)
     photo_url: str | None = Field(default=None, max_length=2048)
     auth_date: int
-    hash: str = Field(min_length=64, max_length=64)
+    hash: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
 
 
 def _redirect_uri(request: Request) -> str:
@@ -122,7 +122,7 @@ def _verify_id_token(token: str, jwks: dict[str, Any], issuer: str, client_id: s
             issuer=issuer, options={"require": ["exp", "iat", "sub", "aud", "iss"]})
     except (StopIteration, jwt.PyJWTError) as exc:
         raise Unauthorized(f"invalid ID token: {type(exc).__name__}") from None
-    if not hmac.compare_digest(str(claims.get("nonce", "")), nonce):
+    if not same(str(claims.get("nonce", "")), nonce):
         raise Unauthorized("invalid ID token: nonce mismatch")
     return claims
 
@@ -175,7 +175,7 @@ async def telegram_login(body: TelegramIn, request: Request) -> Any:
     if not bot_token:
         raise NotFound("Telegram sign-in is not configured")
     fields = body.model_dump(exclude={"hash"})
-    if not hmac.compare_digest(telegram_hash(bot_token, fields), body.hash.lower()):
+    if not same(telegram_hash(bot_token, fields), body.hash.lower()):
         raise Unauthorized("Telegram login data is not authentic")
     if time.time() - body.auth_date > TELEGRAM_MAX_AGE:
         raise Invalid("Telegram login data is too old; sign in again", field="auth_date")

@@ -58,6 +58,10 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PATCH", "/v1/deals/{deal_id}", "crm:write"),
     ("DELETE", "/v1/deals/{deal_id}", "crm:write"),
     ("GET", "/v1/deals/{deal_id}/notes", "crm:read"),
+    ("GET", "/v1/organization", "org:read"),
+    ("PATCH", "/v1/organization", "org:manage"),
+    ("DELETE", "/v1/organization", "org:delete"),
+    ("GET", "/v1/audit-logs", "audit:read"),
     ("POST", "/v1/deals/{deal_id}/notes", "crm:write"),
 ]
 

@@ -1,0 +1,54 @@
+"""The audit trail, newest first, filterable."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from serve.auth import Principal, require, runtime_of
+from serve.pagination import Page, PageParams, page_params
+
+router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
+
+
+class AuditOut(BaseModel):
+    id: UUID
+    user_id: UUID | None
+    action: str
+    resource_type: str | None
+    resource_id: UUID | None
+    changes: Any
+    ip_address: str | None
+    user_agent: str | None
+    created_at: datetime | None
+
+
+@router.get("", response_model=Page[AuditOut])
+async def list_audit_logs(
+    request: Request,
+    page: PageParams = Depends(page_params),
+    action: str | None = Query(None, max_length=100),
+    resource_type: str | None = Query(None, max_length=100),
+    resource_id: UUID | None = None,
+    user_id: UUID | None = None,
+    principal: Principal = Depends(require("audit:read")),
+) -> Any:
+    where, args = [], []
+    for column, value in (("action", action), ("resource_type", resource_type),
+                          ("resource_id", resource_id), ("user_id", user_id)):
+        if value is not None:
+            args.append(value)
+            where.append(f"{column} = ${len(args)}")
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM audit_logs {clause}", *args)
+        rows = await conn.fetch(
+            f"SELECT id, user_id, action, resource_type, resource_id, changes,"
+            f" host(ip_address) AS ip_address, user_agent, created_at FROM audit_logs {clause}"
+            f" ORDER BY created_at DESC, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
+            *args, page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [dict(r) for r in rows]}
