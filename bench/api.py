@@ -59,9 +59,11 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=10_000)
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--replicas", type=int, default=1, help="Serve API replicas")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bidi-bench-") as tmp:
         settings = load_settings(data_dir=tmp, port=free_port(), hosts=2,
+                                 serve_replicas=args.replicas,
                                  rate_per_minute=10**9, rate_burst=10**9, pool_size=20)
         with Stack(settings, dashboard=False) as stack:
             settings = stack.settings
