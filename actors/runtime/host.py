@@ -173,19 +173,27 @@ class Host:
     def _run_inline(self, actor: VirtualActor, message: Any,
                     future: asyncio.Future[Any] | None) -> None:
         """The fast path: an idle, active actor runs a plain handler at once."""
+        pending = self._begin_turn(actor, message, future)
+        if pending is not None:
+            self._start(actor, (pending[0], future, pending[1]))
+
+    def _begin_turn(self, actor: VirtualActor, message: Any,
+                    future: asyncio.Future[Any] | None) -> tuple[Awaitable[Any], float] | None:
+        """Run a turn up to its first suspension: settle it if it finished,
+        else hand back the awaitable that completes it."""
         self._turns += 1
         started = time.perf_counter()
         try:
             result = actor.receive(message)
         except Exception as exc:
             _settle(future, exc=exc, actor=actor)
-            return
+            return None
         if inspect.isawaitable(result):
-            self._start(actor, (result, future, started))
-            return
+            return result, started
         _settle(future, result)
         if self._turns % SAMPLE_EVERY == 0:
             self.metrics.turn(time.perf_counter() - started)
+        return None
 
     def _start(self, actor: VirtualActor, first: tuple[Awaitable[Any], Any, float] | None) -> None:
         actor._running = True
@@ -211,19 +219,9 @@ class Host:
                     if not actor._mailbox:
                         await self._deactivate(actor)
                     continue
-                self._turns += 1
-                started = time.perf_counter()
-                try:
-                    result = actor.receive(message)
-                except Exception as exc:
-                    _settle(future, exc=exc, actor=actor)
-                    continue
-                if inspect.isawaitable(result):
-                    await self._finish(actor, result, future, started)
-                else:
-                    _settle(future, result)
-                    if self._turns % SAMPLE_EVERY == 0:
-                        self.metrics.turn(time.perf_counter() - started)
+                pending = self._begin_turn(actor, message, future)
+                if pending is not None:
+                    await self._finish(actor, pending[0], future, pending[1])
         finally:
             actor._running = False
             if actor._mailbox is not None and not actor._mailbox:

@@ -64,7 +64,9 @@ async def create_key(body: ApiKeyIn, request: Request,
             UUID(principal.org_id), principal.user_id and UUID(principal.user_id), body.name,
             prefix, digest(secret), sorted(set(body.scopes)), body.expires_at)
         await record(conn, principal.actor, action="api_key.create", resource_type="api_key",
-                     resource_id=row["id"], changes={"name": body.name, "scopes": body.scopes})
+                     resource_id=row["id"], changes={"name": body.name, "scopes": body.scopes},
+                     event_type="api_key.created",
+                     payload={"id": row["id"], "name": body.name, "prefix": prefix})
     return {**dict(row), "key": f"{API_KEY_PREFIX}_{prefix}_{secret}"}
 
 
@@ -89,5 +91,6 @@ async def revoke_key(key_id: UUID, request: Request,
         if revoked is None:
             raise NotFound("API key not found")
         await record(conn, principal.actor, action="api_key.revoke", resource_type="api_key",
-                     resource_id=key_id, changes=None)
+                     resource_id=key_id, changes=None, event_type="api_key.revoked",
+                     payload={"id": key_id})
     return Response(status_code=204)

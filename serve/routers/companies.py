@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
+from serve.crud import delete_one
 from serve.pagination import Page, PageParams, page_params
 from serve.routers.auth import Strict
 from storage.audit import record
@@ -168,12 +169,4 @@ async def update_company(company_id: UUID, body: CompanyPatch, request: Request,
 @router.delete("/{company_id}", status_code=204, response_class=Response)
 async def delete_company(company_id: UUID, request: Request,
                          principal: Principal = Depends(require("crm:write"))) -> Response:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        deleted = await conn.fetchval("DELETE FROM companies WHERE id = $1 RETURNING id",
-                                      company_id)
-        if deleted is None:
-            raise NotFound("company not found")
-        await record(conn, principal.actor, action="company.delete", resource_type="company",
-                     resource_id=company_id, changes=None, event_type="company.deleted",
-                     payload={"id": company_id})
-    return Response(status_code=204)
+    return await delete_one(request, principal, "companies", "company", company_id)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import Conflict, Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
+from serve.crud import delete_one
 from serve.pagination import Page, PageParams, page_params
 from serve.routers.auth import Strict
 from storage.audit import record
@@ -137,6 +138,8 @@ async def _insert(conn: asyncpg.Connection, org_id: str, fields: dict[str, Any])
             UUID(org_id), *fields.values())
     except asyncpg.UniqueViolationError:
         raise Conflict("a contact with this email exists", details={"field": "email"}) from None
+    except asyncpg.ForeignKeyViolationError:  # the company went away meanwhile
+        raise Invalid("company not found", field="company_id") from None
 
 
 @router.get("", response_model=Page[ContactOut])
@@ -220,6 +223,8 @@ async def update_contact(contact_id: UUID, body: ContactFields, request: Request
         except asyncpg.UniqueViolationError:
             raise Conflict("a contact with this email exists",
                            details={"field": "email"}) from None
+        except asyncpg.ForeignKeyViolationError:
+            raise Invalid("company not found", field="company_id") from None
         changes = {k: [before[k], row[k]] for k in fields if before[k] != row[k]}
         await record(conn, principal.actor, action="contact.update", resource_type="contact",
                      resource_id=contact_id, changes=changes, event_type="contact.updated",
@@ -230,15 +235,7 @@ async def update_contact(contact_id: UUID, body: ContactFields, request: Request
 @router.delete("/{contact_id}", status_code=204, response_class=Response)
 async def delete_contact(contact_id: UUID, request: Request,
                          principal: Principal = Depends(require("crm:write"))) -> Response:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        deleted = await conn.fetchval("DELETE FROM contacts WHERE id = $1 RETURNING id",
-                                      contact_id)
-        if deleted is None:
-            raise NotFound("contact not found")
-        await record(conn, principal.actor, action="contact.delete", resource_type="contact",
-                     resource_id=contact_id, changes=None, event_type="contact.deleted",
-                     payload={"id": contact_id})
-    return Response(status_code=204)
+    return await delete_one(request, principal, "contacts", "contact", contact_id)
 
 
 @router.post("/bulk-tag", response_model=BulkTagOut)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
+from serve.crud import delete_one
 from serve.pagination import Page, PageParams, page_params
 from serve.routers.auth import Strict
 from serve.routers.contacts import NoteIn, NoteOut
@@ -228,14 +229,7 @@ async def update_deal(deal_id: UUID, body: DealPatch, request: Request,
 @router.delete("/{deal_id}", status_code=204, response_class=Response)
 async def delete_deal(deal_id: UUID, request: Request,
                       principal: Principal = Depends(require("crm:write"))) -> Response:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        deleted = await conn.fetchval("DELETE FROM deals WHERE id = $1 RETURNING id", deal_id)
-        if deleted is None:
-            raise NotFound("deal not found")
-        await record(conn, principal.actor, action="deal.delete", resource_type="deal",
-                     resource_id=deal_id, changes=None, event_type="deal.deleted",
-                     payload={"id": deal_id})
-    return Response(status_code=204)
+    return await delete_one(request, principal, "deals", "deal", deal_id)
 
 
 @router.get("/{deal_id}/notes", response_model=list[NoteOut])

@@ -111,7 +111,8 @@ async def verify(body: CodeIn, request: Request,
             "UPDATE users SET mfa_enabled = true, mfa_recovery_codes = $2 WHERE id = $1",
             user["id"], [digest(c) for c in codes])
         await record(conn, principal.actor, action="user.mfa.enable", resource_type="user",
-                     resource_id=user["id"], changes={"mfa_enabled": [False, True]})
+                     resource_id=user["id"], changes={"mfa_enabled": [False, True]},
+                     event_type="user.mfa.enabled", payload={"user_id": user["id"]})
     return {"recovery_codes": codes}
 
 
@@ -131,4 +132,5 @@ async def disable(body: CodeIn, request: Request,
             "UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_last_step = NULL,"
             " mfa_recovery_codes = '{}' WHERE id = $1", user["id"])
         await record(conn, principal.actor, action="user.mfa.disable", resource_type="user",
-                     resource_id=user["id"], changes={"mfa_enabled": [True, False]})
+                     resource_id=user["id"], changes={"mfa_enabled": [True, False]},
+                     event_type="user.mfa.disabled", payload={"user_id": user["id"]})
