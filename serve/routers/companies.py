@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one
+from serve.crud import delete_one, get_one, insert_sql
 from serve.pagination import Page, PageParams, page_params
 from serve.routers.auth import Strict
 from storage.audit import record
@@ -115,11 +115,9 @@ async def create_company(body: CompanyIn, request: Request,
                          principal: Principal = Depends(require("crm:write"))) -> Any:
     fields = body.model_dump(exclude_none=True)
     names = ["organization_id", *fields]
-    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(
-            f"INSERT INTO companies ({', '.join(names)}) VALUES ({params}) RETURNING {COLUMNS}",
-            UUID(principal.org_id), *fields.values())
+        row = await conn.fetchrow(insert_sql("companies", names, COLUMNS),
+                                  UUID(principal.org_id), *fields.values())
         await record(conn, principal.actor, action="company.create", resource_type="company",
                      resource_id=row["id"], changes=fields, event_type="company.created",
                      payload=dict(row))
@@ -129,11 +127,7 @@ async def create_company(body: CompanyIn, request: Request,
 @router.get("/{company_id}", response_model=CompanyOut)
 async def get_company(company_id: UUID, request: Request,
                       principal: Principal = Depends(require("crm:read"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM companies WHERE id = $1", company_id)
-    if row is None:
-        raise NotFound("company not found")
-    return dict(row)
+    return dict(await get_one(request, principal, "companies", COLUMNS, "company", company_id))
 
 
 async def _update(conn: asyncpg.Connection, company_id: UUID,

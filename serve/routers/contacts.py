@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import Conflict, Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one
+from serve.crud import delete_one, get_one, insert_sql
 from serve.pagination import Page, PageParams, page_params
 from serve.routers.auth import Strict
 from storage.audit import record
@@ -131,11 +131,9 @@ def _values(fields: dict[str, Any]) -> dict[str, Any]:
 async def _insert(conn: asyncpg.Connection, org_id: str, fields: dict[str, Any]) -> asyncpg.Record:
     fields = _values(fields)
     names = ["organization_id", *fields]
-    params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
     try:
-        return await conn.fetchrow(
-            f"INSERT INTO contacts ({', '.join(names)}) VALUES ({params}) RETURNING {COLUMNS}",
-            UUID(org_id), *fields.values())
+        return await conn.fetchrow(insert_sql("contacts", names, COLUMNS),
+                                   UUID(org_id), *fields.values())
     except asyncpg.UniqueViolationError:
         raise Conflict("a contact with this email exists", details={"field": "email"}) from None
     except asyncpg.ForeignKeyViolationError:  # the company went away meanwhile
@@ -196,11 +194,7 @@ async def create_contact(body: ContactIn, request: Request,
 @router.get("/{contact_id}", response_model=ContactOut)
 async def get_contact(contact_id: UUID, request: Request,
                       principal: Principal = Depends(require("crm:read"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM contacts WHERE id = $1", contact_id)
-    if row is None:
-        raise NotFound("contact not found")
-    return _out(row)
+    return _out(await get_one(request, principal, "contacts", COLUMNS, "contact", contact_id))
 
 
 @router.patch("/{contact_id}", response_model=ContactOut)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one
+from serve.crud import delete_one, get_one, insert_sql
 from serve.pagination import Page, PageParams, page_params
 from serve.routers.auth import Strict
 from serve.routers.contacts import NoteIn, NoteOut
@@ -157,10 +157,8 @@ async def create_deal(body: DealIn, request: Request,
         fields["stage_id"] = await _resolve_stage(conn, body.pipeline_id, body.stage_id)
         await _check_refs(conn, fields)
         names = ["organization_id", *fields]
-        params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
-        row = await _write(
-            conn, f"INSERT INTO deals ({', '.join(names)}) VALUES ({params}) RETURNING {COLUMNS}",
-            UUID(principal.org_id), *fields.values())
+        row = await _write(conn, insert_sql("deals", names, COLUMNS),
+                           UUID(principal.org_id), *fields.values())
         await record(conn, principal.actor, action="deal.create", resource_type="deal",
                      resource_id=row["id"], changes=fields, event_type="deal.created",
                      payload=deal_out(row))
@@ -170,11 +168,7 @@ async def create_deal(body: DealIn, request: Request,
 @router.get("/{deal_id}", response_model=DealOut)
 async def get_deal(deal_id: UUID, request: Request,
                    principal: Principal = Depends(require("crm:read"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM deals WHERE id = $1", deal_id)
-    if row is None:
-        raise NotFound("deal not found")
-    return deal_out(row)
+    return deal_out(await get_one(request, principal, "deals", COLUMNS, "deal", deal_id))
 
 
 def _patch_fields(body: DealPatch) -> dict[str, Any]:
