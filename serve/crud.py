@@ -39,3 +39,34 @@ def insert_sql(table: str, names: Sequence[str], returning: str) -> str:
     """`INSERT INTO table (names) VALUES ($1..$n) RETURNING returning`."""
     params = ", ".join(f"${i}" for i in range(1, len(names) + 1))
     return f"INSERT INTO {table} ({', '.join(names)}) VALUES ({params}) RETURNING {returning}"
+
+
+NOTE_COLUMNS = "id, body, author_id, contact_id, deal_id, created_at"
+
+
+async def list_notes(request: Request, principal: Principal, parent: str,
+                     parent_id: UUID) -> list[dict[str, object]]:
+    """The notes of a contact or a deal (`parent` is "contact" or "deal")."""
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        if not await conn.fetchval(f"SELECT 1 FROM {parent}s WHERE id = $1", parent_id):
+            raise NotFound(f"{parent} not found")
+        rows = await conn.fetch(f"SELECT {NOTE_COLUMNS} FROM notes WHERE {parent}_id = $1"
+                                " ORDER BY created_at, id", parent_id)
+    return [dict(r) for r in rows]
+
+
+async def add_note(request: Request, principal: Principal, parent: str, parent_id: UUID,
+                   body: str) -> dict[str, object]:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        # FOR KEY SHARE: the parent cannot be deleted under the new note
+        if not await conn.fetchval(f"SELECT 1 FROM {parent}s WHERE id = $1 FOR KEY SHARE",
+                                   parent_id):
+            raise NotFound(f"{parent} not found")
+        row = await conn.fetchrow(
+            f"INSERT INTO notes (organization_id, {parent}_id, author_id, body)"
+            f" VALUES ($1, $2, $3, $4) RETURNING {NOTE_COLUMNS}", UUID(principal.org_id),
+            parent_id, principal.user_id and UUID(principal.user_id), body)
+        await record(conn, principal.actor, action="note.create", resource_type="note",
+                     resource_id=row["id"], changes={f"{parent}_id": parent_id},
+                     event_type="note.created", payload=dict(row))
+    return dict(row)

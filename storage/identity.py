@@ -72,8 +72,9 @@ async def issue_refresh(conn: asyncpg.Connection, user_id: Any, org_id: Any,
     return token, row_id
 
 
-async def rotate_refresh(conn: asyncpg.Connection, token: str) -> tuple[str, str, str] | str:
-    """Use a refresh token once: return (user_id, org_id, new token), or the
+async def rotate_refresh(conn: asyncpg.Connection,
+                         token: str) -> tuple[str, str, str, str] | str:
+    """Use a refresh token once: return (user_id, org_id, role, new token), or the
     reason it is refused. Reuse of a used token revokes its whole family; the
     caller must commit before answering so that the revocation sticks."""
     row = await conn.fetchrow(
@@ -95,7 +96,7 @@ async def rotate_refresh(conn: asyncpg.Connection, token: str) -> tuple[str, str
     await conn.execute(
         "UPDATE refresh_tokens SET used_at = now(), replaced_by = $2 WHERE id = $1",
         row["id"], new_id)
-    return str(row["user_id"]), str(row["organization_id"]), new_token
+    return str(row["user_id"]), str(row["organization_id"]), role, new_token
 
 
 async def revoke_family(conn: asyncpg.Connection, family_id: Any) -> None:

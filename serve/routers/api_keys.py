@@ -15,8 +15,8 @@ from core.errors import Forbidden, Invalid, NotFound
 from core.rbac import ALL_PERMISSIONS
 from core.security import digest, opaque_token
 from serve.auth import API_KEY_PREFIX, Principal, require, runtime_of
+from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from serve.routers.auth import Strict
 from storage.audit import record
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])

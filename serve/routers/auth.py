@@ -7,48 +7,19 @@ from typing import Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, EmailStr, Field
 
 from core.crypto import Cipher
 from core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from core.security import ACCESS_TTL, hash_password, issue_access_token, verify_password
 from serve.auth import Principal, client_ip, current_principal, runtime_of
+from serve.models import Strict
+from serve.routers.mfa import check_second_factor
 from storage import identity
 from storage.audit import Actor, record
 from storage.ratelimit import count_failure, failures
 
 router = APIRouter(prefix="/v1", tags=["auth"])
-
-
-class Strict(BaseModel):
-    """Request bodies: unknown fields refused, text that Postgres can store."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _storable_text(cls, data: Any) -> Any:
-        _check_text(data, ())
-        return data
-
-
-def _check_text(value: Any, path: tuple[Any, ...]) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"{'.'.join(map(str, path)) or 'value'}: NUL characters "
-                             "are not allowed")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError(f"{'.'.join(map(str, path)) or 'value'}: not valid "
-                             "Unicode text") from None
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key, path)
-            _check_text(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_text(item, (*path, index))
 
 
 class RegisterIn(Strict):
@@ -154,8 +125,6 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
         stored = user["password_hash"] if user is not None else None
         ok = await asyncio.to_thread(verify_password, stored, body.password)
         if ok and user is not None and user["mfa_enabled"]:
-            from serve.routers.mfa import check_second_factor
-
             ok = await check_second_factor(
                 conn, user, body.totp_code, Cipher(settings.encryption_key))
         if not ok or user is None:
@@ -180,29 +149,26 @@ async def refresh(body: RefreshIn, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     async with runtime.db.system_tx() as conn:
         outcome = await identity.rotate_refresh(conn, body.refresh_token)
-        if isinstance(outcome, str):
-            role = None
-        else:
-            user_id, org_id, new_token = outcome
-            role = await identity.membership(conn, user_id, org_id)
     if isinstance(outcome, str):  # raised after COMMIT: a family revocation sticks
         raise Unauthorized(outcome)
-    return {"access_token": _access(request, user_id, org_id, role or "viewer"),
+    user_id, org_id, role, new_token = outcome
+    return {"access_token": _access(request, user_id, org_id, role),
             "refresh_token": new_token}
 
 
 @router.post("/auth/logout", status_code=204, response_class=Response)
 async def logout(request: Request, body: LogoutIn | None = None,
                  principal: Principal = Depends(current_principal)) -> Response:
-    runtime = runtime_of(request)
-    async with runtime.db.system_tx() as conn:
+    if principal.user_id is None:
+        raise Forbidden("an API key has no session to end")
+    async with runtime_of(request).db.system_tx() as conn:
         if body is not None and body.refresh_token:
             await identity.revoke_token_family(conn, body.refresh_token)
-        else:
+        else:  # every session of this user in this org
             await conn.execute(
                 "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1"
                 " AND organization_id = $2 AND revoked_at IS NULL",
-                UUID(principal.user_id or str(UUID(int=0))), UUID(principal.org_id))
+                UUID(principal.user_id), UUID(principal.org_id))
     return Response(status_code=204)
 
 

@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
 from serve.crud import delete_one, get_one, insert_sql
+from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from serve.routers.auth import Strict
 from storage.audit import record
 
 router = APIRouter(prefix="/v1/companies", tags=["companies"])

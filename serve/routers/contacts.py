@@ -15,9 +15,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import Conflict, Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one, get_one, insert_sql
+from serve.crud import add_note, delete_one, get_one, insert_sql, list_notes
+from serve.models import NoteIn, NoteOut, Strict
 from serve.pagination import Page, PageParams, page_params
-from serve.routers.auth import Strict
 from storage.audit import record
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -86,19 +86,6 @@ class ImportOut(BaseModel):
     imported: int
     failed: int
     errors: list[ImportRowError]
-
-
-class NoteIn(Strict):
-    body: str = Field(min_length=1, max_length=100_000)
-
-
-class NoteOut(BaseModel):
-    id: UUID
-    body: str
-    author_id: UUID | None
-    contact_id: UUID | None
-    deal_id: UUID | None
-    created_at: datetime | None
 
 
 COLUMNS = ("id, first_name, last_name, role, email, phone, telegram_username, telegram_chat_id,"
@@ -301,29 +288,12 @@ async def import_csv(request: Request,
 
 
 @router.get("/{contact_id}/notes", response_model=list[NoteOut])
-async def list_notes(contact_id: UUID, request: Request,
-                     principal: Principal = Depends(require("crm:read"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        if not await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1", contact_id):
-            raise NotFound("contact not found")
-        rows = await conn.fetch(
-            "SELECT id, body, author_id, contact_id, deal_id, created_at FROM notes"
-            " WHERE contact_id = $1 ORDER BY created_at, id", contact_id)
-    return [dict(r) for r in rows]
+async def notes_of_contact(contact_id: UUID, request: Request,
+                           principal: Principal = Depends(require("crm:read"))) -> Any:
+    return await list_notes(request, principal, "contact", contact_id)
 
 
 @router.post("/{contact_id}/notes", status_code=201, response_model=NoteOut)
-async def add_note(contact_id: UUID, request: Request, body: NoteIn = Body(...),
-                   principal: Principal = Depends(require("crm:write"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        if not await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1", contact_id):
-            raise NotFound("contact not found")
-        row = await conn.fetchrow(
-            "INSERT INTO notes (organization_id, contact_id, author_id, body)"
-            " VALUES ($1, $2, $3, $4) RETURNING id, body, author_id, contact_id, deal_id,"
-            " created_at", UUID(principal.org_id), contact_id,
-            principal.user_id and UUID(principal.user_id), body.body)
-        await record(conn, principal.actor, action="note.create", resource_type="note",
-                     resource_id=row["id"], changes={"contact_id": contact_id},
-                     event_type="note.created", payload=dict(row))
-    return dict(row)
+async def note_on_contact(contact_id: UUID, request: Request, body: NoteIn = Body(...),
+                          principal: Principal = Depends(require("crm:write"))) -> Any:
+    return await add_note(request, principal, "contact", contact_id, body.body)

@@ -15,10 +15,9 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one, get_one, insert_sql
+from serve.crud import add_note, delete_one, get_one, insert_sql, list_notes
+from serve.models import NoteIn, NoteOut, Strict
 from serve.pagination import Page, PageParams, page_params
-from serve.routers.auth import Strict
-from serve.routers.contacts import NoteIn, NoteOut
 from storage.audit import append_event, record
 
 router = APIRouter(prefix="/v1/deals", tags=["deals"])
@@ -67,7 +66,6 @@ class DealOut(BaseModel):
 COLUMNS = ("id, pipeline_id, stage_id, contact_id, company_id, name, value, currency,"
            " expected_close_date, probability, notes,"
            " coalesce(metadata, '{}'::jsonb) AS metadata, created_at, updated_at")
-NOTE_COLUMNS = "id, body, author_id, contact_id, deal_id, created_at"
 
 
 def deal_out(row: asyncpg.Record) -> dict[str, Any]:
@@ -227,27 +225,12 @@ async def delete_deal(deal_id: UUID, request: Request,
 
 
 @router.get("/{deal_id}/notes", response_model=list[NoteOut])
-async def list_notes(deal_id: UUID, request: Request,
-                     principal: Principal = Depends(require("crm:read"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        if not await conn.fetchval("SELECT 1 FROM deals WHERE id = $1", deal_id):
-            raise NotFound("deal not found")
-        rows = await conn.fetch(f"SELECT {NOTE_COLUMNS} FROM notes WHERE deal_id = $1"
-                                " ORDER BY created_at, id", deal_id)
-    return [dict(r) for r in rows]
+async def notes_of_deal(deal_id: UUID, request: Request,
+                        principal: Principal = Depends(require("crm:read"))) -> Any:
+    return await list_notes(request, principal, "deal", deal_id)
 
 
 @router.post("/{deal_id}/notes", status_code=201, response_model=NoteOut)
-async def add_note(deal_id: UUID, request: Request, body: NoteIn = Body(...),
-                   principal: Principal = Depends(require("crm:write"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        if not await conn.fetchval("SELECT 1 FROM deals WHERE id = $1 FOR KEY SHARE", deal_id):
-            raise NotFound("deal not found")
-        row = await conn.fetchrow(
-            f"INSERT INTO notes (organization_id, deal_id, author_id, body)"
-            f" VALUES ($1, $2, $3, $4) RETURNING {NOTE_COLUMNS}", UUID(principal.org_id),
-            deal_id, principal.user_id and UUID(principal.user_id), body.body)
-        await record(conn, principal.actor, action="note.create", resource_type="note",
-                     resource_id=row["id"], changes={"deal_id": deal_id},
-                     event_type="note.created", payload=dict(row))
-    return dict(row)
+async def note_on_deal(deal_id: UUID, request: Request, body: NoteIn = Body(...),
+                       principal: Principal = Depends(require("crm:write"))) -> Any:
+    return await add_note(request, principal, "deal", deal_id, body.body)

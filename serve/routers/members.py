@@ -15,8 +15,8 @@ from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.rbac import Role
 from core.security import digest, opaque_token
 from serve.auth import Principal, current_principal, require, runtime_of
+from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from serve.routers.auth import Strict
 from storage.audit import Actor, record
 
 router = APIRouter(prefix="/v1", tags=["members"])

@@ -15,7 +15,7 @@ from core.crypto import Cipher
 from core.errors import Conflict, Forbidden, Invalid
 from core.security import digest, opaque_token, same
 from serve.auth import Principal, current_principal, runtime_of
-from serve.routers.auth import Strict
+from serve.models import Strict
 from storage.audit import record
 
 router = APIRouter(prefix="/v1/auth/mfa", tags=["auth"])

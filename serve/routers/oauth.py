@@ -20,7 +20,8 @@ from core.crypto import Cipher
 from core.errors import Invalid, NotFound, Unauthorized, Unavailable
 from core.security import issue_access_token, opaque_token, same
 from serve.auth import runtime_of
-from serve.routers.auth import SessionOut, Strict
+from serve.models import Strict
+from serve.routers.auth import SessionOut
 from storage import identity
 from storage.oauth import ExternalIdentity, sign_in
 

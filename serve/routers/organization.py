@@ -11,7 +11,7 @@ from pydantic import BaseModel, EmailStr, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.routers.auth import Strict
+from serve.models import Strict
 from storage.audit import record
 
 router = APIRouter(prefix="/v1/organization", tags=["organization"])

@@ -19,8 +19,8 @@ from pydantic import BaseModel, Field
 
 from core.errors import Conflict, Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
+from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from serve.routers.auth import Strict
 from serve.routers.deals import COLUMNS as DEAL_COLUMNS
 from serve.routers.deals import DealOut, deal_out
 from storage.audit import Actor, record

@@ -45,8 +45,9 @@ class Persist(msgspec.Struct, frozen=True):
     value: str
 
 
-class Recorder(VirtualActor):
-    kind = "recorder"
+class _Logging(VirtualActor):
+    """Records what it receives; starts empty on every activation."""
+
     __slots__ = ("log",)
 
     async def on_activate(self) -> None:
@@ -59,7 +60,7 @@ class Recorder(VirtualActor):
 
     @on(SlowAppend)
     async def slow_append(self, message: SlowAppend) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a turn that suspends
         self.log.append((message.sender, message.n))
         return len(self.log)
 
@@ -70,6 +71,13 @@ class Recorder(VirtualActor):
     @on(Boom)
     def boom(self, message: Boom) -> Any:
         raise ValueError(message.text)
+
+
+class Recorder(_Logging):
+    """On the real hosts: also meets other turns and persists through the committer."""
+
+    kind = "recorder"
+    __slots__ = ()
 
     @on(Rendezvous)
     async def rendezvous(self, message: Rendezvous) -> bool:
@@ -89,37 +97,18 @@ class Recorder(VirtualActor):
         return message.value
 
 
-class Plain(VirtualActor):
+class Plain(_Logging):
     """No I/O at all: for in-process host tests."""
 
     kind = "plain"
-    __slots__ = ("log", "deactivated")
+    __slots__ = ("deactivated",)
 
     async def on_activate(self) -> None:
-        self.log: list[Any] = []
+        await super().on_activate()
         self.deactivated = False
 
     async def on_deactivate(self) -> None:
         self.deactivated = True
-
-    @on(Append)
-    def append(self, message: Append) -> int:
-        self.log.append((message.sender, message.n))
-        return len(self.log)
-
-    @on(SlowAppend)
-    async def slow_append(self, message: SlowAppend) -> int:
-        await asyncio.sleep(0)
-        self.log.append((message.sender, message.n))
-        return len(self.log)
-
-    @on(GetLog)
-    def get_log(self, _: GetLog) -> list[Any]:
-        return list(self.log)
-
-    @on(Boom)
-    def boom(self, message: Boom) -> Any:
-        raise ValueError(message.text)
 
 
 TEST_KINDS = {

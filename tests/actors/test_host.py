@@ -115,7 +115,7 @@ async def test_a_message_after_passivation_gets_a_fresh_activation() -> None:
     host = make_host(idle_ttl=0.0)
     await ask(host, "g2", Append("s", 1))
     host.passivate_idle()
-    await asyncio.sleep(0)  # the consumer has entered on_deactivate
+    await asyncio.sleep(0)  # one loop turn: the passivation task runs to its end
     future = host.enqueue("plain", "org", "g2", Append("s", 2), True)
     assert await future == 1  # reactivated after the flush: Plain starts empty
     assert ("plain", "g2") in host.residents
