@@ -52,6 +52,7 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     channel: str
     thread_id: str
     message_id: str  # ours: messages.id
+    chat_id: str
     text: str
     attachments: tuple[Attachment, ...] = ()
     reply_to_external_id: str | None = None

@@ -50,7 +50,12 @@ def build_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
-            yield
+            try:
+                yield
+            finally:
+                hub = getattr(app.state, "hub", None)
+                if hub is not None:
+                    await hub.close()
 
     app = FastAPI(
         title="Bidi",

@@ -94,6 +94,7 @@ class Stack:
     _ray_started: bool = False
     _serve_started: bool = False
     _hosts_started: bool = False
+    _relay_started: bool = False
     dashboard_url: str | None = None
 
     @property
@@ -125,6 +126,7 @@ class Stack:
             self.start_storage()
             self._start_ray()
             self._start_hosts()
+            self._start_relay()
             if self.serve:
                 self._start_serve()
                 self.wait_ready()
@@ -175,6 +177,18 @@ class Stack:
             self._hosts_started = True  # none yet: they are ours to stop
         start_hosts(self.settings, kinds=self.kinds, config=self.host_config)
 
+    def _start_relay(self) -> None:
+        import ray
+
+        from actors.relay import RELAY_NAME, start_relay
+        from actors.runtime.client import NAMESPACE
+
+        try:
+            ray.get_actor(RELAY_NAME, namespace=NAMESPACE)
+        except ValueError:
+            self._relay_started = True
+        start_relay(self.settings)
+
     def _start_serve(self) -> None:
         from ray import serve
 
@@ -208,6 +222,11 @@ class Stack:
 
             serve.delete(APP_NAME)
         self._serve_started = False
+        if self._relay_started:
+            from actors.relay import stop_relay
+
+            stop_relay()
+            self._relay_started = False
         if self._hosts_started:
             stop_hosts(self.settings.hosts)  # flushes actor state first
             self._hosts_started = False

@@ -18,6 +18,7 @@ from serve.stack import Stack, free_port
 from storage.db import Database
 from tests.actors.kinds import TEST_KINDS
 from tests.fakes import google
+from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +32,14 @@ def fake_google() -> Iterator[FakeGoogle]:
     provider = FakeGoogle(port=free_port()).start()
     yield provider
     provider.stop()
+
+
+@pytest.fixture(scope="session")
+def callback() -> Iterator[CallbackServer]:
+    """Where API-channel integrations POST their replies."""
+    server = CallbackServer(port=free_port()).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

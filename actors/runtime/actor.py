@@ -65,6 +65,10 @@ class VirtualActor:
     async def on_deactivate(self) -> None:
         """Flush state before the host drops this actor."""
 
+    def can_passivate(self) -> bool:
+        """False while the actor has work outside its turns (e.g. sends in flight)."""
+        return True
+
     def receive(self, message: Any) -> Any:
         handler = self._dispatch.get(type(message))
         if handler is None:

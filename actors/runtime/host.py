@@ -100,7 +100,9 @@ class Host:
         self.ctx = ctx
         self.config = config or HostConfig()
         self.kinds = load_kinds(kinds or DEFAULT_KINDS)
-        self.residents: OrderedDict[tuple[str, str], VirtualActor] = OrderedDict()
+        # An actor's identity includes its org: the same key named by another
+        # org is another (empty) actor, never this one's state.
+        self.residents: OrderedDict[tuple[str, str, str], VirtualActor] = OrderedDict()
         self.resident_by_kind: dict[str, int] = dict.fromkeys(self.kinds, 0)
         self.queued = 0
         self.metrics = HostMetrics(host=str(ctx.index))
@@ -146,7 +148,7 @@ class Host:
 
     def enqueue(self, kind: str, org_id: str, key: str, message: Any, want_reply: bool,
                 now: float | None = None) -> asyncio.Future[Any] | None:
-        ident = (kind, key)
+        ident = (kind, org_id, key)
         actor = self.residents.get(ident)
         if actor is None:
             actor = self.kinds[kind](org_id, key, self.ctx)
@@ -266,8 +268,9 @@ class Host:
             self.metrics.passivations[actor.kind] += 1
 
     def _drop(self, actor: VirtualActor) -> None:
-        if self.residents.get((actor.kind, actor.key)) is actor:
-            del self.residents[(actor.kind, actor.key)]
+        ident = (actor.kind, actor.org_id, actor.key)
+        if self.residents.get(ident) is actor:
+            del self.residents[ident]
             self.resident_by_kind[actor.kind] -= 1
         actor._retired = True
 
@@ -309,7 +312,7 @@ class Host:
             expired = now - actor._last_used >= self.config.idle_ttl
             if not expired and excess <= 0:
                 break  # LRU order: everything after is more recent
-            if actor._running or actor._mailbox:
+            if actor._running or actor._mailbox or (actor._active and not actor.can_passivate()):
                 continue
             chosen.append(actor)
             excess -= 1

@@ -78,10 +78,10 @@ async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope() -> N
 async def test_idle_actors_passivate_and_come_back_fresh() -> None:
     host = make_host(idle_ttl=0.0)
     await ask(host, "f", Append("s", 1))
-    actor = host.residents[("plain", "f")]
+    actor = host.residents[("plain", "org", "f")]
     assert host.passivate_idle() == 1
     await asyncio.gather(*host._tasks)
-    assert ("plain", "f") not in host.residents
+    assert ("plain", "org", "f") not in host.residents
     assert actor.deactivated  # type: ignore[attr-defined]
     assert host.metrics.passivations["plain"] == 1
     assert await ask(host, "f", GetLog()) == []  # Plain keeps nothing across activations
@@ -95,7 +95,7 @@ async def test_lru_cap_keeps_the_most_recently_used() -> None:
     await ask(host, "k0", Append("s", 99))  # k0 becomes the most recent
     host.passivate_idle()
     await asyncio.gather(*host._tasks)
-    keys = {key for _, key in host.residents}
+    keys = {key for _, _, key in host.residents}
     assert len(keys) == 10
     assert "k0" in keys and "k24" in keys and "k1" not in keys
     assert host.resident_by_kind["plain"] == 10
@@ -107,7 +107,7 @@ async def test_a_message_queued_behind_passivation_cancels_it() -> None:
     host.passivate_idle()
     future = host.enqueue("plain", "org", "g", Append("s", 2), True)
     assert await future == 2  # same activation, state kept, no flush needed
-    assert ("plain", "g") in host.residents
+    assert ("plain", "org", "g") in host.residents
     assert host.metrics.passivations["plain"] == 0
 
 
@@ -118,7 +118,7 @@ async def test_a_message_after_passivation_gets_a_fresh_activation() -> None:
     await asyncio.sleep(0)  # one loop turn: the passivation task runs to its end
     future = host.enqueue("plain", "org", "g2", Append("s", 2), True)
     assert await future == 1  # reactivated after the flush: Plain starts empty
-    assert ("plain", "g2") in host.residents
+    assert ("plain", "org", "g2") in host.residents
     assert host.metrics.activations["plain"] == 2
 
 
@@ -126,6 +126,14 @@ async def test_idle_actor_keeps_no_mailbox_or_task() -> None:
     host = make_host()
     await ask(host, "h", SlowAppend("s", 1))
     await asyncio.gather(*host._tasks)
-    actor = host.residents[("plain", "h")]
+    actor = host.residents[("plain", "org", "h")]
     assert actor._mailbox is None and not actor._running
     assert not host._tasks
+
+
+async def test_the_same_key_named_by_another_org_is_another_actor() -> None:
+    host = make_host()
+    assert await host.enqueue("plain", "org-a", "shared", Append("s", 1), True) == 1
+    assert await host.enqueue("plain", "org-b", "shared", GetLog(), True) == []
+    assert await host.enqueue("plain", "org-a", "shared", GetLog(), True) == [("s", 1)]
+    assert {("plain", "org-a", "shared"), ("plain", "org-b", "shared")} <= set(host.residents)

@@ -1,0 +1,253 @@
+"""The event relay: tails `events` in commit order and publishes each event
+to Redis exactly once.
+
+Woken by LISTEN/NOTIFY (the `events` trigger notifies at COMMIT) and polling
+as a fallback, it reads committed events after its cursor (storage.events)
+and, in ONE Redis MULTI/EXEC, publishes them to the pub/sub topics
+`org:{id}:events`, `chat:{id}:messages` and `user:{id}:notifications`, appends
+them to the stream `bidi:events` (internal consumers), and advances its
+cursor. Publishing and the cursor move together, so a relay killed at any
+point restarts with no gap and no duplicate. The cursor is copied to
+Postgres (`relay_cursors`) about once a second, for when Redis loses it.
+
+It runs as one named, restartable Ray actor (`bidi-relay`).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import asyncpg
+import ray
+from ray.util import metrics
+
+from actors.runtime.client import NAMESPACE
+from core.errors import StartupError
+from core.settings import Settings
+from storage import events
+from storage.db import Database
+from storage.events import Event, Position
+from storage.redis import open_redis
+
+log = logging.getLogger(__name__)
+
+RELAY_NAME = "bidi-relay"
+STREAM = "bidi:events"
+STREAM_MAXLEN = 100_000
+CHANNEL = "bidi_events"
+
+
+def cursor_key(name: str) -> str:
+    return f"bidi:relay:{name}:cursor"
+
+
+def org_topic(org_id: str) -> str:
+    return f"org:{org_id}:events"
+
+
+def chat_topic(chat_id: str) -> str:
+    return f"chat:{chat_id}:messages"
+
+
+def user_topic(user_id: str) -> str:
+    return f"user:{user_id}:notifications"
+
+
+def _encode_position(position: Position) -> bytes:
+    return f"{position[0]}:{position[1]}".encode()
+
+
+def _decode_position(raw: bytes | str | None) -> Position | None:
+    if not raw:
+        return None
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    xid, _, seq = text.partition(":")
+    return int(xid), int(seq)
+
+
+class EventRelay:
+    def __init__(self, settings: Settings, name: str = "main", batch: int = 2000,
+                 poll: float = 0.25, retry: float = 0.002) -> None:
+        self.settings = settings
+        self.name = name
+        self.batch = batch
+        self.poll = poll
+        self.retry = retry
+        self.cursor: Position = events.START
+        self.published = 0
+        self.db: Database | None = None
+        self.redis: Any = None
+        self._listener: asyncpg.Connection | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._saved: Position | None = None
+        self._saved_at = 0.0
+        self._published = metrics.Counter("bidi_relay_events_total", "events published")
+        self._lag = metrics.Gauge("bidi_relay_lag_ms", "commit-to-publish delay of the last batch")
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.database_url is None or settings.redis_url is None:
+            raise StartupError("the relay needs resolved DATABASE_URL and REDIS_URL")
+        self.db = await Database(settings.database_url, settings.app_db_password,
+                                 max_size=2).__aenter__()
+        self.redis = open_redis(settings.redis_url)
+        self.cursor = await self._load_cursor()
+        self._listener = await asyncpg.connect(settings.database_url)
+        await self._listener.add_listener(CHANNEL, self._notified)
+        self._task = asyncio.create_task(self._run(), name="event-relay")
+
+    def _notified(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _load_cursor(self) -> Position:
+        assert self.db is not None and self.db.system is not None
+        in_redis = _decode_position(await self.redis.get(cursor_key(self.name)))
+        row = await self.db.system.fetchrow(
+            "SELECT xid::text::bigint AS xid, seq FROM relay_cursors WHERE name = $1", self.name)
+        in_pg = (int(row["xid"]), int(row["seq"])) if row else None
+        # Redis moves with the publishes; Postgres may lag it by a second.
+        found = max(p for p in (in_redis, in_pg, events.START) if p is not None)
+        self._saved = in_pg
+        return found
+
+    async def _run(self) -> None:
+        delay = self.retry
+        while True:
+            try:
+                published = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep going: Postgres or Redis may come back
+                log.exception("relay step failed")
+                await asyncio.sleep(0.5)
+                continue
+            if published == self.batch:
+                continue
+            if published:
+                delay = self.retry
+                continue
+            assert self.db is not None and self.db.system is not None
+            async with self.db.system.acquire() as conn:
+                held = await events.pending_beyond(conn, self.cursor)
+            self._wake.clear()
+            if held:  # committed events wait for an older transaction to end
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.poll)
+                continue
+            delay = self.retry
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll)
+
+    async def step(self) -> int:
+        """Publish the next batch of committed events; return how many."""
+        assert self.db is not None and self.db.system is not None
+        async with self.db.system.acquire() as conn:
+            batch = await events.read_all(conn, self.cursor, self.batch)
+        if not batch:
+            await self._save_cursor(force=False)
+            return 0
+        await self.publish(batch)
+        self.cursor = batch[-1].position
+        self.published += len(batch)
+        self._published.inc(len(batch))
+        await self._save_cursor(force=False)
+        return len(batch)
+
+    async def publish(self, batch: list[Event]) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for event in batch:
+                pipe.publish(org_topic(event.org_id), event.frame)
+                if event.chat_id:
+                    pipe.publish(chat_topic(event.chat_id), event.frame)
+                for user_id in _notify(event):
+                    pipe.publish(user_topic(user_id), event.frame)
+                pipe.xadd(STREAM, {"event": event.frame}, maxlen=STREAM_MAXLEN,
+                          approximate=True)
+            pipe.set(cursor_key(self.name), _encode_position(batch[-1].position))
+            await pipe.execute()
+
+    async def _save_cursor(self, *, force: bool) -> None:
+        if self._saved == self.cursor:
+            return
+        now = time.monotonic()
+        if not force and now - self._saved_at < 1.0:
+            return
+        assert self.db is not None and self.db.system is not None
+        await self.db.system.execute(
+            "INSERT INTO relay_cursors (name, xid, seq) VALUES ($1, $2::text::xid8, $3)"
+            " ON CONFLICT (name) DO UPDATE SET xid = excluded.xid, seq = excluded.seq,"
+            " updated_at = now()", self.name, str(self.cursor[0]), self.cursor[1])
+        self._saved, self._saved_at = self.cursor, now
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        with contextlib.suppress(Exception):
+            await self._save_cursor(force=True)
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        if self.redis is not None:
+            await self.redis.aclose()
+        if self.db is not None:
+            await self.db.close()
+
+
+def _notify(event: Event) -> list[str]:
+    """Users an event is addressed to (`notify_user_ids` in its payload)."""
+    if b"notify_user_ids" not in event.frame:
+        return []
+    data = events.parse_frame(event.frame).payload or {}
+    return [str(u) for u in data.get("notify_user_ids") or ()]
+
+
+class RelayActor:
+    """The Ray actor around one EventRelay. Ray runs an async actor's
+    `__init__` on its event loop, so the relay starts at once, and again by
+    itself after Ray restarts a crashed relay."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.relay = EventRelay(settings)
+        self._started = asyncio.get_running_loop().create_task(self.relay.start())
+
+    async def ping(self) -> Position:
+        await asyncio.shield(self._started)
+        return self.relay.cursor
+
+    async def stats(self) -> dict[str, Any]:
+        await self.ping()
+        return {"cursor": list(self.relay.cursor), "published": self.relay.published}
+
+    async def shutdown(self) -> None:
+        await self.relay.stop()
+
+
+RemoteRelay = ray.remote(RelayActor)
+
+
+def start_relay(settings: Settings, timeout: float = 60.0) -> Any:
+    handle = RemoteRelay.options(  # type: ignore[attr-defined]
+        name=RELAY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, max_task_retries=0, num_cpus=0.05).remote(settings)
+    try:
+        ray.get(handle.ping.remote(), timeout=timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        raise StartupError(f"the event relay did not start: {exc}") from exc
+    return handle
+
+
+def stop_relay(timeout: float = 30.0) -> None:
+    try:
+        handle = ray.get_actor(RELAY_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return
+    with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
+        ray.get(handle.shutdown.remote(), timeout=timeout)
+    ray.kill(handle, no_restart=True)

@@ -1,0 +1,114 @@
+"""The generic API channel (an "API inbox"): a customer's system POSTs
+messages to `/v1/channels/api/{integration_id}/messages`, signed per Standard
+Webhooks with the integration's secret, and receives our replies the same
+way at its `callback_url`."""
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Annotated
+
+import httpx
+import msgspec
+
+from channels import signing
+from channels.base import ChannelError
+from core.errors import Invalid
+from core.messages import InboundMessage, OutboundMessage, Receipt, Sender
+from storage.integrations import Integration
+
+CHANNEL = "api"
+MAX_TEXT = 65_536
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Short = Annotated[str, msgspec.Meta(max_length=255)]
+ATTEMPTS = 3
+BACKOFF = (0.2, 1.0)
+
+
+class SenderIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: Id
+    name: Short | None = None
+    email: Short | None = None
+    phone: Annotated[str, msgspec.Meta(max_length=50)] | None = None
+
+
+class MessageIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    external_message_id: Id
+    thread_id: Id
+    sender: SenderIn
+    text: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_TEXT)]
+
+
+_decoder = msgspec.json.Decoder(MessageIn)
+
+
+def _clean(value: str | None, field: str) -> None:
+    if value is not None and "\x00" in value:
+        raise Invalid(f"{field} contains a NUL character", field=field)
+
+
+def parse_inbound(org_id: str, integration_id: str, body: bytes) -> InboundMessage:
+    """The signed body as an `InboundMessage` (raises `Invalid` with the reason)."""
+    try:
+        data = _decoder.decode(body)
+    except msgspec.ValidationError as exc:
+        raise Invalid(f"invalid message: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise Invalid(f"malformed JSON: {exc}") from None
+    for field, value in (("external_message_id", data.external_message_id),
+                         ("thread_id", data.thread_id), ("text", data.text),
+                         ("sender.id", data.sender.id), ("sender.name", data.sender.name),
+                         ("sender.email", data.sender.email),
+                         ("sender.phone", data.sender.phone)):
+        _clean(value, field)
+    sender = data.sender
+    return InboundMessage(
+        organization_id=org_id, integration_id=integration_id, channel=CHANNEL,
+        thread_id=data.thread_id, external_id=data.external_message_id,
+        sender=Sender(id=sender.id, name=sender.name, email=sender.email, phone=sender.phone),
+        text=data.text, received_at=datetime.now(UTC))
+
+
+class ApiChannel:
+    """Outbound: POST the reply, signed, to the integration's callback URL;
+    network errors and 5xx are retried, 4xx is final."""
+
+    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
+        self.client = client or httpx.AsyncClient(timeout=10.0)
+
+    async def send(self, integration: Integration, message: OutboundMessage) -> Receipt:
+        url = integration.config.get("callback_url")
+        secret = integration.secrets.get("secret")
+        if not url or not secret:
+            raise ChannelError(f"integration {integration.id} has no callback_url to send to")
+        body = msgspec.json.encode({
+            "type": "message.outbound", "message_id": message.message_id,
+            "chat_id": message.chat_id, "thread_id": message.thread_id, "text": message.text,
+            "attachments": message.attachments})
+        error = ""
+        for attempt in range(ATTEMPTS):
+            headers = {"content-type": "application/json",
+                       **signing.headers(secret, message.message_id, body)}
+            try:
+                response = await self.client.post(url, content=body, headers=headers)
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.is_success:
+                    return Receipt(external_id=_external_id(response) or message.message_id,
+                                   sent_at=datetime.now(UTC))
+                error = f"callback answered {response.status_code}"
+                if response.status_code < 500 and response.status_code != 429:
+                    break
+            if attempt < ATTEMPTS - 1:
+                await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+        raise ChannelError(error)
+
+
+def _external_id(response: httpx.Response) -> str | None:
+    try:
+        data = response.json()
+    except ValueError:
+        return None
+    value = data.get("external_message_id") if isinstance(data, dict) else None
+    return str(value)[:255] if value else None

@@ -1,0 +1,229 @@
+"""The WebSocket side of the event bus, one per Serve replica.
+
+`Hub` holds one Redis pub/sub connection for the whole replica and
+subscribes a Redis topic while any local connection needs it. Each event
+arrives once per topic, is parsed once, and is offered to every connection
+on that topic; the frame bytes are the relay's, sent as they are.
+
+`Live` is one WebSocket connection's event stream: a bounded queue drained
+by one writer task, and a position `(xid, seq)` — the last event it was
+sent. Events reach a connection in commit order, so an event at or before
+the position is a duplicate (the same event through a second topic, or one
+already sent by a replay) and is dropped. A replay (`since`) reads the gap
+from Postgres while live events are held back, then lets through only the
+held ones after what the replay sent: none missing, none twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from storage.events import Event, Position
+
+log = logging.getLogger(__name__)
+
+QUEUE_LIMIT = 2000  # frames a connection may have unsent before it is closed
+SLOW_CLIENT = 4008  # close code: the client reads too slowly; resume with since
+
+
+@dataclass(slots=True)
+class Frame:
+    """An incoming pub/sub message: an event (with a position) or an ephemeral frame."""
+
+    text: str
+    position: Position | None
+    chat_id: str | None
+
+
+def parse(raw: bytes) -> Frame | None:
+    try:
+        data = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    position = None
+    if "xid" in data and "seq" in data:
+        position = (int(data["xid"]), int(data["seq"]))
+    return Frame(raw.decode(), position, data.get("chat_id"))
+
+
+@dataclass(eq=False)
+class Live:
+    """One connection's outgoing event stream."""
+
+    send: Callable[[str], Awaitable[None]]
+    close: Callable[[int, str], Awaitable[None]]
+    org_id: str
+    chats: set[str] = field(default_factory=set)
+    topics: set[str] = field(default_factory=set)  # Redis topics this connection is on
+    position: Position = (0, 0)
+    replaying: int = 0
+    held: list[Frame] = field(default_factory=list)
+    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    closed: bool = False
+    last_seq: int = 0
+    writer: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                text = await self.queue.get()
+                await self.send(text)
+        except Exception:  # the socket went away; the reader side notices
+            self.closed = True
+
+    def offer(self, frame: Frame) -> None:
+        if self.closed:
+            return
+        if self.replaying:
+            self.held.append(frame)
+            if len(self.held) > QUEUE_LIMIT:
+                self.overflow()
+            return
+        self.push(frame)
+
+    def push(self, frame: Frame) -> None:
+        if frame.position is not None:
+            if frame.position <= self.position:
+                return
+            self.position = frame.position
+            self.last_seq = frame.position[1]
+        try:
+            self.queue.put_nowait(frame.text)
+        except asyncio.QueueFull:
+            self.overflow()
+
+    def send_now(self, text: str) -> None:
+        """A reply to the client (ack, pong, error): same queue, same order."""
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflow()
+
+    def overflow(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        reason = f"slow consumer; resume with since={self.last_seq}"
+        asyncio.ensure_future(self.close(SLOW_CLIENT, reason))
+
+    async def stop(self) -> None:
+        self.closed = True
+        if self.writer is not None:
+            self.writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.writer
+
+
+class Hub:
+    def __init__(self, redis: Any) -> None:
+        self.redis = redis
+        self.pubsub = redis.pubsub()
+        self.listeners: dict[str, set[Live]] = {}
+        self._confirm: dict[str, asyncio.Future[None]] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.received = 0
+
+    async def join(self, live: Live, topic: str) -> None:
+        """Put `live` on `topic`; returns once Redis confirmed the subscription."""
+        async with self._lock:
+            listeners = self.listeners.get(topic)
+            if listeners is None:
+                listeners = self.listeners[topic] = set()
+                confirmed = asyncio.get_running_loop().create_future()
+                self._confirm[topic] = confirmed
+                await self.pubsub.subscribe(topic)
+                if self._reader is None or self._reader.done():
+                    self._reader = asyncio.create_task(self._read(), name="ws-hub")
+            else:
+                confirmed = self._confirm.get(topic) or _done()
+            listeners.add(live)
+            live.topics.add(topic)
+        await asyncio.wait_for(asyncio.shield(confirmed), 10.0)
+
+    async def leave(self, live: Live, topic: str | None = None) -> None:
+        async with self._lock:
+            for name in [topic] if topic else list(live.topics):
+                listeners = self.listeners.get(name)
+                live.topics.discard(name)
+                if listeners is None:
+                    continue
+                listeners.discard(live)
+                if not listeners:
+                    del self.listeners[name]
+                    self._confirm.pop(name, None)
+                    with contextlib.suppress(Exception):
+                        await self.pubsub.unsubscribe(name)
+
+    async def _read(self) -> None:
+        while self.listeners or self._confirm:
+            try:
+                message = await self.pubsub.get_message(timeout=1.0)
+            except Exception as exc:
+                log.warning("pub/sub connection lost (%s); closing live connections", exc)
+                await self._reset()
+                return
+            if message is None:
+                continue
+            kind = message["type"]
+            topic = message["channel"].decode()
+            if kind == b"subscribe" or kind == "subscribe":
+                future = self._confirm.get(topic)
+                if future is not None and not future.done():
+                    future.set_result(None)
+                continue
+            if kind not in (b"message", "message"):
+                continue
+            self.received += 1
+            frame = parse(message["data"])
+            if frame is None:
+                continue
+            for live in tuple(self.listeners.get(topic, ())):
+                live.offer(frame)
+
+    async def _reset(self) -> None:
+        """Events published while we were cut off are lost to pub/sub: every
+        connection is closed (1012) so that its client resumes with `since`."""
+        everyone = {live for group in self.listeners.values() for live in group}
+        self.listeners.clear()
+        for future in self._confirm.values():
+            if not future.done():
+                future.set_exception(ConnectionError("pub/sub connection lost"))
+        self._confirm.clear()
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()
+        self.pubsub = self.redis.pubsub()
+        for live in everyone:
+            live.topics.clear()
+            live.closed = True
+            with contextlib.suppress(Exception):
+                await live.close(1012, f"event stream restarting; since={live.last_seq}")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        with contextlib.suppress(Exception):
+            await self.pubsub.aclose()
+
+
+def _done() -> asyncio.Future[None]:
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.set_result(None)
+    return future
+
+
+def event_frame(event: Event) -> Frame:
+    return Frame(event.frame.decode(), event.position, event.chat_id)

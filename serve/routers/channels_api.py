@@ -1,0 +1,78 @@
+"""The generic API channel's inbound webhook. The body is verified (Standard
+Webhooks signature over the raw bytes) before it is parsed, and the answer
+(202) is sent only after the message is committed."""
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+
+from channels import signing
+from channels.api import CHANNEL, MAX_TEXT, parse_inbound
+from core.crypto import Cipher
+from core.errors import Invalid, Unauthorized
+from serve.auth import runtime_of
+from serve.inbound import IntegrationCache, deliver
+
+router = APIRouter(prefix="/v1/channels/api", tags=["channels"])
+MAX_BODY = 256 * 1024
+
+
+class SenderDoc(BaseModel):
+    id: str = Field(min_length=1, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    email: str | None = Field(default=None, max_length=255)
+    phone: str | None = Field(default=None, max_length=50)
+
+
+class InboundDoc(BaseModel):
+    external_message_id: str = Field(min_length=1, max_length=255,
+                                     description="The sender's id for this message (dedup key)")
+    thread_id: str = Field(min_length=1, max_length=255, description="The conversation")
+    sender: SenderDoc
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
+
+
+class Accepted(BaseModel):
+    id: UUID = Field(description="The stored message (the same for a redelivery)")
+    chat_id: UUID
+    duplicate: bool = Field(description="True when this message was already stored")
+
+
+def _body_schema() -> dict[str, Any]:
+    schema = InboundDoc.model_json_schema()
+    schema["properties"]["sender"] = schema.pop("$defs")["SenderDoc"]
+    return schema
+
+
+def _cache(request: Request) -> IntegrationCache:
+    cache = getattr(request.app.state, "integrations", None)
+    if cache is None:
+        runtime = runtime_of(request)
+        cache = request.app.state.integrations = IntegrationCache(
+            runtime.db, Cipher(runtime.settings.encryption_key))
+    return cache  # type: ignore[no-any-return]
+
+
+@router.post(
+    "/{integration_id}/messages", status_code=202, response_model=Accepted,
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": _body_schema()}}},
+        "parameters": [{"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
+                       for n in ("webhook-id", "webhook-timestamp", "webhook-signature")],
+    })
+async def receive_message(integration_id: UUID, request: Request) -> Any:
+    """Inbound message, signed per Standard Webhooks with the integration's secret."""
+    integration = await _cache(request).get(str(integration_id), CHANNEL)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise Invalid(f"the body is larger than {MAX_BODY} bytes")
+    try:
+        signing.verify([integration.secrets["secret"]], request.headers, body)
+    except (signing.SignatureError, KeyError) as exc:
+        raise Unauthorized(f"invalid signature: {exc}") from None
+    message = parse_inbound(integration.org_id, integration.id, body)
+    return await deliver(runtime_of(request).actors, message)

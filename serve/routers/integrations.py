@@ -1,0 +1,154 @@
+"""Channel integrations. Type `api` (a generic API inbox) gets an HMAC secret,
+returned once as `secret`; inbound messages are signed with it and replies
+are POSTed, signed the same way, to `callback_url`. Other channel types
+(Telegram, WhatsApp, email) join with their connectors."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import AnyHttpUrl, BaseModel, Field
+
+from channels.signing import new_secret
+from core.crypto import Cipher
+from core.errors import NotFound
+from serve.auth import Principal, require, runtime_of
+from serve.crud import delete_one
+from serve.models import Strict
+from serve.pagination import Page, PageParams, page_params
+from storage.audit import record
+from storage.integrations import seal
+
+router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
+
+COLUMNS = "id, type, name, config - 'secrets' AS config, is_active, last_sync_at, created_at," \
+          " updated_at"
+
+
+class IntegrationIn(Strict):
+    type: Literal["api"]
+    name: str = Field(min_length=1, max_length=255)
+    callback_url: AnyHttpUrl | None = Field(
+        default=None, description="Where replies are POSTed (Standard Webhooks signed)")
+
+
+class IntegrationPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=255)
+    callback_url: AnyHttpUrl | None = None
+    is_active: bool | None = None
+
+
+class IntegrationOut(BaseModel):
+    id: UUID
+    type: str
+    name: str | None
+    config: dict[str, Any]
+    is_active: bool
+    last_sync_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class IntegrationCreated(IntegrationOut):
+    secret: str = Field(description="The signing secret (whsec_...). Shown this once.")
+    inbound_url: str = Field(description="Where to POST inbound messages")
+
+
+def _inbound_path(integration_id: UUID) -> str:
+    return f"/v1/channels/api/{integration_id}/messages"
+
+
+@router.post("", status_code=201, response_model=IntegrationCreated)
+async def create_integration(body: IntegrationIn, request: Request,
+                             principal: Principal = Depends(
+                                 require("integrations:manage"))) -> Any:
+    runtime = runtime_of(request)
+    secret = new_secret()
+    config: dict[str, Any] = {}
+    if body.callback_url is not None:
+        config["callback_url"] = str(body.callback_url)
+    sealed = seal(Cipher(runtime.settings.encryption_key), config, {"secret": secret})
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(
+            f"INSERT INTO integrations (organization_id, type, name, config) VALUES"
+            f" ($1, $2, $3, $4) RETURNING {COLUMNS}", UUID(principal.org_id), body.type,
+            body.name, sealed)
+        await record(conn, principal.actor, action="integration.create",
+                     resource_type="integration", resource_id=row["id"],
+                     changes={"type": body.type, "name": body.name, **config},
+                     event_type="integration.created",
+                     payload={"id": row["id"], "type": body.type, "name": body.name})
+    return {**dict(row), "secret": secret, "inbound_url": _inbound_path(row["id"])}
+
+
+@router.get("", response_model=Page[IntegrationOut])
+async def list_integrations(request: Request, page: PageParams = Depends(page_params),
+                            principal: Principal = Depends(require("org:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total = await conn.fetchval("SELECT count(*) FROM integrations")
+        rows = await conn.fetch(f"SELECT {COLUMNS} FROM integrations ORDER BY created_at DESC,"
+                                " id LIMIT $1 OFFSET $2", page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [dict(r) for r in rows]}
+
+
+@router.get("/{integration_id}", response_model=IntegrationOut)
+async def get_integration(integration_id: UUID, request: Request,
+                          principal: Principal = Depends(require("org:read"))) -> Any:
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM integrations WHERE id = $1",
+                                  integration_id)
+    if row is None:
+        raise NotFound("integration not found")
+    return dict(row)
+
+
+@router.patch("/{integration_id}", response_model=IntegrationOut)
+async def update_integration(integration_id: UUID, body: IntegrationPatch, request: Request,
+                             principal: Principal = Depends(
+                                 require("integrations:manage"))) -> Any:
+    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    if "callback_url" in changes and changes["callback_url"] is not None:
+        changes["callback_url"] = str(changes["callback_url"])
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        config_patch = {k: changes[k] for k in ("callback_url",) if k in changes}
+        row = await conn.fetchrow(
+            f"UPDATE integrations SET name = coalesce($2, name),"
+            f" is_active = coalesce($3, is_active), config = config || $4::jsonb,"
+            f" updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+            integration_id, changes.get("name"), changes.get("is_active"), config_patch)
+        if row is None:
+            raise NotFound("integration not found")
+        await record(conn, principal.actor, action="integration.update",
+                     resource_type="integration", resource_id=integration_id, changes=changes,
+                     event_type="integration.updated", payload={"id": integration_id, **changes})
+    return dict(row)
+
+
+@router.post("/{integration_id}/rotate-secret", response_model=IntegrationCreated)
+async def rotate_secret(integration_id: UUID, request: Request,
+                        principal: Principal = Depends(require("integrations:manage"))) -> Any:
+    """A new signing secret (shown once); the old one stops working at once."""
+    runtime = runtime_of(request)
+    cipher = Cipher(runtime.settings.encryption_key)
+    secret = new_secret()
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        row = await conn.fetchrow(
+            f"UPDATE integrations SET config = jsonb_set(config, '{{secrets}}', $2::jsonb),"
+            f" updated_at = now() WHERE id = $1 RETURNING {COLUMNS}", integration_id,
+            {"secret": cipher.encrypt(secret)})
+        if row is None:
+            raise NotFound("integration not found")
+        await record(conn, principal.actor, action="integration.rotate_secret",
+                     resource_type="integration", resource_id=integration_id, changes=None,
+                     event_type="integration.updated", payload={"id": integration_id})
+    return {**dict(row), "secret": secret, "inbound_url": _inbound_path(row["id"])}
+
+
+@router.delete("/{integration_id}", status_code=204, response_class=Response)
+async def delete_integration(integration_id: UUID, request: Request,
+                             principal: Principal = Depends(
+                                 require("integrations:manage"))) -> Response:
+    return await delete_one(request, principal, "integrations", "integration", integration_id)

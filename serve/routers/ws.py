@@ -1,0 +1,310 @@
+"""WebSocket live chat: `/v1/ws?token=<access JWT>`.
+
+Client frames (JSON objects with a `type`; an optional `ref` is echoed back):
+- `{"type":"subscribe","topics":["org"|"chat:<id>"|"user"],"since":<seq>?}`
+  -> `{"type":"subscribed","topics":[...],"position":<seq>}`; with `since`, the
+  events after that seq are replayed from Postgres first, then live ones.
+- `{"type":"unsubscribe","topics":[...]}`
+- `{"type":"message.send","chat_id":...,"content":...,"idempotency_key"?}`
+  -> `{"type":"message.ack","message":{...}}`
+- `{"type":"typing","chat_id":...}` (ephemeral: to the chat's subscribers)
+- `{"type":"mark_read","chat_id":...}` -> `{"type":"read.ack",...}` and `chat.read`
+- `{"type":"ping"}` -> `{"type":"pong"}`
+
+Server frames: `{"type":"event","seq":N,"event_type":...,"data":{...},...}`
+in commit order; `{"type":"error","error":{"code","message"}}` for a bad frame
+(the connection stays open). Close codes: 4401 bad token, 4403 a topic of
+another organization, 4008 too slow (the queue is bounded; resume with
+`since`), 1012 the event stream restarted (resume with `since`).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import msgspec
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+
+from actors.chat import MarkRead
+from actors.relay import chat_topic, org_topic, user_topic
+from core.errors import BidiError, Forbidden, Invalid
+from core.rbac import permissions_of
+from core.security import decode_access_token
+from serve.app import Runtime
+from serve.auth import Principal
+from serve.hub import Hub, Live, event_frame
+from serve.routers.chats import send
+from storage import events
+
+router = APIRouter(tags=["websocket"])
+
+BAD_TOKEN = 4401
+FORBIDDEN_TOPIC = 4403
+REPLAY_BATCH = 1000
+MAX_FRAME = 128 * 1024
+
+
+class Closing(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+def hub_of(websocket: WebSocket) -> Hub:
+    state = websocket.app.state
+    hub = getattr(state, "hub", None)
+    if hub is None:
+        hub = state.hub = Hub(state.runtime.redis)
+    return hub  # type: ignore[no-any-return]
+
+
+def _encode(frame: dict[str, Any]) -> str:
+    return msgspec.json.encode(frame).decode()
+
+
+def _error(code: str, message: str, ref: Any = None) -> str:
+    frame: dict[str, Any] = {"type": "error", "error": {"code": code, "message": message}}
+    if ref is not None:
+        frame["ref"] = ref
+    return _encode(frame)
+
+
+class Session:
+    """One connection: its principal, its live stream, its frame handlers."""
+
+    def __init__(self, websocket: WebSocket, runtime: Runtime, principal: Principal) -> None:
+        self.ws = websocket
+        self.runtime = runtime
+        self.principal = principal
+        self.hub = hub_of(websocket)
+        self.live = Live(send=websocket.send_text, close=self._close,
+                         org_id=principal.org_id)
+
+    async def _close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close(code, reason)
+
+    def _uuid(self, value: Any, name: str) -> str:
+        try:
+            return str(uuid.UUID(str(value)))
+        except ValueError:
+            raise Invalid(f"{name} is not a UUID") from None
+
+    def _need(self, permission: str) -> None:
+        if permission not in self.principal.permissions:
+            raise Forbidden(f"this needs the {permission!r} permission")
+
+    # -- topics -----------------------------------------------------------
+
+    async def _resolve(self, topics: Any) -> tuple[list[str], set[str]]:
+        """Redis topics for the client's names, each checked against the caller's org."""
+        if not isinstance(topics, list) or not topics or len(topics) > 100:
+            raise Invalid("topics must be a non-empty list (at most 100)")
+        org = self.principal.org_id
+        wanted: list[str] = []
+        chats: set[str] = set()
+        for name in topics:
+            if not isinstance(name, str):
+                raise Invalid("a topic is a string")
+            kind, _, ident = name.partition(":")
+            if kind == "org" and ident in ("", org):
+                wanted.append(org_topic(org))
+            elif kind == "user" and ident in ("", self.principal.user_id or "-"):
+                if self.principal.user_id is None:
+                    raise Closing(FORBIDDEN_TOPIC, "no user to notify")
+                wanted.append(user_topic(self.principal.user_id))
+            elif kind == "chat" and ident:
+                try:
+                    chats.add(str(uuid.UUID(ident)))
+                except ValueError:
+                    raise Closing(FORBIDDEN_TOPIC, f"forbidden topic {name!r}") from None
+            else:
+                raise Closing(FORBIDDEN_TOPIC, f"forbidden topic {name!r}")
+        if chats:
+            async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
+                own = {str(r["id"]) for r in await conn.fetch(
+                    "SELECT id FROM chats WHERE id = ANY($1::uuid[])", list(chats))}
+            if own != chats:
+                raise Closing(FORBIDDEN_TOPIC, "forbidden topic: no such chat in this organization")
+            wanted.extend(chat_topic(c) for c in sorted(chats))
+        return wanted, chats
+
+    async def subscribe(self, frame: dict[str, Any]) -> None:
+        self._need("chats:read")
+        since = frame.get("since")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool)
+                                  or since < 0):
+            raise Invalid("since is a non-negative integer (an event seq)")
+        topics, chats = await self._resolve(frame.get("topics"))
+        new = [t for t in topics if t not in self.live.topics]
+        before_org = org_topic(self.principal.org_id) in self.live.topics
+        before_chats = set(self.live.chats)
+        self.live.replaying += 1
+        try:
+            for topic in new:
+                await self.hub.join(self.live, topic)
+            self.live.chats |= chats
+            if since is not None:
+                await self._replay(since, topics, before_org, before_chats)
+        finally:
+            self.live.replaying -= 1
+            if not self.live.replaying:
+                held, self.live.held = self.live.held, []
+                for item in held:
+                    self.live.push(item)
+        self.live.send_now(_encode({"type": "subscribed", "topics": frame.get("topics"),
+                                    "position": self.live.last_seq, "ref": frame.get("ref")}))
+
+    async def _replay(self, since: int, topics: list[str], before_org: bool,
+                      before_chats: set[str]) -> None:
+        """Events after `since` on `topics`, from Postgres, in commit order."""
+        org = self.principal.org_id
+        whole_org = org_topic(org) in topics
+        chat_ids = None if whole_org else sorted(self.live.chats)
+        old_position = self.live.position
+        async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
+            start = await events.position_of(conn, since)
+        if start is None:
+            raise Invalid(f"since={since} is not an event of this organization")
+        cursor = start
+        while True:
+            async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
+                batch = await events.read_tenant(conn, cursor, REPLAY_BATCH, chat_ids)
+            for event in batch:
+                seen_live = before_org or (event.chat_id in before_chats)
+                if event.position <= old_position and seen_live:
+                    continue  # sent live before this subscribe
+                frame = event_frame(event)
+                if event.position > self.live.position:
+                    self.live.position = event.position
+                    self.live.last_seq = event.seq
+                while self.live.queue.full() and not self.live.closed:
+                    await asyncio.sleep(0.001)  # replay goes at the client's pace
+                if self.live.closed:
+                    return
+                self.live.queue.put_nowait(frame.text)
+            if len(batch) < REPLAY_BATCH:
+                return
+            cursor = batch[-1].position
+
+    async def unsubscribe(self, frame: dict[str, Any]) -> None:
+        topics, chats = await self._resolve(frame.get("topics"))
+        for topic in topics:
+            await self.hub.leave(self.live, topic)
+        self.live.chats -= chats
+        self.live.send_now(_encode({"type": "unsubscribed", "topics": frame.get("topics"),
+                                    "ref": frame.get("ref")}))
+
+    # -- actions ----------------------------------------------------------
+
+    async def message_send(self, frame: dict[str, Any]) -> None:
+        self._need("chats:write")
+        chat_id = self._uuid(frame.get("chat_id"), "chat_id")
+        content = frame.get("content")
+        if not isinstance(content, str) or not content.strip() or len(content) > 65_536 \
+                or "\x00" in content:
+            raise Invalid("content must be non-empty text (at most 65,536 characters)")
+        key = frame.get("idempotency_key")
+        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255
+                                or "\x00" in key):
+            raise Invalid("idempotency_key must be a string of 1-255 characters")
+        message = await send(self.runtime.actors, self.principal, chat_id, content, key)
+        self.live.send_now(_encode({"type": "message.ack", "ref": frame.get("ref"),
+                                    "message": _jsonable(message)}))
+
+    async def typing(self, frame: dict[str, Any]) -> None:
+        self._need("chats:write")
+        chat_id = self._uuid(frame.get("chat_id"), "chat_id")
+        async with self.runtime.db.tenant_tx(self.principal.org_id) as conn:
+            if not await conn.fetchval("SELECT 1 FROM chats WHERE id = $1", chat_id):
+                raise Invalid("no such chat")
+        await self.runtime.redis.publish(chat_topic(chat_id), _encode({
+            "type": "typing", "chat_id": chat_id, "user_id": self.principal.user_id,
+            "organization_id": self.principal.org_id}))
+
+    async def mark_read(self, frame: dict[str, Any]) -> None:
+        self._need("chats:write")
+        chat_id = self._uuid(frame.get("chat_id"), "chat_id")
+        result = await self.runtime.actors.ask("chat", self.principal.org_id, chat_id,
+                                               MarkRead(user_id=self.principal.user_id))
+        self.live.send_now(_encode({"type": "read.ack", "ref": frame.get("ref"), **result}))
+
+    async def handle(self, text: str) -> None:
+        ref = None
+        try:
+            if len(text) > MAX_FRAME:
+                raise Invalid(f"frames are at most {MAX_FRAME} bytes")
+            try:
+                frame = msgspec.json.decode(text)
+            except msgspec.DecodeError:
+                raise Invalid("a frame is a JSON object") from None
+            if not isinstance(frame, dict):
+                raise Invalid("a frame is a JSON object")
+            ref = frame.get("ref")
+            kind = frame.get("type")
+            handler = HANDLERS.get(kind) if isinstance(kind, str) else None
+            if kind == "ping":
+                self.live.send_now(_encode({"type": "pong", "ref": ref}))
+                return
+            if handler is None:
+                raise Invalid(f"unknown frame type {kind!r}")
+            await handler(self, frame)
+        except Closing:
+            raise
+        except BidiError as exc:
+            self.live.send_now(_error(exc.code, exc.message, ref))
+
+
+HANDLERS = {
+    "subscribe": Session.subscribe,
+    "unsubscribe": Session.unsubscribe,
+    "message.send": Session.message_send,
+    "typing": Session.typing,
+    "mark_read": Session.mark_read,
+}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+@router.websocket("/v1/ws")
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    runtime: Runtime = websocket.app.state.runtime
+    await websocket.accept()
+    token = websocket.query_params.get("token", "")
+    try:
+        claims = decode_access_token(runtime.settings.jwt_secret or "", token)
+    except BidiError as exc:
+        await websocket.close(BAD_TOKEN, exc.message[:120])
+        return
+    principal = Principal(claims.org_id, claims.user_id, claims.role,
+                          permissions_of(claims.role))
+    session = Session(websocket, runtime, principal)
+    session.live.start()
+    try:
+        while not session.live.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            await session.handle(text)
+    except Closing as exc:
+        await session._close(exc.code, exc.reason)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        await session.hub.leave(session.live)
+        await session.live.stop()

@@ -1,0 +1,100 @@
+"""Reading the event log in commit order.
+
+An event's position is `(xid, seq)`: the id of the transaction that wrote it,
+then its seq. Events are read only below the commit fence
+`pg_snapshot_xmin(pg_current_snapshot())` (every transaction with a smaller
+id has finished), so a reader that has passed position P never sees a new
+event appear before P. The relay, `GET /v1/events` and WebSocket resume all
+read through here; clients name a position by an event's `seq`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import msgspec
+
+Position = tuple[int, int]  # (xid, seq)
+START: Position = (0, 0)
+
+COLUMNS = ("xid::text::bigint AS xid, seq, organization_id, event_type, entity_type, entity_id,"
+           " chat_id, user_id, agent_id, payload::text AS payload, created_at")
+FENCE = "xid < pg_snapshot_xmin(pg_current_snapshot())"
+AFTER = "(xid, seq) > ($1::text::xid8, $2::bigint)"
+
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    xid: int
+    seq: int
+    org_id: str
+    chat_id: str | None
+    event_type: str
+    payload: dict[str, Any] | None
+    frame: bytes  # the WebSocket frame, encoded once
+
+    @property
+    def position(self) -> Position:
+        return (self.xid, self.seq)
+
+
+def from_row(row: asyncpg.Record) -> Event:
+    chat_id = str(row["chat_id"]) if row["chat_id"] else None
+    head = _encode({
+        "type": "event", "seq": row["seq"], "xid": row["xid"], "event_type": row["event_type"],
+        "organization_id": str(row["organization_id"]), "entity_type": row["entity_type"],
+        "entity_id": str(row["entity_id"]) if row["entity_id"] else None, "chat_id": chat_id,
+        "user_id": str(row["user_id"]) if row["user_id"] else None,
+        "created_at": row["created_at"].isoformat() if row["created_at"] else None})
+    frame = head[:-1] + b',"data":' + row["payload"].encode() + b"}"
+    return Event(row["xid"], row["seq"], str(row["organization_id"]), chat_id,
+                 row["event_type"], None, frame)
+
+
+def parse_frame(frame: bytes) -> Event:
+    """A frame published by the relay, back to its routing fields."""
+    data = msgspec.json.decode(frame)
+    return Event(int(data["xid"]), int(data["seq"]), data["organization_id"],
+                 data.get("chat_id"), data["event_type"], data.get("data"), frame)
+
+
+async def read_all(conn: asyncpg.Connection, after: Position, limit: int) -> list[Event]:
+    """Every org's committed events after `after` (the relay; owner role)."""
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS} FROM events WHERE {AFTER} AND {FENCE} ORDER BY xid, seq LIMIT $3",
+        str(after[0]), after[1], limit)
+    return [from_row(r) for r in rows]
+
+
+async def pending_beyond(conn: asyncpg.Connection, after: Position) -> bool:
+    """Whether committed events wait behind the fence (an older transaction runs)."""
+    return bool(await conn.fetchval(
+        f"SELECT EXISTS (SELECT 1 FROM events WHERE {AFTER})", str(after[0]), after[1]))
+
+
+async def read_tenant(conn: asyncpg.Connection, after: Position, limit: int,
+                      chat_ids: Sequence[str] | None = None) -> list[Event]:
+    """One org's committed events after `after` (RLS scopes the org), optionally
+    only those of some chats."""
+    if chat_ids is None:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM events WHERE organization_id = bidi_org() AND {AFTER}"
+            f" AND {FENCE} ORDER BY xid, seq LIMIT $3", str(after[0]), after[1], limit)
+    else:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM events WHERE chat_id = ANY($4::uuid[]) AND {AFTER}"
+            f" AND {FENCE} ORDER BY xid, seq LIMIT $3", str(after[0]), after[1], limit,
+            list(chat_ids))
+    return [from_row(r) for r in rows]
+
+
+async def position_of(conn: asyncpg.Connection, seq: int) -> Position | None:
+    """The position of the caller's event `seq` (None when it is not theirs)."""
+    if seq <= 0:
+        return START
+    row = await conn.fetchrow("SELECT xid::text::bigint AS xid FROM events WHERE seq = $1", seq)
+    return None if row is None else (int(row["xid"]), seq)
