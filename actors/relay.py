@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import Any
 
@@ -70,7 +71,7 @@ def _decode_position(raw: bytes | str | None) -> Position | None:
 
 class EventRelay:
     def __init__(self, settings: Settings, name: str = "main", batch: int = 2000,
-                 poll: float = 0.25, retry: float = 0.002) -> None:
+                 poll: float = 0.25, retry: float = 0.005) -> None:
         self.settings = settings
         self.name = name
         self.batch = batch
@@ -115,10 +116,14 @@ class EventRelay:
         return found
 
     async def _run(self) -> None:
-        delay = self.retry
+        """One read per wake-up: a commit that wrote events notifies; a batch
+        held behind an older open transaction is retried on the next notify
+        (or after `retry`, for transactions that write no events)."""
         while True:
+            self._wake.clear()  # before reading: a commit during the read wakes us again
             try:
                 published = await self.step()
+                held = published == 0 and await self._held()
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep going: Postgres or Redis may come back
@@ -127,20 +132,14 @@ class EventRelay:
                 continue
             if published == self.batch:
                 continue
-            if published:
-                delay = self.retry
-                continue
-            assert self.db is not None and self.db.system is not None
-            async with self.db.system.acquire() as conn:
-                held = await events.pending_beyond(conn, self.cursor)
-            self._wake.clear()
-            if held:  # committed events wait for an older transaction to end
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.poll)
-                continue
-            delay = self.retry
+            timeout = self.retry if held else self.poll
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll)
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _held(self) -> bool:
+        assert self.db is not None and self.db.system is not None
+        async with self.db.system.acquire() as conn:
+            return await events.pending_beyond(conn, self.cursor)
 
     async def step(self) -> int:
         """Publish the next batch of committed events; return how many."""
@@ -220,6 +219,9 @@ class RelayActor:
     async def ping(self) -> Position:
         await asyncio.shield(self._started)
         return self.relay.cursor
+
+    def pid(self) -> int:
+        return os.getpid()
 
     async def stats(self) -> dict[str, Any]:
         await self.ping()

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from actors.runtime.client import ActorSystem
 from core.settings import Settings
 from serve import errors, health, openapi
+from serve.fastpath import FastPath
 from storage.db import Database
 from storage.redis import open_redis
 
@@ -66,6 +67,7 @@ def build_app(settings: Settings) -> FastAPI:
         docs_url="/docs",
     )
     errors.install(app)
+    app.add_middleware(FastPath)
     app.include_router(health.router)
     for module in routers():
         app.include_router(module.router)

@@ -50,6 +50,11 @@ def status_of(exc: e.BidiError) -> int:
 
 async def _bidi_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, e.BidiError)
+    return error_response(exc)
+
+
+def error_response(exc: e.BidiError) -> JSONResponse:
+    """The envelope for one of our errors, with its status (and Retry-After)."""
     headers = None
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

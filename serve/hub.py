@@ -5,8 +5,8 @@ subscribes a Redis topic while any local connection needs it. Each event
 arrives once per topic, is parsed once, and is offered to every connection
 on that topic; the frame bytes are the relay's, sent as they are.
 
-`Live` is one WebSocket connection's event stream: a bounded queue drained
-by one writer task, and a position `(xid, seq)` — the last event it was
+`Live` is one WebSocket connection's event stream: eager sends with a
+bounded backlog, and a position `(xid, seq)` — the last event it was
 sent. Events reach a connection in commit order, so an event at or before
 the position is a duplicate (the same event through a second topic, or one
 already sent by a replay) and is dropped. A replay (`since`) reads the gap
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,7 +57,15 @@ def parse(raw: bytes) -> Frame | None:
 
 @dataclass(eq=False)
 class Live:
-    """One connection's outgoing event stream."""
+    """One connection's outgoing event stream.
+
+    Sending is eager: when nothing is waiting for this connection, a frame
+    is sent at once, in the caller's turn (an ASGI WebSocket send completes
+    without suspending while the socket is writable). Only when the socket
+    pushes back does a task take over, draining a bounded backlog; a client
+    that lets the backlog fill up is closed (4008) and resumes with `since`.
+    Fan-out to thousands of connections then costs no task switch per frame.
+    """
 
     send: Callable[[str], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
@@ -66,21 +75,14 @@ class Live:
     position: Position = (0, 0)
     replaying: int = 0
     held: list[Frame] = field(default_factory=list)
-    queue: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    backlog: deque[str] = field(default_factory=deque)
     closed: bool = False
     last_seq: int = 0
     writer: asyncio.Task[None] | None = None
 
-    def start(self) -> None:
-        self.writer = asyncio.create_task(self._write())
-
-    async def _write(self) -> None:
-        try:
-            while True:
-                text = await self.queue.get()
-                await self.send(text)
-        except Exception:  # the socket went away; the reader side notices
-            self.closed = True
+    @property
+    def busy(self) -> bool:
+        return self.writer is not None and not self.writer.done()
 
     def offer(self, frame: Frame) -> None:
         if self.closed:
@@ -98,30 +100,60 @@ class Live:
                 return
             self.position = frame.position
             self.last_seq = frame.position[1]
-        try:
-            self.queue.put_nowait(frame.text)
-        except asyncio.QueueFull:
-            self.overflow()
+        self.send_now(frame.text)
 
     def send_now(self, text: str) -> None:
-        """A reply to the client (ack, pong, error): same queue, same order."""
+        """Send `text` after everything before it (events, acks, errors)."""
+        if self.closed:
+            return
+        if self.busy:
+            if len(self.backlog) >= QUEUE_LIMIT:
+                self.overflow()
+            else:
+                self.backlog.append(text)
+            return
+        coro = self.send(text)
         try:
-            self.queue.put_nowait(text)
-        except asyncio.QueueFull:
-            self.overflow()
+            blocked = coro.send(None)  # runs until the send completes or must wait
+        except StopIteration:
+            return
+        except Exception:  # the socket is gone; the reader side notices
+            self.closed = True
+            return
+        self.writer = asyncio.create_task(self._finish(coro, blocked))
+
+    async def _finish(self, coro: Any, blocked: Any) -> None:
+        """Drive a send that had to wait, then drain the backlog in order."""
+        try:
+            while True:
+                if blocked is None:
+                    await asyncio.sleep(0)
+                else:
+                    blocked._asyncio_future_blocking = False
+                    await asyncio.wait([blocked])
+                try:
+                    blocked = coro.send(None)
+                except StopIteration:
+                    break
+            while self.backlog and not self.closed:
+                await self.send(self.backlog.popleft())
+        except Exception:
+            self.closed = True
 
     def overflow(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.backlog.clear()
         reason = f"slow consumer; resume with since={self.last_seq}"
         asyncio.ensure_future(self.close(SLOW_CLIENT, reason))
 
     async def stop(self) -> None:
         self.closed = True
-        if self.writer is not None:
+        self.backlog.clear()
+        if self.writer is not None and not self.writer.done():
             self.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.writer
 
 

@@ -16,8 +16,9 @@ APP_NAME = "bidi"
 
 
 # A fraction of a CPU: on small machines the API, the actor hosts and Serve's
-# own actors must all fit in the logical CPUs Ray counts.
-@serve.deployment(name=DEPLOYMENT, max_ongoing_requests=1000, health_check_period_s=10,
+# own actors must all fit in the logical CPUs Ray counts. An open WebSocket is
+# an ongoing request for its whole life, hence the high cap.
+@serve.deployment(name=DEPLOYMENT, max_ongoing_requests=10_000, health_check_period_s=10,
                   ray_actor_options={"num_cpus": 0.25})
 @serve.ingress()
 class Ingress:

@@ -23,6 +23,7 @@ COLUMNS = ("xid::text::bigint AS xid, seq, organization_id, event_type, entity_t
            " chat_id, user_id, agent_id, payload::text AS payload, created_at")
 FENCE = "xid < pg_snapshot_xmin(pg_current_snapshot())"
 AFTER = "(xid, seq) > ($1::text::xid8, $2::bigint)"
+ORDER = " ORDER BY events.xid, events.seq LIMIT $3"  # the table's columns: the index order
 
 _encode = msgspec.json.Encoder().encode
 
@@ -65,7 +66,7 @@ def parse_frame(frame: bytes) -> Event:
 async def read_all(conn: asyncpg.Connection, after: Position, limit: int) -> list[Event]:
     """Every org's committed events after `after` (the relay; owner role)."""
     rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM events WHERE {AFTER} AND {FENCE} ORDER BY xid, seq LIMIT $3",
+        f"SELECT {COLUMNS} FROM events WHERE {AFTER} AND {FENCE}{ORDER}",
         str(after[0]), after[1], limit)
     return [from_row(r) for r in rows]
 
@@ -83,11 +84,11 @@ async def read_tenant(conn: asyncpg.Connection, after: Position, limit: int,
     if chat_ids is None:
         rows = await conn.fetch(
             f"SELECT {COLUMNS} FROM events WHERE organization_id = bidi_org() AND {AFTER}"
-            f" AND {FENCE} ORDER BY xid, seq LIMIT $3", str(after[0]), after[1], limit)
+            f" AND {FENCE}{ORDER}", str(after[0]), after[1], limit)
     else:
         rows = await conn.fetch(
             f"SELECT {COLUMNS} FROM events WHERE chat_id = ANY($4::uuid[]) AND {AFTER}"
-            f" AND {FENCE} ORDER BY xid, seq LIMIT $3", str(after[0]), after[1], limit,
+            f" AND {FENCE}{ORDER}", str(after[0]), after[1], limit,
             list(chat_ids))
     return [from_row(r) for r in rows]
 

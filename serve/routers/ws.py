@@ -14,7 +14,7 @@ Client frames (JSON objects with a `type`; an optional `ref` is echoed back):
 Server frames: `{"type":"event","seq":N,"event_type":...,"data":{...},...}`
 in commit order; `{"type":"error","error":{"code","message"}}` for a bad frame
 (the connection stays open). Close codes: 4401 bad token, 4403 a topic of
-another organization, 4008 too slow (the queue is bounded; resume with
+another organization, 4008 too slow (the backlog is bounded; resume with
 `since`), 1012 the event stream restarted (resume with `since`).
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from core.rbac import permissions_of
 from core.security import decode_access_token
 from serve.app import Runtime
 from serve.auth import Principal
-from serve.hub import Hub, Live, event_frame
+from serve.hub import QUEUE_LIMIT, Hub, Live, event_frame
 from serve.routers.chats import send
 from storage import events
 
@@ -180,11 +180,11 @@ class Session:
                 if event.position > self.live.position:
                     self.live.position = event.position
                     self.live.last_seq = event.seq
-                while self.live.queue.full() and not self.live.closed:
+                while len(self.live.backlog) >= QUEUE_LIMIT // 2 and not self.live.closed:
                     await asyncio.sleep(0.001)  # replay goes at the client's pace
                 if self.live.closed:
                     return
-                self.live.queue.put_nowait(frame.text)
+                self.live.send_now(frame.text)
             if len(batch) < REPLAY_BATCH:
                 return
             cursor = batch[-1].position
@@ -291,7 +291,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     principal = Principal(claims.org_id, claims.user_id, claims.role,
                           permissions_of(claims.role))
     session = Session(websocket, runtime, principal)
-    session.live.start()
     try:
         while not session.live.closed:
             message = await websocket.receive()

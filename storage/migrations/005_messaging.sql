@@ -10,6 +10,9 @@
 ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT pg_current_xact_id();
 ALTER TABLE events ADD COLUMN chat_id UUID;
 CREATE INDEX idx_events_xid_seq ON events (xid, seq);
+-- Resume by org now goes by (organization_id, xid, seq); every index on this
+-- append-hot table costs each event, so the seq-ordered one goes.
+DROP INDEX idx_events_org_seq;
 CREATE INDEX idx_events_org_xid_seq ON events (organization_id, xid, seq);
 CREATE INDEX idx_events_chat_xid_seq ON events (chat_id, xid, seq) WHERE chat_id IS NOT NULL;
 
@@ -35,8 +38,9 @@ CREATE TABLE relay_cursors (
 -- and keep their unread count (the chat actor is the only writer).
 ALTER TABLE chats ADD COLUMN integration_id UUID REFERENCES integrations(id) ON DELETE SET NULL;
 ALTER TABLE chats ADD COLUMN unread_count INTEGER NOT NULL DEFAULT 0;
-CREATE INDEX idx_chats_org_last_message ON chats (organization_id, last_message_at DESC NULLS LAST, id);
-CREATE INDEX idx_messages_chat_created_desc ON messages (chat_id, created_at DESC, id DESC);
+-- Every message updates its chat row; with no index on the columns it changes
+-- and room left in each page, that update is HOT (no index writes).
+ALTER TABLE chats SET (fillfactor = 70);
 CREATE INDEX idx_integrations_org ON integrations (organization_id);
 
 -- Outbound idempotency and delivery-status order. A status only moves

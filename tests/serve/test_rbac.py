@@ -63,6 +63,18 @@ ROUTES: list[tuple[str, str, str]] = [
     ("DELETE", "/v1/organization", "org:delete"),
     ("GET", "/v1/audit-logs", "audit:read"),
     ("POST", "/v1/deals/{deal_id}/notes", "crm:write"),
+    ("GET", "/v1/integrations", "org:read"),
+    ("POST", "/v1/integrations", "integrations:manage"),
+    ("GET", "/v1/integrations/{integration_id}", "org:read"),
+    ("PATCH", "/v1/integrations/{integration_id}", "integrations:manage"),
+    ("DELETE", "/v1/integrations/{integration_id}", "integrations:manage"),
+    ("POST", "/v1/integrations/{integration_id}/rotate-secret", "integrations:manage"),
+    ("GET", "/v1/chats", "chats:read"),
+    ("GET", "/v1/chats/{chat_id}", "chats:read"),
+    ("GET", "/v1/chats/{chat_id}/messages", "chats:read"),
+    ("POST", "/v1/chats/{chat_id}/messages", "chats:write"),
+    ("POST", "/v1/chats/{chat_id}/read", "chats:write"),
+    ("GET", "/v1/events", "org:read"),
 ]
 
 # Open to anyone, or to any signed-in user whatever the role.
@@ -74,6 +86,8 @@ UNPROTECTED = {
     ("POST", "/v1/auth/mfa/disable"), ("POST", "/v1/invitations/accept"),
     ("GET", "/v1/auth/oauth/google/start"), ("POST", "/v1/auth/oauth/google/callback"),
     ("POST", "/v1/auth/telegram"),
+    # Channel webhooks authenticate the sender by signature, not by a user.
+    ("POST", "/v1/channels/api/{integration_id}/messages"),
 }
 
 
@@ -102,7 +116,7 @@ async def test_every_route_for_every_role(api: httpx.AsyncClient,
         for method, template, permission in ROUTES:
             path = template
             for name in ("contact_id", "key_id", "company_id", "pipeline_id", "stage_id",
-                         "deal_id"):
+                         "deal_id", "integration_id", "chat_id"):
                 path = path.replace("{" + name + "}", X)
             path = path.replace("{user_id}", str(uuid.uuid4()))
             body = BAD if method in ("POST", "PATCH", "PUT") else None
