@@ -75,9 +75,9 @@ class Live:
     position: Position = (0, 0)
     replaying: int = 0
     held: list[Frame] = field(default_factory=list)
-    backlog: deque[str] = field(default_factory=deque)
+    backlog: deque[tuple[str, int]] = field(default_factory=deque)
     closed: bool = False
-    last_seq: int = 0
+    last_seq: int = 0  # the last event handed to the socket: where to resume
     writer: asyncio.Task[None] | None = None
 
     @property
@@ -95,14 +95,15 @@ class Live:
         self.push(frame)
 
     def push(self, frame: Frame) -> None:
+        seq = 0
         if frame.position is not None:
             if frame.position <= self.position:
                 return
             self.position = frame.position
-            self.last_seq = frame.position[1]
-        self.send_now(frame.text)
+            seq = frame.position[1]
+        self.send_now(frame.text, seq)
 
-    def send_now(self, text: str) -> None:
+    def send_now(self, text: str, seq: int = 0) -> None:
         """Send `text` after everything before it (events, acks, errors)."""
         if self.closed:
             return
@@ -110,19 +111,24 @@ class Live:
             if len(self.backlog) >= QUEUE_LIMIT:
                 self.overflow()
             else:
-                self.backlog.append(text)
+                self.backlog.append((text, seq))
             return
         coro = self.send(text)
         try:
             blocked = coro.send(None)  # runs until the send completes or must wait
         except StopIteration:
+            self._sent(seq)
             return
         except Exception:  # the socket is gone; the reader side notices
             self.closed = True
             return
-        self.writer = asyncio.create_task(self._finish(coro, blocked))
+        self.writer = asyncio.create_task(self._finish(coro, blocked, seq))
 
-    async def _finish(self, coro: Any, blocked: Any) -> None:
+    def _sent(self, seq: int) -> None:
+        if seq:
+            self.last_seq = seq
+
+    async def _finish(self, coro: Any, blocked: Any, seq: int) -> None:
         """Drive a send that had to wait, then drain the backlog in order."""
         try:
             while True:
@@ -135,8 +141,11 @@ class Live:
                     blocked = coro.send(None)
                 except StopIteration:
                     break
+            self._sent(seq)
             while self.backlog and not self.closed:
-                await self.send(self.backlog.popleft())
+                text, seq = self.backlog.popleft()
+                await self.send(text)
+                self._sent(seq)
         except Exception:
             self.closed = True
 
@@ -145,8 +154,15 @@ class Live:
             return
         self.closed = True
         self.backlog.clear()
-        reason = f"slow consumer; resume with since={self.last_seq}"
-        asyncio.ensure_future(self.close(SLOW_CLIENT, reason))
+        asyncio.ensure_future(self.shut(SLOW_CLIENT, "slow consumer"))
+
+    async def shut(self, code: int, why: str) -> None:
+        """Close after the frame in flight, naming the last event sent."""
+        self.closed = True
+        if self.writer is not None and not self.writer.done():
+            with contextlib.suppress(Exception):
+                await self.writer
+        await self.close(code, f"{why}; resume with since={self.last_seq}")
 
     async def stop(self) -> None:
         self.closed = True
@@ -238,9 +254,7 @@ class Hub:
         self.pubsub = self.redis.pubsub()
         for live in everyone:
             live.topics.clear()
-            live.closed = True
-            with contextlib.suppress(Exception):
-                await live.close(1012, f"event stream restarting; since={live.last_seq}")
+            asyncio.ensure_future(live.shut(1012, "event stream restarting"))
 
     async def close(self) -> None:
         if self._reader is not None:

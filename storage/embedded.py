@@ -96,6 +96,10 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(workdir / "redis.log"),
             "--maxclients", "10000",
+            # Each API replica holds one pub/sub connection for all its
+            # WebSockets; a burst must not cut it off (the default hard limit
+            # is 32 MB), which would make every client resume at once.
+            "--client-output-buffer-limit", "pubsub", "512mb", "128mb", "60",
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -251,7 +252,11 @@ async def import_csv(request: Request,
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise Invalid("the CSV must be UTF-8") from None
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = list(itertools.islice(reader, MAX_IMPORT_ROWS + 1))
+    except csv.Error as exc:
+        raise Invalid(f"malformed CSV: {exc}") from None
     unknown = sorted(set(reader.fieldnames or []) - set(WRITABLE) - {""})
     if not reader.fieldnames or unknown:
         raise Invalid(f"unknown columns: {', '.join(unknown)}" if unknown
@@ -259,9 +264,9 @@ async def import_csv(request: Request,
     errors: list[dict[str, Any]] = []
     imported = 0
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        for number, row in enumerate(reader, start=2):
-            if number - 1 > MAX_IMPORT_ROWS:
-                raise Invalid(f"at most {MAX_IMPORT_ROWS} rows per import")
+        if len(rows) > MAX_IMPORT_ROWS:
+            raise Invalid(f"at most {MAX_IMPORT_ROWS} rows per import")
+        for number, row in enumerate(rows, start=2):
             cells: dict[str, Any] = {k: v.strip() for k, v in row.items()
                                      if k and v is not None and v.strip()}
             if "tags" in cells:

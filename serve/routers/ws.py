@@ -155,7 +155,7 @@ class Session:
                 for item in held:
                     self.live.push(item)
         self.live.send_now(_encode({"type": "subscribed", "topics": frame.get("topics"),
-                                    "position": self.live.last_seq, "ref": frame.get("ref")}))
+                                    "position": self.live.position[1], "ref": frame.get("ref")}))
 
     async def _replay(self, since: int, topics: list[str], before_org: bool,
                       before_chats: set[str]) -> None:
@@ -179,12 +179,11 @@ class Session:
                 frame = event_frame(event)
                 if event.position > self.live.position:
                     self.live.position = event.position
-                    self.live.last_seq = event.seq
                 while len(self.live.backlog) >= QUEUE_LIMIT // 2 and not self.live.closed:
                     await asyncio.sleep(0.001)  # replay goes at the client's pace
                 if self.live.closed:
                     return
-                self.live.send_now(frame.text)
+                self.live.send_now(frame.text, event.seq)
             if len(batch) < REPLAY_BATCH:
                 return
             cursor = batch[-1].position

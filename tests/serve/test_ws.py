@@ -4,24 +4,44 @@ relay and host crashes, close codes and error frames."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
+import socket
 import uuid
 from collections import Counter
+from typing import Any
 
 import httpx
 import ray
+import redis.asyncio as aioredis
+from websockets.client import ClientProtocol
+from websockets.frames import Opcode
+from websockets.uri import parse_uri
 
 from actors.relay import RELAY_NAME
 from actors.runtime.client import NAMESPACE, host_name
+from core.settings import Settings
 from serve.stack import Stack
 from storage.db import Database
 from tests.conftest import Account, register
-from tests.serve.messaging import Client, make_inbox, message, post_inbound
+from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
 
 
 def received(client: Client) -> list[str]:
-    return [e["data"]["content"] for e in client.events("message.received")]
+    return [e["data"]["content"] for e in client.events("message.received")
+            if not e["data"]["content"].startswith("sentinel-")]
+
+
+async def sentinel(api: httpx.AsyncClient, inbox: Inbox, *clients: Client) -> None:
+    """One more message, awaited on `clients`: events come in commit order, so
+    anything still due (a duplicate, a stray) would have come before it."""
+    text = f"sentinel-{uuid.uuid4().hex}"
+    assert (await post_inbound(api, inbox, message(thread="sentinel", text=text))
+            ).status_code == 202
+    for client in clients:
+        await client.wait_for(lambda f: f.get("event_type") == "message.received"
+                              and f["data"]["content"] == text)
 
 
 async def test_two_orgs_never_see_each_others_events(api: httpx.AsyncClient,
@@ -70,13 +90,12 @@ async def test_resume_after_a_disconnect_misses_nothing_and_repeats_nothing(
     await first.close()  # drops mid-stream; messages keep coming
     last = first.events()[-1]["seq"]
     got_first = received(first)
-    await asyncio.sleep(0.2)
     second = await Client.connect(stack.ws_url, owner.access)
     await second.subscribe(["org"], since=last)
     await task
     await second.wait_count(lambda f: f.get("event_type") == "message.received",
                             total - len(got_first), timeout=120)
-    await asyncio.sleep(0.3)  # anything extra (a duplicate) would arrive by now
+    await sentinel(api, inbox, second)
     everything = got_first + received(second)
     assert len(everything) == total
     assert Counter(everything) == Counter(str(k) for k in range(total))
@@ -128,12 +147,10 @@ async def test_killing_the_relay_mid_stream_loses_nothing(
     pid = await relay.pid.remote()
     os.kill(pid, signal.SIGKILL)  # Ray restarts it; it resumes from its cursor
     await task
-    frames = await ws.wait_count(lambda f: f.get("event_type") == "message.received", total,
-                                 timeout=120)
-    await asyncio.sleep(0.5)
-    assert sorted(int(f["data"]["content"]) for f in ws.events("message.received")) \
-        == list(range(total))
-    assert len(frames) == total
+    await ws.wait_count(lambda f: f.get("event_type") == "message.received", total,
+                        timeout=120)
+    await sentinel(api, inbox, ws)
+    assert sorted(int(text) for text in received(ws)) == list(range(total))
     assert await relay.pid.remote() != pid
     await ws.close()
 
@@ -254,3 +271,131 @@ async def test_chat_topic_resume_replays_only_that_chat(
     assert [f["data"]["content"] for f in frames] == ["c1-1", "c1-2", "c1-3"]
     await ws.close()
     assert uuid.UUID(first["chat_id"])
+
+
+async def test_relay_feeds_the_stream_the_chat_and_user_topics_and_saves_its_cursor(
+        api: httpx.AsyncClient, owner: Account, settings: Settings, db: Database) -> None:
+    inbox = await make_inbox(api, owner)
+    chat_id = (await post_inbound(api, inbox, message(thread="s"))).json()["chat_id"]
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    pubsub = redis.pubsub()
+    try:
+        await pubsub.subscribe(f"chat:{chat_id}:messages", f"user:{owner.user_id}:notifications")
+        for _ in range(2):  # both subscription confirmations
+            await pubsub.get_message(timeout=5)
+        tail = (await redis.xrevrange("bidi:events", count=1) or [(b"0-0", {})])[0][0]
+        reply = await post_inbound(api, inbox, message(thread="s", text="to the chat"))
+        async with db.tenant_tx(owner.org_id) as conn:
+            seq = await conn.fetchval(
+                "INSERT INTO events (organization_id, event_type, payload) VALUES"
+                " ($1, 'deal.assigned', $2) RETURNING seq", uuid.UUID(owner.org_id),
+                {"notify_user_ids": [owner.user_id]})
+        got: dict[bytes, dict[str, object]] = {}
+        async with asyncio.timeout(20):
+            while len(got) < 2:
+                item = await pubsub.get_message(timeout=1)
+                if item and item["type"] == "message":
+                    got[item["channel"]] = json.loads(item["data"])
+        assert got[f"chat:{chat_id}:messages".encode()]["data"]["id"] == reply.json()["id"]
+        assert got[f"user:{owner.user_id}:notifications".encode()]["seq"] == seq
+        entries = await redis.xrange("bidi:events", min=f"({tail.decode()}")
+        seqs = [json.loads(fields[b"event"])["seq"] for _, fields in entries]
+        assert seq in seqs and seqs == sorted(set(seqs), key=seqs.index)
+        async with db.system_tx() as conn:
+            for _ in range(100):  # copied to Postgres about once a second
+                saved = await conn.fetchval("SELECT seq FROM relay_cursors WHERE name = 'main'")
+                if saved is not None and saved >= seq:
+                    break
+                await asyncio.sleep(0.05)
+        assert saved is not None and saved >= seq
+    finally:
+        await pubsub.aclose()
+        await redis.aclose()
+
+
+async def test_a_client_too_slow_to_read_is_closed_and_resumes(
+        owner: Account, stack: Stack, db: Database, settings: Settings) -> None:
+    # A client that stops reading, for real: sans-I/O WebSocket over a socket
+    # with a small receive buffer and a stream reader that stops pulling.
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.connect((stack.settings.host, stack.settings.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock, limit=16384)
+    slow = ClientProtocol(parse_uri(f"{stack.ws_url}?token={owner.access}"), max_size=None)
+    slow.send_request(slow.connect())
+
+    async def pump(until: Any) -> None:
+        while not until():
+            for chunk in slow.data_to_send():
+                writer.write(chunk)
+            data = await reader.read(65536)
+            if not data:
+                slow.receive_eof()
+                return
+            slow.receive_data(data)
+
+    texts: list[str] = []
+
+    def collected() -> bool:
+        texts.extend(f.data.decode() for f in slow.events_received()
+                     if getattr(f, "opcode", None) == Opcode.TEXT)
+        return any('"subscribed"' in t for t in texts) or slow.close_rcvd is not None
+
+    await pump(lambda: slow.handshake_exc is not None or slow.state.name == "OPEN")
+    slow.send_text(json.dumps({"type": "subscribe", "topics": ["org"]}).encode())
+    await pump(collected)
+    total = 6000
+    async with db.tenant_tx(owner.org_id) as conn:
+        await conn.execute(
+            "INSERT INTO events (organization_id, event_type, payload)"
+            " SELECT $1, 'test.bulk', jsonb_build_object('n', g, 'pad', repeat('x', 20000))"
+            " FROM generate_series(1, $2) g", uuid.UUID(owner.org_id), total)
+        last = await conn.fetchval("SELECT max(seq) FROM events")
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    try:  # the client reads nothing while the relay publishes them all
+        async with asyncio.timeout(120):
+            while int((await redis.get("bidi:relay:main:cursor") or b"0:0").split(b":")[1]) \
+                    < last:
+                await asyncio.sleep(0.05)
+    finally:
+        await redis.aclose()
+    # Socket buffers filled, then the bounded backlog: the engine closed the
+    # connection with 4008, naming where to resume; the close frame comes
+    # after what was already buffered.
+    async with asyncio.timeout(120):
+        await pump(lambda: (collected() and False) or slow.close_rcvd is not None)
+    writer.close()
+    assert slow.close_rcvd is not None and slow.close_rcvd.code == 4008
+    received_bulk = sum('"test.bulk"' in t for t in texts)
+    assert received_bulk < total
+    resume = int(slow.close_rcvd.reason.rsplit("since=", 1)[1])
+    fresh = await Client.connect(stack.ws_url, owner.access)
+    await fresh.subscribe(["org"], since=resume)
+    frames = await fresh.wait_count(lambda f: f.get("event_type") == "test.bulk", 1, timeout=60)
+    first = frames[0]["data"]["n"]
+    assert first == received_bulk + 1  # right after the last one it got: none lost, none twice
+    tail = await fresh.wait_count(lambda f: f.get("event_type") == "test.bulk",
+                                  total - first + 1, timeout=120)
+    assert [f["data"]["n"] for f in tail] == list(range(first, total + 1))
+    await fresh.close()
+
+
+async def test_unsubscribe_stops_the_stream(api: httpx.AsyncClient, owner: Account,
+                                            stack: Stack) -> None:
+    inbox = await make_inbox(api, owner)
+    ws = await Client.connect(stack.ws_url, owner.access)
+    watcher = await Client.connect(stack.ws_url, owner.access)
+    await ws.subscribe(["org"])
+    await watcher.subscribe(["org"])
+    await post_inbound(api, inbox, message(thread="u", text="before"))
+    await ws.wait_for(lambda f: f.get("event_type") == "message.received")
+    await ws.send({"type": "unsubscribe", "topics": ["org"], "ref": "u1"})
+    await ws.wait_for(lambda f: f.get("ref") == "u1")
+    await post_inbound(api, inbox, message(thread="u", text="after"))
+    await sentinel(api, inbox, watcher)  # the watcher has had "after" and more
+    await ws.send({"type": "ping", "ref": "p"})
+    await ws.wait_for(lambda f: f.get("type") == "pong")  # frames to ws come in order
+    assert received(ws) == ["before"] and received(watcher) == ["before", "after"]
+    await ws.close()
+    await watcher.close()
