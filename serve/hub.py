@@ -75,6 +75,7 @@ class Live:
     position: Position = (0, 0)
     replaying: int = 0
     held: list[Frame] = field(default_factory=list)
+    held_dropped: bool = False  # held events were dropped: replay again to cover them
     backlog: deque[tuple[str, int]] = field(default_factory=deque)
     closed: bool = False
     last_seq: int = 0  # the last event handed to the socket: where to resume
@@ -88,9 +89,11 @@ class Live:
         if self.closed:
             return
         if self.replaying:
+            if len(self.held) >= QUEUE_LIMIT:
+                # They are in Postgres: the replay reads on past them instead.
+                self.held.clear()
+                self.held_dropped = True
             self.held.append(frame)
-            if len(self.held) > QUEUE_LIMIT:
-                self.overflow()
             return
         self.push(frame)
 

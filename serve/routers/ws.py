@@ -147,7 +147,19 @@ class Session:
                 await self.hub.join(self.live, topic)
             self.live.chats |= chats
             if since is not None:
-                await self._replay(since, topics, before_org, before_chats)
+                async with self.runtime.db.tenant_tx(self.principal.org_id,
+                                                     self.principal.user_id) as conn:
+                    start = await events.position_of(conn, since)
+                if start is None:
+                    raise Invalid(f"since={since} is not an event of this organization")
+                old_position = self.live.position
+                await self._replay(start, topics, old_position, before_org, before_chats)
+                while self.live.held_dropped and not self.live.closed:
+                    # Live events came faster than the replay: read on from Postgres.
+                    self.live.held_dropped = False
+                    self.live.held.clear()
+                    await self._replay(self.live.position, topics, old_position, before_org,
+                                       before_chats)
         finally:
             self.live.replaying -= 1
             if not self.live.replaying:
@@ -157,17 +169,14 @@ class Session:
         self.live.send_now(_encode({"type": "subscribed", "topics": frame.get("topics"),
                                     "position": self.live.position[1], "ref": frame.get("ref")}))
 
-    async def _replay(self, since: int, topics: list[str], before_org: bool,
+    async def _replay(self, start: events.Position, topics: list[str],
+                      old_position: events.Position, before_org: bool,
                       before_chats: set[str]) -> None:
-        """Events after `since` on `topics`, from Postgres, in commit order."""
+        """Events after `start` on `topics`, from Postgres, in commit order
+        (skipping those this connection already had live before)."""
         org = self.principal.org_id
         whole_org = org_topic(org) in topics
         chat_ids = None if whole_org else sorted(self.live.chats)
-        old_position = self.live.position
-        async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
-            start = await events.position_of(conn, since)
-        if start is None:
-            raise Invalid(f"since={since} is not an event of this organization")
         cursor = start
         while True:
             async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
@@ -176,14 +185,13 @@ class Session:
                 seen_live = before_org or (event.chat_id in before_chats)
                 if event.position <= old_position and seen_live:
                     continue  # sent live before this subscribe
-                frame = event_frame(event)
                 if event.position > self.live.position:
                     self.live.position = event.position
                 while len(self.live.backlog) >= QUEUE_LIMIT // 2 and not self.live.closed:
                     await asyncio.sleep(0.001)  # replay goes at the client's pace
                 if self.live.closed:
                     return
-                self.live.send_now(frame.text, event.seq)
+                self.live.send_now(event_frame(event).text, event.seq)
             if len(batch) < REPLAY_BATCH:
                 return
             cursor = batch[-1].position
