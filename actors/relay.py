@@ -19,6 +19,7 @@ import contextlib
 import logging
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -87,7 +88,8 @@ class EventRelay:
         self._saved: Position | None = None
         self._saved_at = 0.0
         self._published = metrics.Counter("bidi_relay_events_total", "events published")
-        self._lag = metrics.Gauge("bidi_relay_lag_ms", "commit-to-publish delay of the last batch")
+        self._lag = metrics.Gauge("bidi_relay_lag_ms",
+                                  "insert-to-publish delay of the newest event published")
 
     async def start(self) -> None:
         settings = self.settings
@@ -153,6 +155,9 @@ class EventRelay:
         self.cursor = batch[-1].position
         self.published += len(batch)
         self._published.inc(len(batch))
+        newest = batch[-1].created_at
+        if newest is not None:
+            self._lag.set(max(0.0, (datetime.now(UTC) - newest).total_seconds() * 1000))
         await self._save_cursor(force=False)
         return len(batch)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -37,6 +38,7 @@ class Event:
     event_type: str
     payload: dict[str, Any] | None
     frame: bytes  # the WebSocket frame, encoded once
+    created_at: datetime | None = None
 
     @property
     def position(self) -> Position:
@@ -53,7 +55,7 @@ def from_row(row: asyncpg.Record) -> Event:
         "created_at": row["created_at"].isoformat() if row["created_at"] else None})
     frame = head[:-1] + b',"data":' + row["payload"].encode() + b"}"
     return Event(row["xid"], row["seq"], str(row["organization_id"]), chat_id,
-                 row["event_type"], None, frame)
+                 row["event_type"], None, frame, row["created_at"])
 
 
 def parse_frame(frame: bytes) -> Event:
