@@ -25,6 +25,7 @@ import asyncpg
 
 from core.errors import Unavailable
 from storage.db import Database
+from storage.events import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class GroupCommitter:
     db: Database
     max_delay: float = 0.002
     max_rows: int = 5000
+    notify: str | None = NOTIFY_CHANNEL  # wakes the event relay
     stats: CommitStats = field(default_factory=CommitStats)
     _pending: list[_Call] = field(default_factory=list)
     _pending_rows: int = 0
@@ -141,6 +143,8 @@ class GroupCommitter:
         if self.db.app is None:
             raise CommitError("database is not open")
         async with self.db.app.acquire() as conn, conn.transaction():
+            if self.notify:  # delivered at COMMIT, once per transaction
+                await conn.execute("SELECT pg_notify($1, '')", self.notify)
             for org_id, calls in by_org.items():
                 await conn.execute("SELECT set_config('app.org_id', $1, true)", org_id)
                 depth = max(len(c.writes) for c in calls)

@@ -18,6 +18,7 @@ import asyncpg
 import msgspec
 
 Position = tuple[int, int]  # (xid, seq)
+NOTIFY_CHANNEL = "bidi_events"  # what writers NOTIFY at commit to wake the relay
 START: Position = (0, 0)
 
 COLUMNS = ("xid::text::bigint AS xid, seq, organization_id, event_type, entity_type, entity_id,"

@@ -16,16 +16,6 @@ DROP INDEX idx_events_org_seq;
 CREATE INDEX idx_events_org_xid_seq ON events (organization_id, xid, seq);
 CREATE INDEX idx_events_chat_xid_seq ON events (chat_id, xid, seq) WHERE chat_id IS NOT NULL;
 
--- Wake the relay at commit (notifications are delivered only after COMMIT and
--- are folded into one per transaction).
-CREATE FUNCTION bidi_notify_events() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  PERFORM pg_notify('bidi_events', '');
-  RETURN NULL;
-END $$;
-CREATE TRIGGER events_notify AFTER INSERT ON events
-  FOR EACH STATEMENT EXECUTE FUNCTION bidi_notify_events();
-
 -- Where the relay got to; written by the relay only (not the app role).
 CREATE TABLE relay_cursors (
   name VARCHAR(100) PRIMARY KEY,
