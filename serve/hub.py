@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -185,6 +186,10 @@ class Hub:
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self.received = 0
+        self.delivered = 0  # frames offered to connections
+        self.connections = 0
+        self._metrics = _HubMetrics.create()
+        self._pushed = (0, 0.0)
 
     async def join(self, live: Live, topic: str) -> None:
         """Put `live` on `topic`; returns once Redis confirmed the subscription."""
@@ -240,8 +245,21 @@ class Hub:
             frame = parse(message["data"])
             if frame is None:
                 continue
-            for live in tuple(self.listeners.get(topic, ())):
+            listeners = tuple(self.listeners.get(topic, ()))
+            for live in listeners:
                 live.offer(frame)
+            self.delivered += len(listeners)
+            self._push_metrics()
+
+    def _push_metrics(self) -> None:
+        """At most once a second, to the Ray dashboard (when running in Ray)."""
+        now = time.monotonic()
+        delivered, at = self._pushed
+        if self._metrics is None or now - at < 1.0:
+            return
+        self._metrics.frames.inc(self.delivered - delivered)
+        self._metrics.connections.set(self.connections)
+        self._pushed = (self.delivered, now)
 
     async def _reset(self) -> None:
         """Events published while we were cut off are lost to pub/sub: every
@@ -266,6 +284,22 @@ class Hub:
                 await self._reader
         with contextlib.suppress(Exception):
             await self.pubsub.aclose()
+
+
+@dataclass
+class _HubMetrics:
+    frames: Any
+    connections: Any
+
+    @classmethod
+    def create(cls) -> _HubMetrics | None:
+        import ray
+        from ray.util import metrics
+
+        if not ray.is_initialized():
+            return None
+        return cls(metrics.Counter("bidi_ws_frames_total", "event frames sent to WebSockets"),
+                   metrics.Gauge("bidi_ws_connections", "open WebSockets on this replica"))
 
 
 def _done() -> asyncio.Future[None]:

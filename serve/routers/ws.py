@@ -298,6 +298,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     principal = Principal(claims.org_id, claims.user_id, claims.role,
                           permissions_of(claims.role))
     session = Session(websocket, runtime, principal)
+    session.hub.connections += 1
     try:
         while not session.live.closed:
             message = await websocket.receive()
@@ -312,5 +313,6 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        session.hub.connections -= 1
         await session.hub.leave(session.live)
         await session.live.stop()
