@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
-import os
 import resource
 import sys
 import tempfile
@@ -28,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-RAY_NICE = 15
 
-from bench.loadgen import raw_request  # noqa: E402
+from bench.loadgen import raw_request, same_priority  # noqa: E402
 from channels import signing  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
@@ -43,16 +41,16 @@ async def seed(settings: Settings) -> tuple[str, str, str, str]:
     import httpx
 
     assert settings.database_url is not None
-    async with Database(settings.database_url, settings.app_db_password) as db:
-        async with db.system_tx() as conn:
-            org = await conn.fetchval(
-                "INSERT INTO organizations (name, slug) VALUES ('Bench', $1) RETURNING id",
-                f"bench-{uuid.uuid4().hex[:8]}")
-            user = await conn.fetchval(
-                "INSERT INTO users (email, name) VALUES ($1, 'Owner') RETURNING id",
-                f"owner-{uuid.uuid4().hex[:8]}@example.com")
-            await conn.execute("INSERT INTO organization_members (organization_id, user_id,"
-                               " role) VALUES ($1, $2, 'owner')", org, user)
+    async with Database(settings.database_url, settings.app_db_password) as db, \
+            db.system_tx() as conn:
+        org = await conn.fetchval(
+            "INSERT INTO organizations (name, slug) VALUES ('Bench', $1) RETURNING id",
+            f"bench-{uuid.uuid4().hex[:8]}")
+        user = await conn.fetchval(
+            "INSERT INTO users (email, name) VALUES ($1, 'Owner') RETURNING id",
+            f"owner-{uuid.uuid4().hex[:8]}@example.com")
+        await conn.execute("INSERT INTO organization_members (organization_id, user_id,"
+                           " role) VALUES ($1, $2, 'owner')", org, user)
     token = issue_access_token(settings.jwt_secret or "", str(user), str(org), "owner",
                                ttl=3600)
     async with httpx.AsyncClient(base_url=f"http://{settings.host}:{settings.port}") as api:
@@ -203,17 +201,11 @@ async def latency_phase(args: dict[str, Any]) -> dict[str, float]:
             "samples": len(lat), "errors": errors}
 
 
-def _same_priority() -> None:
-    """Ray runs the engine's workers at nice 15; the load generator gets the
-    same priority, so neither side is favoured on the shared cores."""
-    os.nice(max(0, RAY_NICE - os.nice(0)))
-
-
 def _fanout_child(conn: Any, url: str, count: int, seconds: float, ready: Any,
                   go: Any) -> None:
     import uvloop
 
-    _same_priority()
+    same_priority()
     async def run() -> None:
         subs = [Subscriber(url) for _ in range(count)]
         for start in range(0, count, 100):
@@ -277,7 +269,7 @@ def _phase_child(conn: Any, phase: str, args: dict[str, Any]) -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    _same_priority()
+    same_priority()
     fn = {"ingest": ingest_phase, "latency": latency_phase, "fanout": fanout_phase}[phase]
     conn.send(uvloop.run(fn(args)))
 
