@@ -21,7 +21,7 @@ class PageParams:
         return (self.page - 1) * self.limit
 
 
-def page_params(page: int = Query(1, ge=1, le=100_000),
+async def page_params(page: int = Query(1, ge=1, le=100_000),
                 limit: int = Query(20, ge=1, le=MAX_LIMIT)) -> PageParams:
     return PageParams(page, limit)
 
