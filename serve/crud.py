@@ -35,6 +35,11 @@ async def get_one(request: Request, principal: Principal, table: str, columns: s
     return row
 
 
+def escape_like(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def insert_sql(table: str, names: Sequence[str], returning: str) -> str:
     """`INSERT INTO table (names) VALUES ($1..$n) RETURNING returning`."""
     params = ", ".join(f"${i}" for i in range(1, len(names) + 1))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one, get_one, insert_sql
+from serve.crud import delete_one, escape_like, get_one, insert_sql
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import record
@@ -57,9 +57,6 @@ COLUMNS = ("id, name, industry, description, size, stage, website, logo_url,"
            " coalesce(metadata, '{}'::jsonb) AS metadata, created_at, updated_at")
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
 
 def _patch_fields(body: Strict, not_null: tuple[str, ...]) -> dict[str, Any]:
     """The fields a PATCH sets; a NOT NULL column cannot be set to null."""
@@ -75,7 +72,7 @@ def _filters(q: str | None, industry: str | None, stage: str | None,
     where: list[str] = []
     args: list[Any] = []
     if q:
-        args.append("%" + _escape_like(q) + "%")
+        args.append("%" + escape_like(q) + "%")
         n = len(args)
         where.append(f"(name ILIKE ${n} OR industry ILIKE ${n} OR website ILIKE ${n})")
     if industry:

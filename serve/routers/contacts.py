@@ -95,9 +95,6 @@ COLUMNS = ("id, first_name, last_name, role, email, phone, telegram_username, te
 WRITABLE = list(ContactFields.model_fields)
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
 
 def _out(row: asyncpg.Record) -> dict[str, Any]:
     return dict(row)
@@ -128,20 +125,52 @@ async def _insert(conn: asyncpg.Connection, org_id: str, fields: dict[str, Any])
         raise Invalid("company not found", field="company_id") from None
 
 
+MAX_SEARCH_WORDS = 5
+
+
+def search_words(q: str | None) -> list[str]:
+    """The words of a search, lower-cased; a contact must match each."""
+    if not q:
+        return []
+    words = q.lower().split()
+    if len(words) > MAX_SEARCH_WORDS:
+        raise Invalid(f"search with at most {MAX_SEARCH_WORDS} words", field="q")
+    return words
+
+
+def prefix_end(word: str) -> str | None:
+    """The least string after every string that starts with `word` (byte-wise,
+    as text_pattern_ops compares: UTF-8 keeps code point order)."""
+    last = ord(word[-1]) + 1
+    if last == 0xD800:  # surrogates cannot be stored; skip them
+        last = 0xE000
+    if last > 0x10FFFF:
+        return None
+    return word[:-1] + chr(last)
+
+
 @router.get("", response_model=Page[ContactOut])
 async def list_contacts(
     request: Request,
     page: PageParams = Depends(page_params),
-    q: str | None = Query(None, max_length=200, description="name, email, phone, telegram"),
+    q: str | None = Query(None, max_length=200, description=(
+        "Words, each matching the start of a word of the name, the email (whole or"
+        " a part), the Telegram username, or any digits of the phone")),
     tag: list[str] | None = Query(None, max_length=20),
     company_id: UUID | None = None,
     source: str | None = Query(None, max_length=100),
     principal: Principal = Depends(require("crm:read")),
 ) -> Any:
     where, args = [], []
-    if q:
-        args.append("%" + _escape_like(q.lower()) + "%")
-        where.append(f"search_text LIKE ${len(args)}")
+    for word in search_words(q):
+        # a prefix range on contact_terms (migration 006): leakproof, so indexed under RLS
+        low, high = word, prefix_end(word)
+        args.append(low)
+        bounds = f"term ~>=~ ${len(args)}"
+        if high is not None:
+            args.append(high)
+            bounds += f" AND term ~<~ ${len(args)}"
+        where.append(f"id IN (SELECT contact_id FROM contact_terms WHERE {bounds})")
     if tag:
         args.append(tag)
         where.append(f"tags @> ${len(args)}::text[]")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import add_note, delete_one, get_one, insert_sql, list_notes
+from serve.crud import add_note, delete_one, escape_like, get_one, insert_sql, list_notes
 from serve.models import NoteIn, NoteOut, Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import append_event, record
@@ -76,9 +76,6 @@ def deal_out(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
 
 async def _resolve_stage(conn: asyncpg.Connection, pipeline_id: UUID | None,
                          stage_id: UUID | None) -> UUID:
@@ -135,7 +132,7 @@ async def list_deals(
             args.append(value)
             where.append(f"{name} = ${len(args)}")
     if q:
-        args.append("%" + _escape_like(q) + "%")
+        args.append("%" + escape_like(q) + "%")
         where.append(f"name ILIKE ${len(args)}")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:

@@ -176,3 +176,36 @@ async def test_rate_limit_answers_429_with_retry_after(api: httpx.AsyncClient,
     assert all(r.status_code in (200, 429) for r in responses)
     assert int(limited[0].headers["retry-after"]) >= 1
     assert limited[0].json()["error"]["code"] == "rate_limited"
+
+
+async def test_search_matches_word_starts_and_follows_edits(api: httpx.AsyncClient,
+                                                           owner: Account) -> None:
+    grace = await create(api, owner, first_name="Grace", last_name="Hopper",
+                         email="grace.hopper@navy.example", phone="+1 (555) 010-4477",
+                         telegram_username="@amazing_grace")
+    await create(api, owner, first_name="Ada", last_name="Lovelace", email="ada@engine.example")
+
+    async def names(q: str) -> list[str]:
+        resp = await api.get("/v1/contacts", params={"q": q}, headers=owner.headers)
+        assert resp.status_code == 200, resp.text
+        return [c["first_name"] for c in resp.json()["data"]]
+
+    for q in ("gra", "HOP", "grace hop", "navy", "grace.hopper@", "amazing", "0104477",
+              "4477", "555"):
+        assert await names(q) == ["Grace"], q
+    assert await names("race") == []  # words match from their start
+    assert await names("grace lovelace") == []  # every word must match
+    assert await names("a") == ["Ada", "Grace"] or await names("a") == ["Grace", "Ada"]
+    envelope(await api.get("/v1/contacts", params={"q": "a b c d e f"},
+                           headers=owner.headers), 422)
+    renamed = await api.patch(f"/v1/contacts/{grace['id']}", json={"first_name": "Amelia"},
+                              headers=owner.headers)
+    assert renamed.status_code == 200
+    assert await names("grace") == ["Amelia"]  # still the email and telegram name
+    assert await names("amel") == ["Amelia"]
+    assert await names("hopper") == ["Amelia"]
+    await api.delete(f"/v1/contacts/{grace['id']}", headers=owner.headers)
+    assert await names("amel") == []
+    other = await register(api)
+    assert (await api.get("/v1/contacts", params={"q": "ada"}, headers=other.headers)
+            ).json()["total"] == 0

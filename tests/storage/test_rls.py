@@ -123,3 +123,21 @@ async def test_app_role_cannot_disable_rls_or_escalate(db: Database, org: Org) -
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             async with db.tenant_tx(org.id) as conn:
                 await conn.execute(stmt)
+
+
+async def test_contact_search_uses_its_index_under_rls(db: Database, org: Org) -> None:
+    """The search terms' prefix range is leakproof, so Postgres may use the
+    index next to the policy's condition (LIKE could not be)."""
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(
+            "INSERT INTO contacts (organization_id, first_name, email) SELECT $1, 'n' || g,"
+            " 'c' || g || '@example.com' FROM generate_series(1, 3000) g", org.id)
+        await conn.execute("ANALYZE contact_terms")
+        plan = "\n".join(r[0] for r in await conn.fetch(
+            "EXPLAIN SELECT contact_id FROM contact_terms WHERE term ~>=~ 'n12'"
+            " AND term ~<~ 'n13'"))
+        found = await conn.fetch(
+            "SELECT c.first_name FROM contacts c WHERE c.id IN (SELECT contact_id FROM"
+            " contact_terms WHERE term ~>=~ 'n12' AND term ~<~ 'n13') ORDER BY 1")
+    assert "idx_contact_terms_search" in plan, plan
+    assert [r[0] for r in found][:3] == ["n12", "n120", "n1200"] and len(found) == 111
