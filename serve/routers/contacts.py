@@ -18,7 +18,7 @@ from core.errors import Conflict, Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
 from serve.crud import add_note, delete_one, get_one, insert_sql, list_notes
 from serve.models import NoteIn, NoteOut, Strict
-from serve.pagination import Page, PageParams, page_params
+from serve.pagination import Page, PageParams, page_json, page_params
 from storage.audit import record
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -191,8 +191,7 @@ async def list_contacts(
             total = rows[0]["total"]
         else:
             total = await conn.fetchval(f"SELECT count(*) FROM contacts {clause}", *args)
-    return {"page": page.page, "limit": page.limit, "total": total,
-            "data": [_out(r) for r in rows]}
+    return page_json(page, total, rows, drop="total")
 
 
 @router.post("", status_code=201, response_model=ContactOut)
