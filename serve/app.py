@@ -1,6 +1,7 @@
 """The FastAPI app: one lifespan composing this process's resources."""
 from __future__ import annotations
 
+import gc
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -51,6 +52,9 @@ def build_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
             app.state.runtime = runtime
+            # Everything loaded so far lives as long as the process: keep it out
+            # of the collector's full passes (bench/api.py: p99 140.6 -> 134.5 ms).
+            gc.freeze()
             try:
                 yield
             finally:
