@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.chat import Inbound, chat_id_for
+from actors.chat import Inbound
+from actors.chat_store import chat_id_for
 from actors.runtime.client import ActorSystem, retrying
 from core.crypto import Cipher
 from core.errors import NotFound

@@ -1,0 +1,37 @@
+"""Unread counts mirrored to Redis for readers that want them without
+Postgres (the chat row's `unread_count` is the truth)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class UnreadMirror:
+    """Unread counts in Redis (`chat:{id}:unread_count`), written in batches:
+    the latest value per chat wins, one pipeline every few milliseconds."""
+
+    def __init__(self, redis: Any, delay: float = 0.005) -> None:
+        self.redis = redis
+        self.delay = delay
+        self.pending: dict[str, int] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    def set(self, chat_id: str, count: int) -> None:
+        self.pending[chat_id] = count
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._flush())
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.delay)
+        while self.pending:
+            batch, self.pending = self.pending, {}
+            try:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for chat_id, count in batch.items():
+                        pipe.set(f"chat:{chat_id}:unread_count", count)
+                    await pipe.execute()
+            except Exception as exc:  # Postgres holds the truth; Redis is a mirror
+                log.warning("unread mirror write failed: %s", exc)
