@@ -24,6 +24,21 @@ class LoadResult:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
+async def exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   request: bytes) -> bool:
+    """Send one raw request on a keep-alive connection, read its whole answer;
+    whether it was a 2xx."""
+    writer.write(request)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await reader.readexactly(length)
+    return head[9:10] == b"2"
+
+
 async def _worker(host: str, port: int, requests: list[bytes], stop_at: float,
                   out: LoadResult, sample_every: int, offset: int = 0) -> None:
     reader, writer = await asyncio.open_connection(host, port)
@@ -31,15 +46,7 @@ async def _worker(host: str, port: int, requests: list[bytes], stop_at: float,
     try:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            writer.write(requests[(offset + n) % len(requests)])
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await reader.readexactly(length)
-            if head[9:10] == b"2":
+            if await exchange(reader, writer, requests[(offset + n) % len(requests)]):
                 out.requests += 1
             else:
                 out.errors += 1

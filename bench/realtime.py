@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import raw_request, same_priority  # noqa: E402
+from bench.loadgen import exchange, raw_request, same_priority  # noqa: E402
 from channels import signing  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
@@ -69,23 +69,6 @@ def inbound(host: str, port: int, integration: str, secret: str, thread: str,
     headers["Content-Type"] = "application/json"
     return raw_request("POST", host, port, f"/v1/channels/api/{integration}/messages",
                        headers, body)
-
-
-async def _http(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection(host, port)
-
-
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    request: bytes) -> bool:
-    writer.write(request)
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    if length:
-        await reader.readexactly(length)
-    return head[9:10] == b"2"
 
 
 class Subscriber:
@@ -143,12 +126,12 @@ async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
 
     async def worker() -> None:
         nonlocal accepted
-        reader, writer = await _http(host, port)
+        reader, writer = await asyncio.open_connection(host, port)
         try:
             for request in cursor:
                 if time.monotonic() > stop_at:
                     return
-                if await _exchange(reader, writer, request):
+                if await exchange(reader, writer, request):
                     accepted += 1
         finally:
             writer.close()
@@ -171,7 +154,7 @@ async def latency_phase(args: dict[str, Any]) -> dict[str, float]:
     await sub.start(measure=True)
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(64):
-        pool.put_nowait(await _http(host, port))
+        pool.put_nowait(await asyncio.open_connection(host, port))
     errors = 0
 
     async def one(n: int) -> None:
@@ -179,7 +162,7 @@ async def latency_phase(args: dict[str, Any]) -> dict[str, float]:
         conn = await pool.get()
         request = inbound(host, port, args["integration"], args["secret"], f"lat-{n % 200}",
                           f"t={time.perf_counter()!r}")
-        if not await _exchange(*conn, request):
+        if not await exchange(*conn, request):
             errors += 1
         pool.put_nowait(conn)
 
@@ -243,12 +226,12 @@ async def fanout_phase(args: dict[str, Any]) -> dict[str, float]:
     while not all(r.is_set() for r in readies):
         await asyncio.sleep(0.1)
     host, port, rate = args["host"], args["port"], args["fanout_rate"]
-    reader, writer = await _http(host, port)
+    reader, writer = await asyncio.open_connection(host, port)
     go.set()
     start = time.perf_counter()
     n = 0
     while time.perf_counter() - start < args["seconds"] + 1:
-        await _exchange(reader, writer, inbound(host, port, args["integration"],
+        await exchange(reader, writer, inbound(host, port, args["integration"],
                                                 args["secret"], "fanout", f"f{n}"))
         n += 1
         delay = start + n / rate - time.perf_counter()

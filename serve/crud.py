@@ -9,6 +9,7 @@ from fastapi import Request, Response
 
 from core.errors import NotFound
 from serve.auth import Principal, runtime_of
+from serve.pagination import PageParams
 from storage.audit import record
 
 
@@ -33,6 +34,17 @@ async def get_one(request: Request, principal: Principal, table: str, columns: s
     if row is None:
         raise NotFound(f"{resource} not found")
     return row
+
+
+async def list_page(request: Request, principal: Principal, table: str, columns: str,
+                    page: PageParams) -> dict[str, object]:
+    """One page of all of a tenant's rows of `table`, newest first."""
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total = await conn.fetchval(f"SELECT count(*) FROM {table}")
+        rows = await conn.fetch(f"SELECT {columns} FROM {table} ORDER BY created_at DESC, id"
+                                " LIMIT $1 OFFSET $2", page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [dict(r) for r in rows]}
 
 
 def escape_like(text: str) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from storage.events import Event, Position
+from storage.events import Position
 
 log = logging.getLogger(__name__)
 
@@ -306,7 +306,3 @@ def _done() -> asyncio.Future[None]:
     future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     future.set_result(None)
     return future
-
-
-def event_frame(event: Event) -> Frame:
-    return Frame(event.frame.decode(), event.position, event.chat_id)

@@ -15,6 +15,7 @@ from core.errors import Forbidden, Invalid, NotFound
 from core.rbac import ALL_PERMISSIONS
 from core.security import digest, opaque_token
 from serve.auth import API_KEY_PREFIX, Principal, require, runtime_of
+from serve.crud import list_page
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import record
@@ -73,12 +74,7 @@ async def create_key(body: ApiKeyIn, request: Request,
 @router.get("", response_model=Page[ApiKeyOut])
 async def list_keys(request: Request, page: PageParams = Depends(page_params),
                     principal: Principal = Depends(require("apikeys:manage"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval("SELECT count(*) FROM api_keys")
-        rows = await conn.fetch(f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC"
-                                " LIMIT $1 OFFSET $2", page.limit, page.offset)
-    return {"page": page.page, "limit": page.limit, "total": total,
-            "data": [dict(r) for r in rows]}
+    return await list_page(request, principal, "api_keys", COLUMNS, page)
 
 
 @router.delete("/{key_id}", status_code=204, response_class=Response)

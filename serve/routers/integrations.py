@@ -15,7 +15,7 @@ from channels.signing import new_secret
 from core.crypto import Cipher
 from core.errors import NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one
+from serve.crud import delete_one, list_page
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import record
@@ -86,12 +86,7 @@ async def create_integration(body: IntegrationIn, request: Request,
 @router.get("", response_model=Page[IntegrationOut])
 async def list_integrations(request: Request, page: PageParams = Depends(page_params),
                             principal: Principal = Depends(require("org:read"))) -> Any:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval("SELECT count(*) FROM integrations")
-        rows = await conn.fetch(f"SELECT {COLUMNS} FROM integrations ORDER BY created_at DESC,"
-                                " id LIMIT $1 OFFSET $2", page.limit, page.offset)
-    return {"page": page.page, "limit": page.limit, "total": total,
-            "data": [dict(r) for r in rows]}
+    return await list_page(request, principal, "integrations", COLUMNS, page)
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)

@@ -34,7 +34,7 @@ from core.rbac import permissions_of
 from core.security import decode_access_token
 from serve.app import Runtime
 from serve.auth import Principal
-from serve.hub import QUEUE_LIMIT, Hub, Live, event_frame
+from serve.hub import QUEUE_LIMIT, Hub, Live
 from serve.routers.chats import send
 from storage import events
 
@@ -81,6 +81,7 @@ class Session:
         self.hub = hub_of(websocket)
         self.live = Live(send=websocket.send_text, close=self._close,
                          org_id=principal.org_id)
+        self.own_chats: set[str] = set()  # chats seen to be this org's (they stay so)
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
@@ -123,13 +124,20 @@ class Session:
             else:
                 raise Closing(FORBIDDEN_TOPIC, f"forbidden topic {name!r}")
         if chats:
-            async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
-                own = {str(r["id"]) for r in await conn.fetch(
-                    "SELECT id FROM chats WHERE id = ANY($1::uuid[])", list(chats))}
-            if own != chats:
+            if not await self._own(chats):
                 raise Closing(FORBIDDEN_TOPIC, "forbidden topic: no such chat in this organization")
             wanted.extend(chat_topic(c) for c in sorted(chats))
         return wanted, chats
+
+    async def _own(self, chats: set[str]) -> bool:
+        """Whether all of `chats` belong to the caller's org (RLS decides; asked once)."""
+        unknown = chats - self.own_chats
+        if unknown:
+            async with self.runtime.db.tenant_tx(self.principal.org_id,
+                                                 self.principal.user_id) as conn:
+                self.own_chats |= {str(r["id"]) for r in await conn.fetch(
+                    "SELECT id FROM chats WHERE id = ANY($1::uuid[])", list(unknown))}
+        return chats <= self.own_chats
 
     async def subscribe(self, frame: dict[str, Any]) -> None:
         self._need("chats:read")
@@ -191,7 +199,7 @@ class Session:
                     await asyncio.sleep(0.001)  # replay goes at the client's pace
                 if self.live.closed:
                     return
-                self.live.send_now(event_frame(event).text, event.seq)
+                self.live.send_now(event.frame.decode(), event.seq)
             if len(batch) < REPLAY_BATCH:
                 return
             cursor = batch[-1].position
@@ -219,14 +227,13 @@ class Session:
             raise Invalid("idempotency_key must be a string of 1-255 characters")
         message = await send(self.runtime.actors, self.principal, chat_id, content, key)
         self.live.send_now(_encode({"type": "message.ack", "ref": frame.get("ref"),
-                                    "message": _jsonable(message)}))
+                                    "message": message}))
 
     async def typing(self, frame: dict[str, Any]) -> None:
         self._need("chats:write")
         chat_id = self._uuid(frame.get("chat_id"), "chat_id")
-        async with self.runtime.db.tenant_tx(self.principal.org_id) as conn:
-            if not await conn.fetchval("SELECT 1 FROM chats WHERE id = $1", chat_id):
-                raise Invalid("no such chat")
+        if not await self._own({chat_id}):
+            raise Invalid("no such chat")
         await self.runtime.redis.publish(chat_topic(chat_id), _encode({
             "type": "typing", "chat_id": chat_id, "user_id": self.principal.user_id,
             "organization_id": self.principal.org_id}))
@@ -272,17 +279,6 @@ HANDLERS = {
     "mark_read": Session.mark_read,
 }
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return str(value)
 
 
 @router.websocket("/v1/ws")

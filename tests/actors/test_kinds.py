@@ -1,8 +1,6 @@
 """The org, chat and agent actors on the real hosts: load, hold, flush, answer."""
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 
 import pytest
@@ -14,6 +12,7 @@ from actors.runtime.client import ActorSystem
 from core.errors import Invalid, NotFound, RateLimited
 from storage.db import Database
 from tests.conftest import Org
+from tests.waiting import eventually
 
 
 async def test_chat_actor_loads_its_conversation(actors: ActorSystem, db: Database,
@@ -85,14 +84,10 @@ async def test_org_actor_flushes_usage_periodically(actors: ActorSystem, db: Dat
     assert state["plan"] == "pro" and state["limits"]["ai_calls"] == 5_000
     with pytest.raises(Invalid):
         await ref.ask(RecordUsage("ai_calls", 0))
-    deadline = time.monotonic() + 20
-    total = None
-    while time.monotonic() < deadline:
+    async def flushed() -> bool:
         async with db.tenant_tx(org.id) as conn:
-            total = await conn.fetchval(
-                "SELECT sum(quantity) FROM usage_logs WHERE metric_type = 'ai_calls'")
-        if total == 3:
-            break
-        await asyncio.sleep(0.2)
-    assert total == 3
+            return await conn.fetchval(
+                "SELECT sum(quantity) FROM usage_logs WHERE metric_type = 'ai_calls'") == 3
+
+    await eventually(flushed, what="the usage flush")
     assert (await ref.ask(GetState()))["unflushed"] == {}

@@ -4,8 +4,6 @@ path (`/ok`, `/fail400`, `/flaky` fails with 503 once per message id)."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +12,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.serving import serve_in_thread
 
 
 @dataclass
@@ -56,15 +56,7 @@ class CallbackServer:
 
     def start(self) -> CallbackServer:
         app = Starlette(routes=[Route("/{path:path}", self.handle, methods=["POST"])])
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off")
-        self._server = uvicorn.Server(config)
-        threading.Thread(target=self._server.run, daemon=True).start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("callback server did not start")
-            time.sleep(0.01)
+        self._server = serve_in_thread(app, self.port, "callback server")
         return self
 
     def stop(self) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +19,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+
+from tests.fakes.serving import serve_in_thread
 
 CLIENT_ID = "bidi-test.apps.googleusercontent.com"
 CLIENT_SECRET = "GOCSPX-test-secret"
@@ -102,16 +103,7 @@ class FakeGoogle:
                                        "use": "sig"}]})
 
     def start(self) -> FakeGoogle:
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port,
-                                log_level="warning", lifespan="off")
-        self._server = uvicorn.Server(config)
-        thread = threading.Thread(target=self._server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake Google did not start")
-            time.sleep(0.01)
+        self._server = serve_in_thread(self.app(), self.port, "fake Google")
         return self
 
     def stop(self) -> None:

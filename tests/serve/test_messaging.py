@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable
 
 import httpx
 import redis.asyncio as aioredis
@@ -19,11 +20,22 @@ from storage.db import Database
 from tests.conftest import Account, register
 from tests.fakes.callback import CallbackServer
 from tests.serve.messaging import make_inbox, message, post_inbound
+from tests.waiting import eventually
 
 
 async def count(db: Database, org_id: str, sql: str, *args: object) -> int:
     async with db.tenant_tx(org_id) as conn:
         return int(await conn.fetchval(sql, *args))
+
+
+async def status(db: Database, owner: Account, message_id: str) -> str:
+    async with db.tenant_tx(owner.org_id) as conn:
+        return str(await conn.fetchval("SELECT status FROM messages WHERE id = $1",
+                                        uuid.UUID(message_id)))
+
+
+async def _equals(value: Awaitable[object], expected: object) -> bool:
+    return await value == expected
 
 
 async def test_inbound_message_creates_contact_chat_and_event(
@@ -59,11 +71,9 @@ async def test_inbound_message_creates_contact_chat_and_event(
     assert chat["contact_name"] == "Grace Hopper"
     redis = aioredis.Redis.from_url(settings.redis_url)
     try:
-        for _ in range(100):  # the mirror writes within a few milliseconds
-            if await redis.get(f"chat:{answer['chat_id']}:unread_count") == b"2":
-                break
-            await asyncio.sleep(0.02)
-        assert await redis.get(f"chat:{answer['chat_id']}:unread_count") == b"2"
+        key = f"chat:{answer['chat_id']}:unread_count"
+        # the mirror writes within a few milliseconds
+        await eventually(lambda: _equals(redis.get(key), b"2"), what="the unread mirror")
     finally:
         await redis.aclose()
 
@@ -136,17 +146,7 @@ async def test_outbound_reply_is_signed_sent_and_idempotent(
     again = await api.post(f"/v1/chats/{chat_id}/messages", json={"content": "On its way"},
                            headers=key)
     assert again.json()["id"] == sent["id"] and again.json()["duplicate"] is True
-
-    async def status() -> str:
-        async with db.tenant_tx(owner.org_id) as conn:
-            return str(await conn.fetchval("SELECT status FROM messages WHERE id = $1",
-                                            uuid.UUID(sent["id"])))
-
-    for _ in range(200):
-        if await status() == "sent":
-            break
-        await asyncio.sleep(0.05)
-    assert await status() == "sent"
+    await eventually(lambda: _equals(status(db, owner, sent["id"]), "sent"), what="sent")
     posts = callback.for_path(path)
     assert len(posts) == 1  # the idempotent retry did not send again
     got = posts[0]
@@ -169,21 +169,11 @@ async def test_a_rejected_send_fails_and_status_never_moves_back(
     chat_id = (await post_inbound(api, inbox, message(thread="t"))).json()["chat_id"]
     sent = (await api.post(f"/v1/chats/{chat_id}/messages", json={"content": "hi"},
                            headers=owner.headers)).json()
-
-    async def status() -> str:
-        async with db.tenant_tx(owner.org_id) as conn:
-            return str(await conn.fetchval("SELECT status FROM messages WHERE id = $1",
-                                            uuid.UUID(sent["id"])))
-
-    for _ in range(200):
-        if await status() == "failed":
-            break
-        await asyncio.sleep(0.05)
-    assert await status() == "failed"
+    await eventually(lambda: _equals(status(db, owner, sent["id"]), "failed"), what="failed")
     # A late success report cannot revive it, and a failed one cannot undo "sent".
     assert await actors.ask("chat", owner.org_id, chat_id,
                             Delivered(sent["id"], receipt=Receipt("late"))) == "sent"
-    assert await status() == "failed"
+    assert await status(db, owner, sent["id"]) == "failed"
     async with db.tenant_tx(owner.org_id) as conn:
         assert await conn.fetchval("SELECT bidi_status_advances('sent', 'pending')") is False
         assert await conn.fetchval("SELECT bidi_status_advances('read', 'delivered')") is False

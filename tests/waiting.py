@@ -1,0 +1,27 @@
+"""Waiting for what the engine does in the background: poll a condition
+until it holds or its deadline passes (never a bare sleep in a test)."""
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+POLL = 0.02
+
+
+async def eventually(check: Callable[[], Any], *, timeout: float = 20.0,
+                     what: str = "the condition") -> Any:
+    """`check()`'s first truthy value (awaited when it is a coroutine);
+    AssertionError if none comes within `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        await asyncio.sleep(POLL)
