@@ -64,11 +64,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--replicas", type=int, default=1, help="Serve API replicas")
+    parser.add_argument("--pool", type=int, default=50,
+                        help="Postgres connections per process: one per client, none queue")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bidi-bench-") as tmp:
         settings = load_settings(data_dir=tmp, port=free_port(), hosts=2,
                                  serve_replicas=args.replicas,
-                                 rate_per_minute=10**9, rate_burst=10**9, pool_size=20)
+                                 rate_per_minute=10**9, rate_burst=10**9, pool_size=args.pool)
         with Stack(settings, dashboard=False) as stack:
             settings = stack.settings
             pairs = asyncio.run(seed(settings, args.orgs, args.contacts))

@@ -72,7 +72,27 @@ def issue_access_token(secret: str, user_id: str, org_id: str, role: str,
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
+# Verified tokens, most recent last: a client sends the same token for its
+# whole life, and verifying it again cost more than the rest of a cheap read.
+# Only successes are remembered; expiry is checked on every use.
+_VERIFIED: dict[tuple[str, str], AccessClaims] = {}
+VERIFIED_CACHE_SIZE = 10_000
+
+
 def decode_access_token(secret: str, token: str) -> AccessClaims:
+    """The claims of a valid access token, or Unauthorized."""
+    claims = _VERIFIED.get((secret, token))
+    if claims is None:
+        claims = _verify_access_token(secret, token)
+        if len(_VERIFIED) >= VERIFIED_CACHE_SIZE:
+            del _VERIFIED[next(iter(_VERIFIED))]
+        _VERIFIED[(secret, token)] = claims
+    if claims.expires_at <= time.time():
+        raise Unauthorized("access token expired")
+    return claims
+
+
+def _verify_access_token(secret: str, token: str) -> AccessClaims:
     try:
         claims: dict[str, Any] = jwt.decode(
             token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,

@@ -17,6 +17,7 @@ from core.settings import Settings
 from serve import errors, health, openapi
 from serve.fastpath import FastPath
 from storage.db import Database
+from storage.ratelimit import TokenBucket
 from storage.redis import open_redis
 
 VERSION = "0.1.0"
@@ -30,6 +31,7 @@ class Runtime:
     db: Database
     redis: aioredis.Redis
     actors: ActorSystem
+    bucket: TokenBucket  # per caller and route
 
 
 @asynccontextmanager
@@ -44,7 +46,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(client.aclose)
         actors = ActorSystem(settings.hosts)
         stack.push_async_callback(actors.close)
-        yield Runtime(settings=settings, db=db, redis=client, actors=actors)
+        bucket = TokenBucket(client, settings.rate_burst, settings.rate_per_minute / 60)
+        yield Runtime(settings=settings, db=db, redis=client, actors=actors, bucket=bucket)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -7,16 +7,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from core.errors import Forbidden, RateLimited, Unauthorized
 from core.rbac import permissions_of
 from core.security import decode_access_token, digest, same
-from serve.app import Runtime
 from storage.audit import Actor
-from storage.ratelimit import TokenBucket
+
+if TYPE_CHECKING:
+    from serve.app import Runtime
 
 bearer_scheme = HTTPBearer(auto_error=False, scheme_name="bearer",
                            description="Access token from /v1/auth/login")
@@ -48,11 +51,24 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def client_ip(request: Request) -> str | None:
-    forwarded = request.headers.get("x-forwarded-for")
+def forwarded_ip(forwarded: str | None, peer: str | None) -> str | None:
+    """The caller's address: the first X-Forwarded-For hop, else the socket peer."""
     if forwarded:
         return forwarded.split(",")[0].strip()
-    return request.client.host if request.client else None
+    return peer
+
+
+def client_ip(request: Request) -> str | None:
+    return forwarded_ip(request.headers.get("x-forwarded-for"),
+                        request.client.host if request.client else None)
+
+
+def bearer_of(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, as `bearer_scheme` reads it."""
+    scheme, credentials = get_authorization_scheme_param(authorization)
+    if not (authorization and scheme and credentials) or scheme.lower() != "bearer":
+        return None
+    return credentials
 
 
 async def _from_api_key(runtime: Runtime, raw: str) -> tuple[str, str | None, str, frozenset[str]]:
@@ -75,16 +91,11 @@ async def _from_api_key(runtime: Runtime, raw: str) -> tuple[str, str | None, st
     return str(row["organization_id"]), created_by, str(row["id"]), frozenset(row["scopes"])
 
 
-async def current_principal(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
-    api_key: str | None = Depends(api_key_scheme),
-) -> Principal:
-    runtime = runtime_of(request)
-    ip, agent = client_ip(request), request.headers.get("user-agent")
-    if credentials is not None:
-        secret = runtime.settings.jwt_secret or ""
-        claims = decode_access_token(secret, credentials.credentials)
+async def authenticate(runtime: Runtime, bearer: str | None, api_key: str | None,
+                       ip: str | None, agent: str | None) -> Principal:
+    """The caller named by a bearer token or an API key, or Unauthorized."""
+    if bearer:
+        claims = decode_access_token(runtime.settings.jwt_secret or "", bearer)
         return Principal(claims.org_id, claims.user_id, claims.role,
                          permissions_of(claims.role), ip=ip, user_agent=agent)
     if api_key:
@@ -94,26 +105,34 @@ async def current_principal(
     raise Unauthorized("authentication required: a bearer token or an X-API-Key")
 
 
-async def rate_limit(request: Request, principal: Principal) -> None:
-    runtime = runtime_of(request)
-    settings = runtime.settings
-    bucket = getattr(request.app.state, "bucket", None)
-    if bucket is None:
-        bucket = request.app.state.bucket = TokenBucket(
-            runtime.redis, settings.rate_burst, settings.rate_per_minute / 60)
-    route = request.scope.get("route")
-    path = getattr(route, "path", request.url.path)
-    decision = await bucket.take(f"rate_limit:api:{principal.rate_key}:{request.method}:{path}")
+async def authorize(runtime: Runtime, principal: Principal, permission: str,
+                    method: str, route: str) -> None:
+    """Forbidden without the permission; RateLimited past the caller's bucket
+    for this route (its template, e.g. `/v1/contacts/{contact_id}`)."""
+    if permission not in principal.permissions:
+        raise Forbidden(f"this action needs the {permission!r} permission")
+    decision = await runtime.bucket.take(
+        f"rate_limit:api:{principal.rate_key}:{method}:{route}")
     if not decision.allowed:
         raise RateLimited("too many requests", retry_after=decision.retry_after)
+
+
+async def current_principal(
+    request: Request,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    api_key: str | None = Depends(api_key_scheme),
+) -> Principal:
+    return await authenticate(runtime_of(request),
+                              credentials.credentials if credentials is not None else None,
+                              api_key, client_ip(request), request.headers.get("user-agent"))
 
 
 def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     async def dependency(request: Request,
                          principal: Principal = Depends(current_principal)) -> Principal:
-        if permission not in principal.permissions:
-            raise Forbidden(f"this action needs the {permission!r} permission")
-        await rate_limit(request, principal)
+        route = request.scope.get("route")
+        await authorize(runtime_of(request), principal, permission, request.method,
+                        getattr(route, "path", request.url.path))
         return principal
 
     return dependency

@@ -82,10 +82,21 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-async def _bad_data(_: Request, exc: Exception) -> JSONResponse:
-    """Input the database refuses as data (NUL bytes, out-of-range numbers,
-    unencodable text) is the client's error, not ours."""
+BAD_DATA = (asyncpg.DataError, UnicodeEncodeError)
+EXPECTED = (e.BidiError, *BAD_DATA)  # what a raw-ASGI route answers the same way
+
+
+def expected_response(exc: Exception) -> JSONResponse:
+    """The envelope for an error in EXPECTED."""
+    if isinstance(exc, e.BidiError):
+        return error_response(exc)
+    # Input the database refuses as data (NUL bytes, out-of-range numbers,
+    # unencodable text) is the client's error, not ours.
     return envelope(422, "invalid_value", f"a value was refused: {type(exc).__name__}")
+
+
+async def _bad_data(_: Request, exc: Exception) -> JSONResponse:
+    return expected_response(exc)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -97,6 +108,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.BidiError, _bidi_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(asyncpg.DataError, _bad_data)
-    app.add_exception_handler(UnicodeEncodeError, _bad_data)
+    for kind in BAD_DATA:
+        app.add_exception_handler(kind, _bad_data)
     app.add_exception_handler(Exception, _unexpected)

@@ -30,7 +30,13 @@ class Ingress:
         return build_app(self.settings)
 
 
+def deployment(settings: Settings, replicas: int | None = None) -> Any:
+    """The ingress deployment configured from settings."""
+    return Ingress.options(num_replicas=replicas or settings.serve_replicas,
+                           logging_config={"enable_access_log": settings.access_log})
+
+
 def build(args: dict[str, Any] | None = None) -> Application:
     """Application builder for `serve deploy` (import_path `serve.ingress:build`)."""
     replicas = int((args or {}).get("num_replicas", 1))
-    return Ingress.options(num_replicas=replicas).bind()
+    return deployment(load_settings(), replicas).bind()

@@ -10,7 +10,7 @@ from fastapi import Query, Response
 from pydantic import BaseModel
 
 T = TypeVar("T")
-MAX_LIMIT = 100
+MAX_LIMIT, DEFAULT_LIMIT, MAX_PAGE = 100, 20, 100_000
 
 
 @dataclass(frozen=True)
@@ -23,8 +23,8 @@ class PageParams:
         return (self.page - 1) * self.limit
 
 
-async def page_params(page: int = Query(1, ge=1, le=100_000),
-                limit: int = Query(20, ge=1, le=MAX_LIMIT)) -> PageParams:
+async def page_params(page: int = Query(1, ge=1, le=MAX_PAGE),
+                      limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)) -> PageParams:
     return PageParams(page, limit)
 
 

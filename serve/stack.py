@@ -192,11 +192,11 @@ class Stack:
     def _start_serve(self) -> None:
         from ray import serve
 
-        from serve.ingress import APP_NAME, Ingress
+        from serve.ingress import APP_NAME, deployment
 
         serve.start(http_options={"host": self.settings.host, "port": self.settings.port})
         self._serve_started = True
-        app = Ingress.options(num_replicas=self.settings.serve_replicas).bind(self.settings)
+        app = deployment(self.settings).bind(self.settings)
         serve.run(app, name=APP_NAME, route_prefix="/")
 
     def wait_ready(self) -> None:

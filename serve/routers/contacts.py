@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -20,6 +21,7 @@ from serve.crud import add_note, delete_one, get_one, insert_sql, list_notes
 from serve.models import NoteIn, NoteOut, Strict
 from serve.pagination import Page, PageParams, page_json, page_params
 from storage.audit import record
+from storage.db import Database, savepoint
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 MAX_IMPORT_ROWS = 10_000
@@ -149,20 +151,41 @@ def prefix_end(word: str) -> str | None:
     return word[:-1] + chr(last)
 
 
+Q_MAX, TAGS_MAX, SOURCE_MAX = 200, 20, 100
+
+
+@dataclass(frozen=True)
+class ContactFilters:
+    """What a contact list is narrowed by (validated: see `list_contacts`)."""
+
+    q: str | None = None
+    tags: list[str] | None = None
+    company_id: UUID | None = None
+    source: str | None = None
+
+
 @router.get("", response_model=Page[ContactOut])
 async def list_contacts(
     request: Request,
     page: PageParams = Depends(page_params),
-    q: str | None = Query(None, max_length=200, description=(
+    q: str | None = Query(None, max_length=Q_MAX, description=(
         "Words, each matching the start of a word of the name, the email (whole or"
         " a part), the Telegram username, or any digits of the phone")),
-    tag: list[str] | None = Query(None, max_length=20),
+    tag: list[str] | None = Query(None, max_length=TAGS_MAX),
     company_id: UUID | None = None,
-    source: str | None = Query(None, max_length=100),
+    source: str | None = Query(None, max_length=SOURCE_MAX),
     principal: Principal = Depends(require("crm:read")),
 ) -> Any:
-    where, args = [], []
-    for word in search_words(q):
+    """Also served by `serve.fastpath` (the same `contact_page`)."""
+    return await contact_page(runtime_of(request).db, principal,
+                              ContactFilters(q, tag, company_id, source), page)
+
+
+async def contact_page(db: Database, principal: Principal, filters: ContactFilters,
+                       page: PageParams) -> Response:
+    where: list[str] = []
+    args: list[Any] = []
+    for word in search_words(filters.q):
         # a prefix range on contact_terms (migration 006): leakproof, so indexed under RLS
         low, high = word, prefix_end(word)
         args.append(low)
@@ -171,17 +194,17 @@ async def list_contacts(
             args.append(high)
             bounds += f" AND term ~<~ ${len(args)}"
         where.append(f"id IN (SELECT contact_id FROM contact_terms WHERE {bounds})")
-    if tag:
-        args.append(tag)
+    if filters.tags:
+        args.append(filters.tags)
         where.append(f"tags @> ${len(args)}::text[]")
-    if company_id:
-        args.append(company_id)
+    if filters.company_id:
+        args.append(filters.company_id)
         where.append(f"company_id = ${len(args)}")
-    if source:
-        args.append(source)
+    if filters.source:
+        args.append(filters.source)
         where.append(f"source = ${len(args)}")
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+    async with db.tenant_tx(principal.org_id, principal.user_id) as conn:
         # one scan: the page and the total together
         rows = await conn.fetch(
             f"SELECT {COLUMNS}, count(*) OVER () AS total FROM contacts {clause}"
@@ -307,7 +330,7 @@ async def import_csv(request: Request,
                 continue
             fields = parsed.model_dump(exclude_none=True)
             try:
-                async with conn.transaction():  # a savepoint: a bad row fails alone
+                async with savepoint(conn):  # a bad row fails alone
                     await _check_company(conn, parsed.company_id)
                     contact = await _insert(conn, principal.org_id, fields)
             except (Conflict, Invalid) as exc:

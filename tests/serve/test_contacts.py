@@ -209,3 +209,45 @@ async def test_search_matches_word_starts_and_follows_edits(api: httpx.AsyncClie
     other = await register(api)
     assert (await api.get("/v1/contacts", params={"q": "ada"}, headers=other.headers)
             ).json()["total"] == 0
+
+
+async def test_fast_path_answers_as_the_documented_route(api: httpx.AsyncClient,
+                                                         owner: Account) -> None:
+    """`GET /v1/contacts` is served raw (serve/fastpath.py) when its query is
+    plainly valid; an extra parameter sends the same request through FastAPI,
+    which ignores it. Both must answer alike, errors included."""
+    company = await api.post("/v1/companies", json={"name": "Initech"}, headers=owner.headers)
+    assert company.status_code == 201, company.text
+    company_id = company.json()["id"]
+    await create(api, owner, first_name="Fay", last_name="Fast", email="fay@example.com",
+                 tags=["a", "b"], company_id=company_id, source="import", phone="+15557771234")
+    await create(api, owner, first_name="Fred", email="fred@example.com", tags=["a"],
+                 metadata={"n": 1})
+    key = await api.post("/v1/api-keys", json={"name": "writer", "scopes": ["crm:write"]},
+                         headers=owner.headers)
+    assert key.status_code == 201, key.text
+    no_read = {"X-API-Key": key.json()["key"]}
+    cases: list[tuple[str, dict[str, str]]] = [
+        ("", owner.headers),
+        ("q=fa&limit=1&page=2", owner.headers),
+        ("q=fast%20fay", owner.headers),
+        ("q=7771", owner.headers),
+        ("tag=a&tag=b", owner.headers),
+        (f"company_id={company_id}&source=import", owner.headers),
+        ("q=%00", owner.headers),  # refused by the database as data: 422
+        ("q=nobody", owner.headers),
+        ("", {}),  # 401
+        ("", {"Authorization": "Bearer nonsense"}),
+        ("", {"Authorization": "Basic Zm9vOmJhcg=="}),
+        ("", no_read),  # 403
+    ]
+    from serve.fastpath import contact_query
+    for query, headers in cases:
+        assert contact_query(query.encode()) is not None, query
+        assert contact_query(f"{query}&via=app".encode()) is None
+        fast = await api.get(f"/v1/contacts?{query}", headers=headers)
+        slow = await api.get(f"/v1/contacts?{query}&via=app", headers=headers)
+        assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), query
+        assert fast.headers["content-type"] == slow.headers["content-type"]
+    statuses = [(await api.get(f"/v1/contacts?{q}", headers=h)).status_code for q, h in cases]
+    assert statuses == [200] * 6 + [422, 200, 401, 401, 401, 403]
