@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import http_load, raw_request  # noqa: E402
+from bench.loadgen import cpu_per_request, http_load, raw_request  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
 from serve.stack import Stack, free_port  # noqa: E402
@@ -87,6 +87,7 @@ def main() -> None:
             p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
             print(f"list: {listed.rps:,.0f} req/s, p50 {p50:.1f} ms, p99 {p99:.1f} ms, "
                   f"errors {listed.errors}", flush=True)
+            print(f"list CPU per request: {cpu_per_request(listed)}", flush=True)
             creates = [raw_request("POST", host, port, "/v1/contacts", {
                 "Authorization": f"Bearer {tokens[i % len(tokens)]}",
                 "Content-Type": "application/json"},
@@ -95,6 +96,7 @@ def main() -> None:
             created = http_load(host, port, requests=creates, connections=args.clients,
                                 seconds=args.seconds, warmup=2.0)
             print(f"create: {created.rps:,.0f} contacts/s, errors {created.errors}", flush=True)
+            print(f"create CPU per request: {cpu_per_request(created)}", flush=True)
     print(json.dumps({"list_p50_ms": round(p50, 2), "list_p99_ms": round(p99, 2),
                       "creates_per_s": round(created.rps, 1)}))
 

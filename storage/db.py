@@ -118,21 +118,27 @@ class Database:
 
     @asynccontextmanager
     async def tenant_tx(
-        self, org_id: UUID | str, user_id: UUID | str | None = None
+        self, org_id: UUID | str, user_id: UUID | str | None = None, *,
+        generic_plans: bool = False,
     ) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as `bidi_app` scoped to one org (and optionally a user).
 
         BEGIN and the settings travel in one round trip (both ids are
         re-formatted as UUIDs, so nothing but hex and dashes reaches the
         text); with COMMIT and the pool's no-op reset a short read costs
-        three round trips, not five. Nested scopes use `savepoint(conn)`."""
+        three round trips, not five. Nested scopes use `savepoint(conn)`.
+
+        `generic_plans`: prepared statements skip planning on each run (for
+        statements shaped so that their generic plan is the good one)."""
         if self.app is None:
             raise RuntimeError("Database is not open")
         org = str(UUID(str(org_id)))
         user = str(UUID(str(user_id))) if user_id is not None else ""
+        plans = ", set_config('plan_cache_mode', 'force_generic_plan', true)" \
+            if generic_plans else ""
         async with self.app.acquire() as conn:
             await conn.execute(f"BEGIN; SELECT set_config('app.org_id', '{org}', true),"
-                               f" set_config('app.user_id', '{user}', true)")
+                               f" set_config('app.user_id', '{user}', true){plans}")
             try:
                 yield conn
             except BaseException:

@@ -181,19 +181,27 @@ async def list_contacts(
                               ContactFilters(q, tag, company_id, source), page)
 
 
+def _term_range(word: str, args: list[Any]) -> str:
+    """A prefix range on contact_terms (migration 006): leakproof, so
+    indexed under RLS."""
+    args.append(word)
+    bounds = f"term ~>=~ ${len(args)}"
+    high = prefix_end(word)
+    if high is not None:
+        args.append(high)
+        bounds += f" AND term ~<~ ${len(args)}"
+    return bounds
+
+
 async def contact_page(db: Database, principal: Principal, filters: ContactFilters,
                        page: PageParams) -> Response:
     where: list[str] = []
     args: list[Any] = []
-    for word in search_words(filters.q):
-        # a prefix range on contact_terms (migration 006): leakproof, so indexed under RLS
-        low, high = word, prefix_end(word)
-        args.append(low)
-        bounds = f"term ~>=~ ${len(args)}"
-        if high is not None:
-            args.append(high)
-            bounds += f" AND term ~<~ ${len(args)}"
-        where.append(f"id IN (SELECT contact_id FROM contact_terms WHERE {bounds})")
+    words = search_words(filters.q)
+    first = _term_range(words[0], args) if words else None
+    for word in words[1:]:
+        where.append(f"id IN (SELECT contact_id FROM contact_terms WHERE"
+                     f" {_term_range(word, args)})")
     if filters.tags:
         args.append(filters.tags)
         where.append(f"tags @> ${len(args)}::text[]")
@@ -203,17 +211,32 @@ async def contact_page(db: Database, principal: Principal, filters: ContactFilte
     if filters.source:
         args.append(filters.source)
         where.append(f"source = ${len(args)}")
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    async with db.tenant_tx(principal.org_id, principal.user_id) as conn:
+    paging = f"LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}"
+    if first is not None:
+        # Driven by the first word's matches, each contact fetched by its id
+        # (OFFSET 0 keeps that join a nested loop whatever the estimates): one
+        # plan serves every search, so it is planned once per connection, not
+        # per run (bench/api.py: Postgres CPU per search 0.44 -> 0.21 ms).
+        narrow = "".join(f" AND {w}" for w in where)
+        sql = (f"SELECT c.*, count(*) OVER () AS total FROM"
+               f" (SELECT DISTINCT contact_id FROM contact_terms WHERE {first}) hit"
+               f" CROSS JOIN LATERAL (SELECT {COLUMNS} FROM contacts"
+               f" WHERE id = hit.contact_id{narrow} OFFSET 0) c"
+               f" ORDER BY c.created_at DESC, c.id {paging}")
+        where.insert(0, f"id IN (SELECT contact_id FROM contact_terms WHERE {first})")
+    else:
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        sql = (f"SELECT {COLUMNS}, count(*) OVER () AS total FROM contacts{clause}"
+               f" ORDER BY created_at DESC, id {paging}")
+    async with db.tenant_tx(principal.org_id, principal.user_id,
+                            generic_plans=first is not None) as conn:
         # one scan: the page and the total together
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS}, count(*) OVER () AS total FROM contacts {clause}"
-            f" ORDER BY created_at DESC, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
-            *args, page.limit, page.offset)
+        rows = await conn.fetch(sql, *args, page.limit, page.offset)
         if rows:
             total = rows[0]["total"]
-        else:
-            total = await conn.fetchval(f"SELECT count(*) FROM contacts {clause}", *args)
+        else:  # past the last page
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            total = await conn.fetchval(f"SELECT count(*) FROM contacts{clause}", *args)
     return page_json(page, total, rows, drop="total")
 
 

@@ -67,6 +67,35 @@ async def test_search_filters_and_pagination(api: httpx.AsyncClient, owner: Acco
     assert literal.json()["total"] == 0  # % is searched for, not a wildcard
 
 
+async def test_search_words_combine_with_filters(api: httpx.AsyncClient,
+                                                 owner: Account) -> None:
+    company = (await api.post("/v1/companies", json={"name": "Umbrella"},
+                              headers=owner.headers)).json()["id"]
+    for i, (first, last) in enumerate([("Grace", "Hopper"), ("Grace", "Kelly"),
+                                       ("Hopper", "Grace"), ("Gregory", "House")]):
+        await create(api, owner, first_name=first, last_name=last, tags=[f"t{i % 2}"],
+                     company_id=company if i < 3 else None)
+    h = owner.headers
+
+    async def names(**params: object) -> tuple[int, list[str]]:
+        body = (await api.get("/v1/contacts", params=params, headers=h)).json()
+        return body["total"], sorted(f"{c['first_name']} {c['last_name']}" for c in body["data"])
+
+    assert await names(q="gr ho") == (3, ["Grace Hopper", "Gregory House", "Hopper Grace"])
+    assert await names(q="grace hop") == (2, ["Grace Hopper", "Hopper Grace"])
+    assert await names(q="GRACE hopper", tag="t0") == (2, ["Grace Hopper", "Hopper Grace"])
+    assert await names(q="grace", tag="t1") == (1, ["Grace Kelly"])
+    assert await names(q="gr", company_id=company) == (3, [
+        "Grace Hopper", "Grace Kelly", "Hopper Grace"])
+    assert await names(q="gre hou") == (1, ["Gregory House"])
+    assert await names(q="gr", source="manual", limit=2, page=3) == (4, [])  # past the end
+    assert await names(q="grace nobody") == (0, [])
+    # the newest first, however the matches were found
+    listed = (await api.get("/v1/contacts", params={"q": "g"}, headers=h)).json()["data"]
+    assert [c["created_at"] for c in listed] == sorted((c["created_at"] for c in listed),
+                                                       reverse=True)
+
+
 async def test_bad_input_gets_the_envelope(api: httpx.AsyncClient, owner: Account) -> None:
     h = owner.headers
     await create(api, owner, email="dup@example.com")

@@ -29,15 +29,17 @@ async def _count(db: Database, org: Org, first_name: str) -> int:
 
 
 async def test_context_ends_with_its_transaction(one_conn: Database, org: Org) -> None:
-    async with one_conn.tenant_tx(org.id, org.id) as conn:
+    async with one_conn.tenant_tx(org.id, org.id, generic_plans=True) as conn:
         await conn.execute("INSERT INTO contacts (organization_id, first_name)"
                            " VALUES ($1, 'Kept')", org.id)
         assert await conn.fetchval("SELECT current_setting('app.org_id')") == str(org.id)
+        assert await conn.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
     assert one_conn.app is not None
     async with one_conn.app.acquire() as conn:  # the same session, reused
         assert not conn.is_in_transaction()
         assert await conn.fetchval("SELECT current_setting('app.org_id', true)") == ""
         assert await conn.fetchval("SELECT current_setting('app.user_id', true)") == ""
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
         assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
     assert await _count(one_conn, org, "Kept") == 1
 

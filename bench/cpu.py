@@ -1,0 +1,39 @@
+"""CPU time spent by the engine's processes over a benchmark phase, read from
+/proc: a steadier figure than throughput on a noisy machine (CPU per request)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+GROUPS = {  # name -> a part of the command line
+    "api": "ServeReplica:bidi:bidi-api",
+    "postgres": "postgres",
+    "haproxy": "haproxy",
+    "redis": "redis-server",
+}
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds so far per group, and the whole machine's busy seconds."""
+    found = dict.fromkeys([*GROUPS, "machine"], 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        for name, marker in GROUPS.items():
+            if marker in cmdline:
+                found[name] += (int(fields[11]) + int(fields[12])) / _TICK
+                break
+    cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    idle = int(cpu[3]) + int(cpu[4])
+    found["machine"] = (sum(int(v) for v in cpu[:8]) - idle) / _TICK
+    return found
+
+
+def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {name: after[name] - before[name] for name in before}
