@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from ray.serve.schema import ServeDeploySchema
 
@@ -26,3 +27,9 @@ def test_import_path_builds_the_ingress_application() -> None:
     deployment = application._bound_deployment
     assert deployment.name == DEPLOYMENT
     assert deployment.num_replicas == args["num_replicas"]
+
+
+def test_access_log_follows_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert build({})._bound_deployment.logging_config["enable_access_log"] is False
+    monkeypatch.setenv("BIDI_ACCESS_LOG", "true")
+    assert build({})._bound_deployment.logging_config["enable_access_log"] is True
