@@ -19,6 +19,8 @@ from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
 
+from starlette.responses import Response
+
 from core.errors import Invalid
 from serve.auth import authenticate, authorize, bearer_of, forwarded_ip
 from serve.errors import EXPECTED, expected_response
@@ -28,7 +30,6 @@ from serve.routers.contacts import Q_MAX, SOURCE_MAX, TAGS_MAX, ContactFilters, 
 
 INBOUND_PREFIX = "/v1/channels/api/"
 CONTACTS = "/v1/contacts"
-JSON = [(b"content-type", b"application/json")]
 
 
 class FastPath:
@@ -61,18 +62,6 @@ async def _answer(work: Any, scope: dict[str, Any], receive: Any, send: Any) -> 
     await response(scope, receive, send)
 
 
-class _Raw:
-    """A response already encoded: status, JSON body."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        self.status, self.body = status, body
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": self.status,
-                    "headers": [*JSON, (b"content-length", str(len(self.body)).encode())]})
-        await send({"type": "http.response.body", "body": self.body})
-
-
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
     """Request headers by lower-case name; the first of repeated ones, as
     Starlette's `Request.headers.get` reads them."""
@@ -91,10 +80,10 @@ def _canonical_uuid(text: str) -> str | None:
         return None
 
 
-async def _inbound(scope: dict[str, Any], receive: Any, integration_id: str) -> _Raw:
+async def _inbound(scope: dict[str, Any], receive: Any, integration_id: str) -> Response:
     body = await _read(receive)
     answer = await accept(scope["app"].state, integration_id, _headers(scope), body)
-    return _Raw(202, answer)
+    return Response(answer, status_code=202, media_type="application/json")
 
 
 async def _read(receive: Any) -> bytes:
@@ -113,7 +102,8 @@ async def _read(receive: Any) -> bytes:
             return b"".join(chunks)
 
 
-async def _contacts(scope: dict[str, Any], page: PageParams, filters: ContactFilters) -> Any:
+async def _contacts(scope: dict[str, Any], page: PageParams,
+                    filters: ContactFilters) -> Response:
     runtime = scope["app"].state.runtime
     headers = _headers(scope)
     client = scope.get("client")

@@ -216,7 +216,7 @@ async def contact_page(db: Database, principal: Principal, filters: ContactFilte
         # Driven by the first word's matches, each contact fetched by its id
         # (OFFSET 0 keeps that join a nested loop whatever the estimates): one
         # plan serves every search, so it is planned once per connection, not
-        # per run (bench/api.py: Postgres CPU per search 0.44 -> 0.21 ms).
+        # per run (bench/api.py: Postgres CPU per search 0.39 -> 0.20 ms).
         narrow = "".join(f" AND {w}" for w in where)
         sql = (f"SELECT c.*, count(*) OVER () AS total FROM"
                f" (SELECT DISTINCT contact_id FROM contact_terms WHERE {first}) hit"

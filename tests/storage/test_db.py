@@ -3,6 +3,7 @@ long as its transaction, errors undo everything, savepoints undo alone."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -69,18 +70,21 @@ async def test_a_savepoint_undoes_only_its_own_work(one_conn: Database, org: Org
 
 async def test_a_cancelled_query_leaves_a_usable_pool(one_conn: Database, org: Org) -> None:
     started = asyncio.Event()
+    lock = uuid.uuid4().int % 2**62  # one key for this test alone
 
-    async def slow() -> None:
+    async def blocked() -> None:
         async with one_conn.tenant_tx(org.id) as conn:
             await conn.execute("INSERT INTO contacts (organization_id, first_name)"
                                " VALUES ($1, 'Cancelled')", org.id)
             started.set()
-            await conn.execute("SELECT pg_sleep(30)")
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock)  # held below
 
-    task = asyncio.create_task(slow())
-    await started.wait()
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
+    async with one_conn.system_tx() as holder:
+        await holder.execute("SELECT pg_advisory_xact_lock($1)", lock)
+        task = asyncio.create_task(blocked())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
     # the only connection was dropped or rolled back: the insert is gone, work goes on
     assert await asyncio.wait_for(_count(one_conn, org, "Cancelled"), 10) == 0
