@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -45,6 +46,37 @@ async def list_page(request: Request, principal: Principal, table: str, columns:
                                 " LIMIT $1 OFFSET $2", page.limit, page.offset)
     return {"page": page.page, "limit": page.limit, "total": total,
             "data": [dict(r) for r in rows]}
+
+
+class Conditions:
+    """A list's WHERE clause, built up with its numbered parameters; the page's
+    LIMIT and OFFSET come after them."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.args: list[Any] = []
+
+    def param(self, value: Any) -> str:
+        """A placeholder for `value`."""
+        self.args.append(value)
+        return f"${len(self.args)}"
+
+    def add(self, condition: str) -> None:
+        self.parts.append(condition)
+
+    def equal(self, **columns: Any) -> None:
+        """`column = value` for each value that is not None."""
+        for column, value in columns.items():
+            if value is not None:
+                self.add(f"{column} = {self.param(value)}")
+
+    def where(self) -> str:
+        return f" WHERE {' AND '.join(self.parts)}" if self.parts else ""
+
+    def paging(self, page: PageParams) -> tuple[str, list[Any]]:
+        """`LIMIT .. OFFSET ..` and every argument of the statement."""
+        n = len(self.args)
+        return f" LIMIT ${n + 1} OFFSET ${n + 2}", [*self.args, page.limit, page.offset]
 
 
 def escape_like(text: str) -> str:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from serve.auth import Principal, require, runtime_of
+from serve.crud import Conditions
 from serve.pagination import Page, PageParams, page_params
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
@@ -36,19 +37,15 @@ async def list_audit_logs(
     user_id: UUID | None = None,
     principal: Principal = Depends(require("audit:read")),
 ) -> Any:
-    where, args = [], []
-    for column, value in (("action", action), ("resource_type", resource_type),
-                          ("resource_id", resource_id), ("user_id", user_id)):
-        if value is not None:
-            args.append(value)
-            where.append(f"{column} = ${len(args)}")
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    cond = Conditions()
+    cond.equal(action=action, resource_type=resource_type, resource_id=resource_id,
+               user_id=user_id)
+    paging, args = cond.paging(page)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM audit_logs {clause}", *args)
+        total = await conn.fetchval(f"SELECT count(*) FROM audit_logs{cond.where()}", *cond.args)
         rows = await conn.fetch(
             f"SELECT id, user_id, action, resource_type, resource_id, changes,"
-            f" host(ip_address) AS ip_address, user_agent, created_at FROM audit_logs {clause}"
-            f" ORDER BY created_at DESC, id LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}",
-            *args, page.limit, page.offset)
+            f" host(ip_address) AS ip_address, user_agent, created_at FROM audit_logs"
+            f"{cond.where()} ORDER BY created_at DESC, id{paging}", *args)
     return {"page": page.page, "limit": page.limit, "total": total,
             "data": [dict(r) for r in rows]}

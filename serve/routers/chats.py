@@ -15,6 +15,7 @@ from actors.chat import MarkRead, Send
 from actors.runtime.client import ActorSystem, retrying
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
+from serve.crud import Conditions
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 
@@ -116,23 +117,16 @@ async def list_chats(request: Request, page: PageParams = Depends(page_params),
                      channel: str | None = Query(None, max_length=50),
                      contact_id: UUID | None = None,
                      principal: Principal = Depends(require("chats:read"))) -> Any:
-    where, args = ["true"], []
+    cond = Conditions()
     if unread is not None:
-        where.append("c.unread_count > 0" if unread else "c.unread_count = 0")
-    if channel:
-        args.append(channel)
-        where.append(f"c.channel = ${len(args)}")
-    if contact_id:
-        args.append(contact_id)
-        where.append(f"c.contact_id = ${len(args)}")
-    clause = " AND ".join(where)
-    n = len(args)
+        cond.add("c.unread_count > 0" if unread else "c.unread_count = 0")
+    cond.equal(**{"c.channel": channel or None, "c.contact_id": contact_id})
+    paging, args = cond.paging(page)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM chats c WHERE {clause}", *args)
+        total = await conn.fetchval(f"SELECT count(*) FROM chats c{cond.where()}", *cond.args)
         rows = await conn.fetch(
             f"SELECT {CHAT_COLUMNS} FROM chats c LEFT JOIN contacts ct ON ct.id = c.contact_id"
-            f" WHERE {clause} ORDER BY c.last_message_at DESC NULLS LAST, c.id"
-            f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, page.limit, page.offset)
+            f"{cond.where()} ORDER BY c.last_message_at DESC NULLS LAST, c.id{paging}", *args)
     return {"page": page.page, "limit": page.limit, "total": total,
             "data": [dict(r) for r in rows]}
 

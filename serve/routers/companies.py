@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one, escape_like, get_one, insert_sql
+from serve.crud import Conditions, delete_one, escape_like, get_one, insert_sql
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import record
@@ -68,23 +68,15 @@ def _patch_fields(body: Strict, not_null: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _filters(q: str | None, industry: str | None, stage: str | None,
-             size: str | None) -> tuple[str, list[Any]]:
-    where: list[str] = []
-    args: list[Any] = []
+             size: str | None) -> Conditions:
+    cond = Conditions()
     if q:
-        args.append("%" + escape_like(q) + "%")
-        n = len(args)
-        where.append(f"(name ILIKE ${n} OR industry ILIKE ${n} OR website ILIKE ${n})")
+        n = cond.param("%" + escape_like(q) + "%")
+        cond.add(f"(name ILIKE {n} OR industry ILIKE {n} OR website ILIKE {n})")
     if industry:
-        args.append(industry)
-        where.append(f"lower(industry) = lower(${len(args)})")
-    if stage:
-        args.append(stage)
-        where.append(f"stage = ${len(args)}")
-    if size:
-        args.append(size)
-        where.append(f"size = ${len(args)}")
-    return (f"WHERE {' AND '.join(where)}" if where else ""), args
+        cond.add(f"lower(industry) = lower({cond.param(industry)})")
+    cond.equal(stage=stage or None, size=size or None)
+    return cond
 
 
 @router.get("", response_model=Page[CompanyOut])
@@ -97,12 +89,12 @@ async def list_companies(
     size: Size | None = None,
     principal: Principal = Depends(require("crm:read")),
 ) -> Any:
-    clause, args = _filters(q, industry, stage, size)
+    cond = _filters(q, industry, stage, size)
+    paging, args = cond.paging(page)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM companies {clause}", *args)
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM companies {clause} ORDER BY created_at DESC, id"
-            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, page.limit, page.offset)
+        total = await conn.fetchval(f"SELECT count(*) FROM companies{cond.where()}", *cond.args)
+        rows = await conn.fetch(f"SELECT {COLUMNS} FROM companies{cond.where()}"
+                                f" ORDER BY created_at DESC, id{paging}", *args)
     return {"page": page.page, "limit": page.limit, "total": total,
             "data": [dict(r) for r in rows]}
 

@@ -15,7 +15,15 @@ from pydantic import BaseModel, Field
 
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
-from serve.crud import add_note, delete_one, escape_like, get_one, insert_sql, list_notes
+from serve.crud import (
+    Conditions,
+    add_note,
+    delete_one,
+    escape_like,
+    get_one,
+    insert_sql,
+    list_notes,
+)
 from serve.models import NoteIn, NoteOut, Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import append_event, record
@@ -124,22 +132,16 @@ async def list_deals(
     company_id: UUID | None = None,
     principal: Principal = Depends(require("crm:read")),
 ) -> Any:
-    where: list[str] = []
-    args: list[Any] = []
-    for name, value in (("pipeline_id", pipeline_id), ("stage_id", stage_id),
-                        ("contact_id", contact_id), ("company_id", company_id)):
-        if value is not None:
-            args.append(value)
-            where.append(f"{name} = ${len(args)}")
+    cond = Conditions()
+    cond.equal(pipeline_id=pipeline_id, stage_id=stage_id, contact_id=contact_id,
+               company_id=company_id)
     if q:
-        args.append("%" + escape_like(q) + "%")
-        where.append(f"name ILIKE ${len(args)}")
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
+        cond.add(f"name ILIKE {cond.param('%' + escape_like(q) + '%')}")
+    paging, args = cond.paging(page)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM deals {clause}", *args)
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM deals {clause} ORDER BY created_at DESC, id"
-            f" LIMIT ${len(args) + 1} OFFSET ${len(args) + 2}", *args, page.limit, page.offset)
+        total = await conn.fetchval(f"SELECT count(*) FROM deals{cond.where()}", *cond.args)
+        rows = await conn.fetch(f"SELECT {COLUMNS} FROM deals{cond.where()}"
+                                f" ORDER BY created_at DESC, id{paging}", *args)
     return {"page": page.page, "limit": page.limit, "total": total,
             "data": [deal_out(r) for r in rows]}
 

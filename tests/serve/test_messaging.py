@@ -229,3 +229,27 @@ async def test_another_orgs_chat_is_404_everywhere(api: httpx.AsyncClient, owner
         assert resp.status_code == 404, (method, path, resp.text)
     mine = (await api.get(f"/v1/chats/{chat_id}", headers=owner.headers)).json()
     assert mine["unread_count"] == 1
+
+
+async def test_chat_list_filters(api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    read = (await post_inbound(api, inbox, message(thread="a", email="ann@example.com"))).json()
+    unread = (await post_inbound(api, inbox, message(thread="b", sender="s-2",
+                                                     email="bob@example.com"))).json()
+    assert (await api.post(f"/v1/chats/{read['chat_id']}/read",
+                           headers=owner.headers)).status_code == 200
+
+    async def ids(**params: object) -> list[str]:
+        resp = await api.get("/v1/chats", params=params, headers=owner.headers)
+        assert resp.status_code == 200, resp.text
+        return sorted(c["id"] for c in resp.json()["data"])
+
+    both = sorted([read["chat_id"], unread["chat_id"]])
+    assert await ids() == both
+    assert await ids(unread="true") == [unread["chat_id"]]
+    assert await ids(unread="false") == [read["chat_id"]]
+    assert await ids(channel="api") == both
+    assert await ids(channel="telegram") == []
+    contact = (await api.get(f"/v1/chats/{unread['chat_id']}",
+                             headers=owner.headers)).json()["contact_id"]
+    assert await ids(contact_id=contact, channel="api") == [unread["chat_id"]]
