@@ -61,14 +61,16 @@ class AccessClaims:
     role: str
     jti: str
     expires_at: int
+    issued_at: float = 0.0  # seconds, with milliseconds: the revocation cut-off
 
 
 def issue_access_token(secret: str, user_id: str, org_id: str, role: str,
                        ttl: int = ACCESS_TTL, now: float | None = None) -> str:
-    issued = int(now if now is not None else time.time())
+    moment = now if now is not None else time.time()
+    issued = int(moment)
     claims = {"sub": user_id, "org": org_id, "role": role, "typ": "access",
               "aud": AUDIENCE, "iss": ISSUER, "iat": issued, "exp": issued + ttl,
-              "jti": uuid.uuid4().hex}
+              "ims": int(moment * 1000), "jti": uuid.uuid4().hex}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -108,5 +110,7 @@ def _verify_access_token(secret: str, token: str) -> AccessClaims:
         org_id = str(uuid.UUID(str(claims["org"])))
     except (KeyError, ValueError):
         raise Unauthorized("invalid access token") from None
+    ims = claims.get("ims")
+    issued_at = ims / 1000 if isinstance(ims, int) else float(claims["iat"])
     return AccessClaims(user_id, org_id, str(claims.get("role", "")), str(claims.get("jti", "")),
-                        int(claims["exp"]))
+                        int(claims["exp"]), issued_at)

@@ -19,6 +19,7 @@ from serve.fastpath import FastPath
 from storage.db import Database
 from storage.ratelimit import TokenBucket
 from storage.redis import open_redis
+from storage.revocations import Revocations
 
 VERSION = "0.1.0"
 # A request allocates thousands of short-lived objects; at the default 700 the
@@ -36,6 +37,7 @@ class Runtime:
     redis: aioredis.Redis
     actors: ActorSystem
     bucket: TokenBucket  # per caller and route
+    revocations: Revocations | None = None  # revoked sessions, kept from pub/sub
 
 
 @asynccontextmanager
@@ -51,7 +53,9 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         actors = ActorSystem(settings.hosts)
         stack.push_async_callback(actors.close)
         bucket = TokenBucket(client, settings.rate_burst, settings.rate_per_minute / 60)
-        yield Runtime(settings=settings, db=db, redis=client, actors=actors, bucket=bucket)
+        revocations = await stack.enter_async_context(Revocations(client))
+        yield Runtime(settings=settings, db=db, redis=client, actors=actors, bucket=bucket,
+                      revocations=revocations)
 
 
 def build_app(settings: Settings) -> FastAPI:

@@ -1,12 +1,19 @@
-"""Who is calling: a bearer access token (names one org and a role) or an
-API key (`X-API-Key`, scoped). `require(permission)` is the dependency every
-protected route uses: it authenticates, authorizes against core.rbac, and
-applies the per-caller, per-route rate limit."""
+"""Who is calling: a user session (a bearer access token naming one org and
+a role) or an API key (`X-API-Key`, scoped). A key is not a user: its
+principal has no `user_id` (its creator is kept only to attribute audit
+rows), and its scopes are cut down to what its creator's current role still
+allows — a key stops working when its creator leaves the organization.
+
+`require(permission)` is the dependency every protected route uses: it
+authenticates, authorizes against core.rbac, and applies the per-caller,
+per-route rate limit. `session` guards what only a signed-in person may do
+(their profile, sessions, second factor, org switch, invitations)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
@@ -15,7 +22,7 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from core.errors import Forbidden, RateLimited, Unauthorized
 from core.rbac import permissions_of
-from core.security import decode_access_token, digest, same
+from core.security import AccessClaims, decode_access_token, digest, same
 from storage.audit import Actor
 
 if TYPE_CHECKING:
@@ -28,19 +35,39 @@ api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="a
 API_KEY_PREFIX = "bidi"
 
 
+class Caller(StrEnum):
+    """The kinds of caller a route may admit."""
+
+    USER = "user"        # a person signed in: an access token
+    API_KEY = "api_key"  # a program holding an organization's key
+
+
 @dataclass(frozen=True)
 class Principal:
     org_id: str
-    user_id: str | None
+    user_id: str | None  # the signed-in user; None for an API key
     role: str
     permissions: frozenset[str]
     api_key_id: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+    created_by: str | None = None  # an API key's creator, for audit rows only
+    issued_at: float = 0.0  # when the access token was issued (revocation cut-off)
+
+    @property
+    def caller(self) -> Caller:
+        return Caller.API_KEY if self.api_key_id is not None else Caller.USER
+
+    @property
+    def user(self) -> str:
+        """The signed-in user's id (routes behind `session` always have one)."""
+        if self.user_id is None:
+            raise Forbidden("this needs a signed-in user; an API key is not a user")
+        return self.user_id
 
     @property
     def actor(self) -> Actor:
-        return Actor(self.org_id, self.user_id, self.ip, self.user_agent)
+        return Actor(self.org_id, self.user_id or self.created_by, self.ip, self.user_agent)
 
     @property
     def rate_key(self) -> str:
@@ -71,37 +98,63 @@ def bearer_of(authorization: str | None) -> str | None:
     return credentials
 
 
-async def _from_api_key(runtime: Runtime, raw: str) -> tuple[str, str | None, str, frozenset[str]]:
+@dataclass(frozen=True)
+class KeyGrant:
+    org_id: str
+    key_id: str
+    created_by: str
+    scopes: frozenset[str]
+
+
+async def _from_api_key(runtime: Runtime, raw: str) -> KeyGrant:
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         raise Unauthorized("invalid API key")
     _, prefix, secret = parts
     async with runtime.db.system_tx() as conn:
+        # The creator's membership is read with the key: a key can never hold
+        # more than its creator's current role, nor outlive their membership.
         row = await conn.fetchrow(
-            "SELECT id, organization_id, created_by, key_hash, scopes, revoked_at, expires_at"
-            " FROM api_keys WHERE prefix = $1", prefix)
+            "SELECT k.id, k.organization_id, k.created_by, k.key_hash, k.scopes, k.revoked_at,"
+            " k.expires_at, m.role AS creator_role FROM api_keys k"
+            " LEFT JOIN organization_members m ON m.organization_id = k.organization_id"
+            " AND m.user_id = k.created_by WHERE k.prefix = $1", prefix)
         if row is None or not same(row["key_hash"], digest(secret)):
             raise Unauthorized("invalid API key")
         if row["revoked_at"] is not None:
             raise Unauthorized("API key revoked")
         if row["expires_at"] is not None and row["expires_at"] < datetime.now(UTC):
             raise Unauthorized("API key expired")
+        if row["creator_role"] is None:
+            raise Unauthorized("API key revoked: its creator is no longer a member")
         await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
-    created_by = str(row["created_by"]) if row["created_by"] else None
-    return str(row["organization_id"]), created_by, str(row["id"]), frozenset(row["scopes"])
+    scopes = frozenset(row["scopes"]) & permissions_of(row["creator_role"])
+    return KeyGrant(str(row["organization_id"]), str(row["id"]), str(row["created_by"]), scopes)
+
+
+def session_claims(runtime: Runtime, token: str) -> AccessClaims:
+    """The claims of a valid access token whose session was not revoked."""
+    claims = decode_access_token(runtime.settings.jwt_secret or "", token)
+    revocations = runtime.revocations
+    if revocations is not None and revocations.revoked(claims.org_id, claims.user_id,
+                                                       claims.issued_at):
+        raise Unauthorized("this session was revoked; sign in again")
+    return claims
 
 
 async def authenticate(runtime: Runtime, bearer: str | None, api_key: str | None,
                        ip: str | None, agent: str | None) -> Principal:
     """The caller named by a bearer token or an API key, or Unauthorized."""
     if bearer:
-        claims = decode_access_token(runtime.settings.jwt_secret or "", bearer)
+        claims = session_claims(runtime, bearer)
         return Principal(claims.org_id, claims.user_id, claims.role,
-                         permissions_of(claims.role), ip=ip, user_agent=agent)
+                         permissions_of(claims.role), ip=ip, user_agent=agent,
+                         issued_at=claims.issued_at)
     if api_key:
-        org_id, user_id, key_id, scopes = await _from_api_key(runtime, api_key)
-        return Principal(org_id, user_id, "api_key", scopes, api_key_id=key_id,
-                         ip=ip, user_agent=agent)
+        grant = await _from_api_key(runtime, api_key)
+        return Principal(grant.org_id, None, Caller.API_KEY.value, grant.scopes,
+                         api_key_id=grant.key_id, ip=ip, user_agent=agent,
+                         created_by=grant.created_by)
     raise Unauthorized("authentication required: a bearer token or an X-API-Key")
 
 
@@ -125,6 +178,14 @@ async def current_principal(
     return await authenticate(runtime_of(request),
                               credentials.credentials if credentials is not None else None,
                               api_key, client_ip(request), request.headers.get("user-agent"))
+
+
+async def session(principal: Principal = Depends(current_principal)) -> Principal:
+    """A signed-in user, never an API key: the dependency of every route about
+    a person (profile, sessions, second factor, org switch, invitations)."""
+    if principal.caller is not Caller.USER or principal.user_id is None:
+        raise Forbidden("this needs a signed-in user; an API key is not a user")
+    return principal
 
 
 def require(permission: str) -> Callable[..., Awaitable[Principal]]:

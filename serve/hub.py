@@ -41,6 +41,7 @@ class Frame:
     text: str
     position: Position | None
     chat_id: str | None
+    family: str | None = None  # an event's family (`contact` of `contact.created`)
 
 
 def parse(raw: bytes) -> Frame | None:
@@ -53,7 +54,9 @@ def parse(raw: bytes) -> Frame | None:
     position = None
     if "xid" in data and "seq" in data:
         position = (int(data["xid"]), int(data["seq"]))
-    return Frame(raw.decode(), position, data.get("chat_id"))
+    event_type = data.get("event_type")
+    family = event_type.partition(".")[0] if isinstance(event_type, str) else None
+    return Frame(raw.decode(), position, data.get("chat_id"), family)
 
 
 @dataclass(eq=False)
@@ -71,6 +74,7 @@ class Live:
     send: Callable[[str], Awaitable[None]]
     close: Callable[[int, str], Awaitable[None]]
     org_id: str
+    families: frozenset[str] | None = None  # event families it may see; None: all
     chats: set[str] = field(default_factory=set)
     topics: set[str] = field(default_factory=set)  # Redis topics this connection is on
     position: Position = (0, 0)
@@ -99,6 +103,9 @@ class Live:
         self.push(frame)
 
     def push(self, frame: Frame) -> None:
+        if (self.families is not None and frame.family is not None
+                and frame.family not in self.families):
+            return  # data this caller may not read
         seq = 0
         if frame.position is not None:
             if frame.position <= self.position:

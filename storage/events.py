@@ -80,20 +80,41 @@ async def pending_beyond(conn: asyncpg.Connection, after: Position) -> bool:
         f"SELECT EXISTS (SELECT 1 FROM events WHERE {AFTER})", str(after[0]), after[1]))
 
 
+def _tenant_query(after: Position, chat_ids: Sequence[str] | None,
+                  families: Sequence[str] | None) -> tuple[str, list[Any]]:
+    """The WHERE of one org's committed events after `after`, and its
+    arguments ($3 is left for the limit)."""
+    where = ("organization_id = bidi_org()" if chat_ids is None
+             else "chat_id = ANY($4::uuid[])")
+    args: list[Any] = [str(after[0]), after[1], None]
+    if chat_ids is not None:
+        args.append(list(chat_ids))
+    if families is not None:
+        args.append(list(families))
+        where += f" AND split_part(event_type, '.', 1) = ANY(${len(args)}::text[])"
+    return f"{where} AND {AFTER} AND {FENCE}", args
+
+
 async def read_tenant(conn: asyncpg.Connection, after: Position, limit: int,
-                      chat_ids: Sequence[str] | None = None) -> list[Event]:
+                      chat_ids: Sequence[str] | None = None,
+                      families: Sequence[str] | None = None) -> list[Event]:
     """One org's committed events after `after` (RLS scopes the org), optionally
-    only those of some chats."""
-    if chat_ids is None:
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM events WHERE organization_id = bidi_org() AND {AFTER}"
-            f" AND {FENCE}{ORDER}", str(after[0]), after[1], limit)
-    else:
-        rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM events WHERE chat_id = ANY($4::uuid[]) AND {AFTER}"
-            f" AND {FENCE}{ORDER}", str(after[0]), after[1], limit,
-            list(chat_ids))
+    only those of some chats, and only of the event families the reader may
+    see (`core.rbac.event_families`; None: every family)."""
+    where, args = _tenant_query(after, chat_ids, families)
+    args[2] = limit
+    rows = await conn.fetch(f"SELECT {COLUMNS} FROM events WHERE {where}{ORDER}", *args)
     return [from_row(r) for r in rows]
+
+
+async def count_tenant(conn: asyncpg.Connection, after: Position, cap: int,
+                       chat_ids: Sequence[str] | None = None,
+                       families: Sequence[str] | None = None) -> int:
+    """How many events `read_tenant` would find, counting no further than `cap`."""
+    where, args = _tenant_query(after, chat_ids, families)
+    args[2] = cap
+    return int(await conn.fetchval(
+        f"SELECT count(*) FROM (SELECT 1 FROM events WHERE {where}{ORDER}) AS behind", *args))
 
 
 async def position_of(conn: asyncpg.Connection, seq: int) -> Position | None:

@@ -57,12 +57,17 @@ async def create_key(body: ApiKeyIn, request: Request,
     beyond = sorted(set(body.scopes) - principal.permissions)
     if beyond:
         raise Forbidden(f"a key cannot have scopes its creator lacks: {', '.join(beyond)}")
+    # A key made with a key belongs to the same person: it lives only as long as
+    # their membership and never holds more than their role.
+    creator = principal.actor.user_id
+    if creator is None:
+        raise Forbidden("this key has no creator to make keys for")
     prefix, secret = secrets.token_hex(6), opaque_token(32)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await conn.fetchrow(
             f"INSERT INTO api_keys (organization_id, created_by, name, prefix, key_hash, scopes,"
             f" expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}",
-            UUID(principal.org_id), principal.user_id and UUID(principal.user_id), body.name,
+            UUID(principal.org_id), UUID(creator), body.name,
             prefix, digest(secret), sorted(set(body.scopes)), body.expires_at)
         await record(conn, principal.actor, action="api_key.create", resource_type="api_key",
                      resource_id=row["id"], changes={"name": body.name, "scopes": body.scopes},

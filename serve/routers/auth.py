@@ -12,7 +12,7 @@ from pydantic import BaseModel, EmailStr, Field
 from core.crypto import Cipher
 from core.errors import Forbidden, NotFound, RateLimited, Unauthorized
 from core.security import ACCESS_TTL, hash_password, issue_access_token, verify_password
-from serve.auth import Principal, client_ip, current_principal, runtime_of
+from serve.auth import Principal, client_ip, runtime_of, session
 from serve.models import Strict
 from serve.routers.mfa import check_second_factor
 from storage import identity
@@ -158,9 +158,7 @@ async def refresh(body: RefreshIn, request: Request) -> dict[str, Any]:
 
 @router.post("/auth/logout", status_code=204, response_class=Response)
 async def logout(request: Request, body: LogoutIn | None = None,
-                 principal: Principal = Depends(current_principal)) -> Response:
-    if principal.user_id is None:
-        raise Forbidden("an API key has no session to end")
+                 principal: Principal = Depends(session)) -> Response:
     async with runtime_of(request).db.system_tx() as conn:
         if body is not None and body.refresh_token:
             await identity.revoke_token_family(conn, body.refresh_token)
@@ -168,19 +166,17 @@ async def logout(request: Request, body: LogoutIn | None = None,
             await conn.execute(
                 "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1"
                 " AND organization_id = $2 AND revoked_at IS NULL",
-                UUID(principal.user_id), UUID(principal.org_id))
+                UUID(principal.user), UUID(principal.org_id))
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=MeOut, tags=["me"])
-async def me(request: Request, principal: Principal = Depends(current_principal)) -> Any:
-    if principal.user_id is None:
-        raise Forbidden("an API key has no user")
+async def me(request: Request, principal: Principal = Depends(session)) -> Any:
     runtime = runtime_of(request)
     async with runtime.db.system_tx() as conn:
         user = await conn.fetchrow(
-            f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1", UUID(principal.user_id))
-        orgs = await identity.memberships(conn, UUID(principal.user_id))
+            f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1", UUID(principal.user))
+        orgs = await identity.memberships(conn, UUID(principal.user))
     if user is None:
         raise Unauthorized("this account no longer exists")
     current = next((o for o in orgs if str(o["organization_id"]) == principal.org_id), None)
@@ -192,17 +188,15 @@ async def me(request: Request, principal: Principal = Depends(current_principal)
 
 @router.post("/auth/switch-org", response_model=SessionOut)
 async def switch_org(body: SwitchOrgIn, request: Request,
-                     principal: Principal = Depends(current_principal)) -> dict[str, Any]:
-    if principal.user_id is None:
-        raise Forbidden("an API key cannot switch organizations")
+                     principal: Principal = Depends(session)) -> dict[str, Any]:
     runtime = runtime_of(request)
     async with runtime.db.system_tx() as conn:
-        orgs = await identity.memberships(conn, UUID(principal.user_id))
+        orgs = await identity.memberships(conn, UUID(principal.user))
         target = next((o for o in orgs if o["organization_id"] == body.organization_id), None)
         if target is None:
             raise NotFound("organization not found")
         user = await conn.fetchrow(
-            f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1", UUID(principal.user_id))
+            f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1", UUID(principal.user))
         refresh_token, _ = await identity.issue_refresh(conn, user["id"], body.organization_id)
     return {"access_token": _access(request, user["id"], body.organization_id, target["role"]),
             "refresh_token": refresh_token, "user": dict(user), "organization": _org(target)}

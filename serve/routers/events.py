@@ -1,6 +1,8 @@
 """`GET /v1/events?since=<seq>`: the organization's events after one it has
 seen, in commit order (the order the relay publishes and WebSockets deliver),
-committed ones only. Page on with `next_since`."""
+committed ones only. Page on with `next_since`. Only the events whose data the
+caller may read are listed (`core.rbac.event_permission`): a key with
+`crm:read` sees contacts and deals, not message text."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -11,6 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from core.errors import Invalid
+from core.rbac import event_families
 from serve.auth import Principal, require, runtime_of
 from storage import events
 
@@ -47,7 +50,8 @@ async def list_events(request: Request,
         start = await events.position_of(conn, since)
         if start is None:
             raise Invalid(f"since={since} is not an event of this organization", field="since")
-        batch = await events.read_tenant(conn, start, limit)
+        batch = await events.read_tenant(conn, start, limit,
+                                         families=event_families(principal.permissions))
     next_since = batch[-1].seq if batch else since
     body = (b'{"limit":%d,"next_since":%d,"data":[' % (limit, next_since)
             + b",".join(e.frame for e in batch) + b"]}")

@@ -14,10 +14,11 @@ from pydantic import BaseModel, EmailStr, Field
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.rbac import Role
 from core.security import digest, opaque_token
-from serve.auth import Principal, current_principal, require, runtime_of
+from serve.auth import Caller, Principal, current_principal, require, runtime_of, session
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from storage.audit import Actor, record
+from storage.revocations import revoke_sessions
 
 router = APIRouter(prefix="/v1", tags=["members"])
 INVITE_TTL = timedelta(days=7)
@@ -101,7 +102,8 @@ async def invite(body: InviteIn, request: Request,
             " expires_at) VALUES ($1, $2, $3, $4, $5, $6)"
             " RETURNING id, email, role, expires_at, accepted_at, created_at",
             UUID(principal.org_id), body.email, body.role.value, digest(token),
-            principal.user_id and UUID(principal.user_id), datetime.now(UTC) + INVITE_TTL)
+            principal.actor.user_id and UUID(principal.actor.user_id),
+            datetime.now(UTC) + INVITE_TTL)
         await record(conn, principal.actor, action="member.invite", resource_type="invitation",
                      resource_id=row["id"], changes={"email": body.email, "role": body.role},
                      event_type="member.invited",
@@ -122,10 +124,8 @@ async def list_invitations(request: Request,
 
 @router.post("/invitations/accept", response_model=AcceptedOut)
 async def accept(body: AcceptIn, request: Request,
-                 principal: Principal = Depends(current_principal)) -> Any:
-    if principal.user_id is None:
-        raise Forbidden("sign in as the invited person to accept")
-    user_id = UUID(principal.user_id)
+                 principal: Principal = Depends(session)) -> Any:
+    user_id = UUID(principal.user)
     async with runtime_of(request).db.system_tx() as conn:
         invitation = await conn.fetchrow(
             "SELECT id, organization_id, email, role, expires_at, accepted_at FROM invitations"
@@ -176,16 +176,25 @@ async def change_role(user_id: UUID, body: RoleIn, request: Request,
                      resource_id=user_id, changes={"role": [current, body.role.value]},
                      event_type="member.role.changed",
                      payload={"user_id": user_id, "from": current, "to": body.role.value})
+    if current != body.role.value:
+        # Tokens name the role: the old ones go, the member refreshes into the new one.
+        # Their API keys are cut down to the new role where they are used (serve.auth).
+        await revoke_sessions(runtime_of(request).redis, principal.org_id, str(user_id),
+                              f"role changed to {body.role.value}")
     return dict(row)
 
 
 @router.delete("/members/{user_id}", status_code=204, response_class=Response)
 async def remove_member(user_id: UUID, request: Request,
                         principal: Principal = Depends(current_principal)) -> Response:
-    leaving = principal.user_id == str(user_id)
-    if not leaving and "members:manage" not in principal.permissions:
-        raise Forbidden("this action needs the 'members:manage' permission")
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+    """Remove a member (or leave, as a signed-in user removing themself): their
+    sessions in this org end, their WebSockets close and their API keys are
+    revoked."""
+    leaving = principal.caller is Caller.USER and principal.user_id == str(user_id)
+    if not leaving:
+        await require("members:manage")(request, principal)
+    runtime = runtime_of(request)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         current = await conn.fetchval(
             "SELECT role FROM organization_members WHERE user_id = $1 FOR UPDATE", user_id)
         if current is None:
@@ -195,11 +204,17 @@ async def remove_member(user_id: UUID, request: Request,
         if current == Role.OWNER and await _other_owners(conn, user_id) == 0:
             raise Conflict("the last owner cannot be removed")
         await conn.execute("DELETE FROM organization_members WHERE user_id = $1", user_id)
+        keys = await conn.fetch(
+            "UPDATE api_keys SET revoked_at = now() WHERE created_by = $1"
+            " AND revoked_at IS NULL RETURNING id", user_id)
         await record(conn, principal.actor, action="member.remove", resource_type="user",
-                     resource_id=user_id, changes={"role": current},
+                     resource_id=user_id,
+                     changes={"role": current, "api_keys_revoked": [k["id"] for k in keys]},
                      event_type="member.removed", payload={"user_id": user_id})
-    async with runtime_of(request).db.system_tx() as conn:
+    async with runtime.db.system_tx() as conn:
         await conn.execute(
             "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1"
             " AND organization_id = $2 AND revoked_at IS NULL", user_id, UUID(principal.org_id))
+    await revoke_sessions(runtime.redis, principal.org_id, str(user_id),
+                          "removed from the organization")
     return Response(status_code=204)

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
 from core.crypto import Cipher
-from core.errors import Conflict, Forbidden, Invalid
+from core.errors import Conflict, Invalid
 from core.security import digest, opaque_token, same
-from serve.auth import Principal, current_principal, runtime_of
+from serve.auth import Principal, runtime_of, session
 from serve.models import Strict
 from storage.audit import record
 
@@ -73,15 +73,13 @@ async def check_second_factor(conn: asyncpg.Connection, user: Any, code: str | N
 
 
 async def _user(conn: asyncpg.Connection, principal: Principal) -> Any:
-    if principal.user_id is None:
-        raise Forbidden("an API key has no second factor")
     return await conn.fetchrow(
         "SELECT id, email, mfa_enabled, mfa_secret, mfa_last_step FROM users WHERE id = $1",
-        UUID(principal.user_id))
+        UUID(principal.user))
 
 
 @router.post("/enroll", response_model=EnrollOut)
-async def enroll(request: Request, principal: Principal = Depends(current_principal)) -> Any:
+async def enroll(request: Request, principal: Principal = Depends(session)) -> Any:
     runtime = runtime_of(request)
     secret = pyotp.random_base32()
     async with runtime.db.system_tx() as conn:
@@ -96,7 +94,7 @@ async def enroll(request: Request, principal: Principal = Depends(current_princi
 
 @router.post("/verify", response_model=RecoveryOut)
 async def verify(body: CodeIn, request: Request,
-                 principal: Principal = Depends(current_principal)) -> Any:
+                 principal: Principal = Depends(session)) -> Any:
     runtime = runtime_of(request)
     codes = [opaque_token(8) for _ in range(RECOVERY_CODES)]
     async with runtime.db.system_tx() as conn:
@@ -118,7 +116,7 @@ async def verify(body: CodeIn, request: Request,
 
 @router.post("/disable", status_code=204)
 async def disable(body: CodeIn, request: Request,
-                  principal: Principal = Depends(current_principal)) -> None:
+                  principal: Principal = Depends(session)) -> None:
     runtime = runtime_of(request)
     async with runtime.db.system_tx() as conn:
         user = await _user(conn, principal)

@@ -9,18 +9,30 @@ Client frames (JSON objects with a `type`; an optional `ref` is echoed back):
   -> `{"type":"message.ack","message":{...}}`
 - `{"type":"typing","chat_id":...}` (ephemeral: to the chat's subscribers)
 - `{"type":"mark_read","chat_id":...}` -> `{"type":"read.ack",...}` and `chat.read`
+- `{"type":"auth","token":...}` a fresh access token of the same user and org
+  (from `/v1/auth/refresh`) before the current one expires -> `{"type":"authed"}`
 - `{"type":"ping"}` -> `{"type":"pong"}`
+
+A connection is the session that opened it: it closes (4401) when the access
+token expires without an `auth` frame, and at once when the member is removed
+or their role changes (`storage.revocations`). It only carries events whose
+data its role may read (`core.rbac.event_permission`). Frames are paced per
+connection, `message.send` shares the REST route's rate limit, and a replay
+(`since`) covers at most `REPLAY_MAX` events (page the rest from
+`GET /v1/events`), a few times a minute.
 
 Server frames: `{"type":"event","seq":N,"event_type":...,"data":{...},...}`
 in commit order; `{"type":"error","error":{"code","message"}}` for a bad frame
-(the connection stays open). Close codes: 4401 bad token, 4403 a topic of
-another organization, 4008 too slow (the backlog is bounded; resume with
-`since`), 1012 the event stream restarted (resume with `since`).
+(the connection stays open). Close codes: 4401 bad, expired or revoked token,
+4403 a topic of another organization, 4008 too slow (the backlog is bounded;
+resume with `since`), 4029 far too many frames, 1012 the event stream
+restarted (resume with `since`).
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from typing import Any
 
@@ -29,21 +41,28 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from actors.chat import MarkRead
 from actors.relay import chat_topic, org_topic, user_topic
-from core.errors import BidiError, Forbidden, Invalid
-from core.rbac import permissions_of
-from core.security import decode_access_token
+from core.errors import BidiError, Forbidden, Invalid, RateLimited, Unauthorized
+from core.pacing import Pace
+from core.rbac import event_families, permissions_of
+from core.security import AccessClaims
 from serve.app import Runtime
-from serve.auth import Principal
+from serve.auth import Principal, session_claims
 from serve.hub import QUEUE_LIMIT, Hub, Live
 from serve.routers.chats import send
-from storage import events
+from storage import events, identity
 
 router = APIRouter(tags=["websocket"])
 
 BAD_TOKEN = 4401
 FORBIDDEN_TOPIC = 4403
+TOO_MANY_FRAMES = 4029
 REPLAY_BATCH = 1000
+REPLAY_MAX = 10_000  # events one subscribe may replay
 MAX_FRAME = 128 * 1024
+FRAMES_PER_SECOND, FRAME_BURST = 20.0, 100.0
+REFUSED_IN_A_ROW = 200  # paced-out frames before the connection is closed
+REPLAYS_PER_MINUTE = 10
+SEND_ROUTE = "/v1/chats/{chat_id}/messages"  # message.send shares its rate limit
 
 
 class Closing(Exception):
@@ -74,18 +93,50 @@ def _error(code: str, message: str, ref: Any = None) -> str:
 class Session:
     """One connection: its principal, its live stream, its frame handlers."""
 
-    def __init__(self, websocket: WebSocket, runtime: Runtime, principal: Principal) -> None:
+    def __init__(self, websocket: WebSocket, runtime: Runtime, principal: Principal,
+                 expires_at: float) -> None:
         self.ws = websocket
         self.runtime = runtime
         self.principal = principal
         self.hub = hub_of(websocket)
         self.live = Live(send=websocket.send_text, close=self._close,
-                         org_id=principal.org_id)
+                         org_id=principal.org_id, families=_families(principal))
         self.own_chats: set[str] = set()  # chats seen to be this org's (they stay so)
+        self.frames = Pace(FRAMES_PER_SECOND, FRAME_BURST)
+        self.replays = Pace(REPLAYS_PER_MINUTE / 60, REPLAYS_PER_MINUTE)
+        self.refused = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._unwatch = None
+        if runtime.revocations is not None and principal.user_id is not None:
+            self._unwatch = runtime.revocations.watch(principal.org_id, principal.user_id,
+                                                      self._revoked)
+        self._expire_at(expires_at)
 
     async def _close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await self.ws.close(code, reason)
+
+    def _end(self, code: int, why: str) -> None:
+        """Close from a callback: after the frame in flight, naming where to resume."""
+        if not self.live.closed:
+            asyncio.ensure_future(self.live.shut(code, why))
+
+    def _expire_at(self, expires_at: float) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        loop = asyncio.get_running_loop()
+        delay = max(0.0, expires_at - time.time())
+        self._expiry = loop.call_later(delay, self._end, BAD_TOKEN, "access token expired")
+
+    def _revoked(self, at: float, reason: str) -> None:
+        if self.principal.issued_at <= at:
+            self._end(BAD_TOKEN, f"session revoked ({reason})"[:80])
+
+    def release(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        if self._unwatch is not None:
+            self._unwatch()
 
     def _uuid(self, value: Any, name: str) -> str:
         try:
@@ -145,7 +196,19 @@ class Session:
         if since is not None and (not isinstance(since, int) or isinstance(since, bool)
                                   or since < 0):
             raise Invalid("since is a non-negative integer (an event seq)")
+        if since is not None:
+            wait = self.replays.take()
+            if wait:
+                raise RateLimited("too many replays on this connection", retry_after=wait)
         topics, chats = await self._resolve(frame.get("topics"))
+        start = None
+        if since is not None:  # checked before joining: a refused replay joins nothing
+            async with self.runtime.db.tenant_tx(self.principal.org_id,
+                                                 self.principal.user_id) as conn:
+                start = await events.position_of(conn, since)
+                if start is None:
+                    raise Invalid(f"since={since} is not an event of this organization")
+                await self._bounded(conn, start, topics, chats)
         new = [t for t in topics if t not in self.live.topics]
         before_org = org_topic(self.principal.org_id) in self.live.topics
         before_chats = set(self.live.chats)
@@ -154,12 +217,7 @@ class Session:
             for topic in new:
                 await self.hub.join(self.live, topic)
             self.live.chats |= chats
-            if since is not None:
-                async with self.runtime.db.tenant_tx(self.principal.org_id,
-                                                     self.principal.user_id) as conn:
-                    start = await events.position_of(conn, since)
-                if start is None:
-                    raise Invalid(f"since={since} is not an event of this organization")
+            if start is not None:
                 old_position = self.live.position
                 await self._replay(start, topics, old_position, before_org, before_chats)
                 while self.live.held_dropped and not self.live.closed:
@@ -177,18 +235,36 @@ class Session:
         self.live.send_now(_encode({"type": "subscribed", "topics": frame.get("topics"),
                                     "position": self.live.position[1], "ref": frame.get("ref")}))
 
+    def _scope(self, topics: list[str], chats: set[str] = frozenset()) -> list[str] | None:
+        """The chats a replay of `topics` covers (None: the whole org)."""
+        if org_topic(self.principal.org_id) in topics:
+            return None
+        return sorted(self.live.chats | chats)
+
+    def _families(self) -> list[str] | None:
+        return None if self.live.families is None else sorted(self.live.families)
+
+    async def _bounded(self, conn: Any, start: events.Position, topics: list[str],
+                       chats: set[str]) -> None:
+        behind = await events.count_tenant(conn, start, REPLAY_MAX + 1,
+                                           self._scope(topics, chats), self._families())
+        if behind > REPLAY_MAX:
+            raise Invalid(f"since is more than {REPLAY_MAX} events behind: page through"
+                          " GET /v1/events, then subscribe from a recent seq",
+                          field="since", details={"max_replay": REPLAY_MAX})
+
     async def _replay(self, start: events.Position, topics: list[str],
                       old_position: events.Position, before_org: bool,
                       before_chats: set[str]) -> None:
         """Events after `start` on `topics`, from Postgres, in commit order
         (skipping those this connection already had live before)."""
         org = self.principal.org_id
-        whole_org = org_topic(org) in topics
-        chat_ids = None if whole_org else sorted(self.live.chats)
+        chat_ids = self._scope(topics)
+        families = self._families()
         cursor = start
         while True:
             async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
-                batch = await events.read_tenant(conn, cursor, REPLAY_BATCH, chat_ids)
+                batch = await events.read_tenant(conn, cursor, REPLAY_BATCH, chat_ids, families)
             for event in batch:
                 seen_live = before_org or (event.chat_id in before_chats)
                 if event.position <= old_position and seen_live:
@@ -225,6 +301,10 @@ class Session:
         if key is not None and (not isinstance(key, str) or not 0 < len(key) <= 255
                                 or "\x00" in key):
             raise Invalid("idempotency_key must be a string of 1-255 characters")
+        decision = await self.runtime.bucket.take(
+            f"rate_limit:api:{self.principal.rate_key}:POST:{SEND_ROUTE}")
+        if not decision.allowed:
+            raise RateLimited("too many messages", retry_after=decision.retry_after)
         message = await send(self.runtime.actors, self.principal, chat_id, content, key)
         self.live.send_now(_encode({"type": "message.ack", "ref": frame.get("ref"),
                                     "message": message}))
@@ -241,13 +321,35 @@ class Session:
     async def mark_read(self, frame: dict[str, Any]) -> None:
         self._need("chats:write")
         chat_id = self._uuid(frame.get("chat_id"), "chat_id")
+        if not await self._own({chat_id}):  # an unknown id must not wake an actor
+            raise Invalid("no such chat")
         result = await self.runtime.actors.ask("chat", self.principal.org_id, chat_id,
                                                MarkRead(user_id=self.principal.user_id))
         self.live.send_now(_encode({"type": "read.ack", "ref": frame.get("ref"), **result}))
 
+    async def auth(self, frame: dict[str, Any]) -> None:
+        token = frame.get("token")
+        if not isinstance(token, str) or not token:
+            raise Invalid("token is an access token")
+        claims = await verify(self.runtime, token)
+        if (claims.user_id, claims.org_id) != (self.principal.user_id, self.principal.org_id):
+            raise Forbidden("the token is of another user or organization")
+        self.principal = _principal(claims)
+        self.live.families = _families(self.principal)
+        self._expire_at(claims.expires_at)
+        self.live.send_now(_encode({"type": "authed", "ref": frame.get("ref"),
+                                    "expires_at": claims.expires_at}))
+
     async def handle(self, text: str) -> None:
         ref = None
         try:
+            wait = self.frames.take()
+            if wait:
+                self.refused += 1
+                if self.refused > REFUSED_IN_A_ROW:
+                    raise Closing(TOO_MANY_FRAMES, "too many frames")
+                raise RateLimited("too many frames; slow down", retry_after=wait)
+            self.refused = 0
             if len(text) > MAX_FRAME:
                 raise Invalid(f"frames are at most {MAX_FRAME} bytes")
             try:
@@ -277,7 +379,30 @@ HANDLERS = {
     "message.send": Session.message_send,
     "typing": Session.typing,
     "mark_read": Session.mark_read,
+    "auth": Session.auth,
 }
+
+
+def _principal(claims: AccessClaims) -> Principal:
+    return Principal(claims.org_id, claims.user_id, claims.role, permissions_of(claims.role),
+                     issued_at=claims.issued_at)
+
+
+def _families(principal: Principal) -> frozenset[str] | None:
+    families = event_families(principal.permissions)
+    return None if families is None else frozenset(families)
+
+
+async def verify(runtime: Runtime, token: str) -> AccessClaims:
+    """The claims of a token still good for a connection: valid, not revoked,
+    and its user still a member with the role it names."""
+    claims = session_claims(runtime, token)
+    async with runtime.db.system_tx() as conn:
+        role = await identity.membership(conn, uuid.UUID(claims.user_id),
+                                         uuid.UUID(claims.org_id))
+    if role != claims.role:
+        raise Unauthorized("no longer a member with this role; refresh the token")
+    return claims
 
 
 
@@ -287,13 +412,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     token = websocket.query_params.get("token", "")
     try:
-        claims = decode_access_token(runtime.settings.jwt_secret or "", token)
+        claims = await verify(runtime, token)
     except BidiError as exc:
         await websocket.close(BAD_TOKEN, exc.message[:120])
         return
-    principal = Principal(claims.org_id, claims.user_id, claims.role,
-                          permissions_of(claims.role))
-    session = Session(websocket, runtime, principal)
+    session = Session(websocket, runtime, _principal(claims), claims.expires_at)
     session.hub.connections += 1
     try:
         while not session.live.closed:
@@ -309,6 +432,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        session.release()
         session.hub.connections -= 1
         await session.hub.leave(session.live)
         await session.live.stop()

@@ -75,6 +75,13 @@ async def test_roles_and_the_last_owner(api: httpx.AsyncClient, owner: Account) 
     ok = await api.patch(f"/v1/members/{admin.user_id}", json={"role": "owner"},
                          headers=owner.headers)
     assert ok.status_code == 200
+    # tokens name the role: the promoted member's old one is revoked, a refresh
+    # gives one of the new role
+    envelope(await api.get("/v1/members", headers=admin.headers), 401)
+    fresh = await api.post("/v1/auth/refresh", json={"refresh_token": admin.refresh})
+    assert fresh.status_code == 200, fresh.text
+    admin = Account(admin.email, admin.password, admin.user_id, admin.org_id,
+                    fresh.json()["access_token"], fresh.json()["refresh_token"])
     assert (await api.patch(f"/v1/members/{owner.user_id}", json={"role": "admin"},
                             headers=owner.headers)).status_code == 200
     removed = await api.delete(f"/v1/members/{worker.user_id}", headers=admin.headers)

@@ -141,3 +141,22 @@ async def test_contact_search_uses_its_index_under_rls(db: Database, org: Org) -
             " contact_terms WHERE term ~>=~ 'n12' AND term ~<~ 'n13') ORDER BY 1")
     assert "Index Only Scan using idx_contact_terms_search" in plan, plan
     assert [r[0] for r in found][:3] == ["n12", "n120", "n1200"] and len(found) == 111
+
+
+async def test_app_role_cannot_read_credentials(db: Database, org: Org) -> None:
+    """Profiles of members are readable; password hashes and TOTP secrets are not."""
+    async with db.system_tx() as conn:
+        user_id = await conn.fetchval(
+            "INSERT INTO users (email, password_hash, mfa_secret) VALUES ($1, 'h', 's')"
+            " RETURNING id", f"cred-{org.slug}@example.com")
+        await conn.execute("INSERT INTO organization_members (organization_id, user_id, role)"
+                           " VALUES ($1, $2, 'bidi')", org.id, user_id)
+    async with db.tenant_tx(org.id) as conn:
+        assert await conn.fetchval("SELECT email FROM users WHERE id = $1", user_id)
+    for column in ("password_hash", "mfa_secret", "mfa_recovery_codes", "mfa_last_step"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            async with db.tenant_tx(org.id) as conn:
+                await conn.fetchval(f"SELECT {column} FROM users WHERE id = $1", user_id)
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):
+        async with db.tenant_tx(org.id, str(user_id)) as conn:
+            await conn.execute("UPDATE users SET password_hash = 'x' WHERE id = $1", user_id)
