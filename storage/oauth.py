@@ -12,7 +12,7 @@ from uuid import UUID
 import asyncpg
 
 from core.crypto import Cipher
-from core.errors import Conflict
+from core.errors import Conflict, Unauthorized
 from storage import identity
 
 
@@ -46,6 +46,8 @@ async def sign_in(conn: asyncpg.Connection, who: ExternalIdentity, cipher: Ciphe
         who.provider, who.subject)
     created = False
     if link_to is not None:
+        if not await conn.fetchval("SELECT 1 FROM users WHERE id = $1", link_to):
+            raise Unauthorized("this account no longer exists")
         if linked is not None and linked != link_to:
             raise Conflict(f"this {who.provider} account is linked to another user")
         user_id = link_to

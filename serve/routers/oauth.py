@@ -9,6 +9,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -37,6 +38,7 @@ STATE_TTL = 600
 TELEGRAM_CLOCK_SKEW = 60  # how far in the future a widget's auth_date may be
 BINDING_COOKIE = "bidi_oauth_binding"
 BINDING_PATH = "/v1/auth/oauth/google"
+BINDING_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,64}")  # what opaque_token() makes
 MFA_CHALLENGE_TTL = 300
 
 
@@ -141,7 +143,7 @@ def _binding(request: Request, response: Response) -> str:
     the browser that started it, so a stolen or planted state (login CSRF)
     fails elsewhere. Kept across starts so two tabs can sign in at once."""
     binding = request.cookies.get(BINDING_COOKIE, "")
-    if not (32 <= len(binding) <= 64 and binding.replace("-", "").replace("_", "").isalnum()):
+    if not BINDING_SHAPE.fullmatch(binding):
         binding = opaque_token()
     public_url = runtime_of(request).settings.public_url or ""
     response.set_cookie(BINDING_COOKIE, binding, max_age=STATE_TTL, path=BINDING_PATH,

@@ -157,10 +157,9 @@ async def test_the_state_is_bound_to_the_browser_that_started_it(
         envelope(await victim.post("/v1/auth/oauth/google/callback",
                                    json={"code": code, "state": state}), 401)
         code, state = await consent(attacker)
-        victim.cookies.set("bidi_oauth_binding", "x" * 43, domain="testserver.local",
-                           path="/v1/auth/oauth/google")
         envelope(await victim.post("/v1/auth/oauth/google/callback",
-                                   json={"code": code, "state": state}), 401)
+                                   json={"code": code, "state": state},
+                                   headers={"Cookie": f"bidi_oauth_binding={'x' * 43}"}), 401)
         ok = await google(victim)
         assert ok.status_code == 200, ok.text
 
