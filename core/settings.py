@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
 
@@ -72,6 +74,31 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_ip: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Who may speak for clients in X-Forwarded-For (comma-separated CIDRs);
+    # empty: the header is ignored and the caller is the socket peer.
+    trusted_proxies: Annotated[tuple[IPv4Network | IPv6Network, ...], NoDecode] = ()
+    # Unauthenticated sign-in routes (per client IP and route) and /mfa/* (per user).
+    auth_rate_per_minute: int = Field(default=120, ge=1)
+    auth_burst: int = Field(default=60, ge=1)
+    # Sign-up per client IP: looser, as offices and mobile carriers put many
+    # people behind one address (and so does a proxy not yet trusted).
+    register_rate_per_minute: int = Field(default=60, ge=1)
+    register_burst: int = Field(default=60, ge=1)
+    mfa_failures_per_user: int = Field(default=5, ge=1)
+    mfa_window_seconds: int = Field(default=900, ge=1)
+    telegram_login_max_age: int = Field(default=600, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part for part in (p.strip() for p in value.split(",")) if part]
+        if isinstance(value, list | tuple):
+            try:
+                return tuple(ip_network(str(v), strict=False) for v in value)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: {exc}") from None
+        return value
 
     @property
     def embedded_postgres(self) -> bool:

@@ -10,10 +10,11 @@ per-route rate limit. `session` guards what only a signed-in person may do
 (their profile, sessions, second factor, org switch, invitations)."""
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import TYPE_CHECKING
 
 from fastapi import Depends, Request
@@ -78,16 +79,42 @@ def runtime_of(request: Request) -> Runtime:
     return request.app.state.runtime  # type: ignore[no-any-return]
 
 
-def forwarded_ip(forwarded: str | None, peer: str | None) -> str | None:
-    """The caller's address: the first X-Forwarded-For hop, else the socket peer."""
-    if forwarded:
-        return forwarded.split(",")[0].strip()
-    return peer
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    try:
+        address = ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+    return address
+
+
+def forwarded_ip(forwarded: str | None, peer: str | None,
+                 trusted: Sequence[IPv4Network | IPv6Network] = ()) -> str | None:
+    """The caller's address, normalised, or None. X-Forwarded-For counts only
+    when the socket peer is a trusted proxy: walking it from the right (the
+    hop nearest to us), trusted hops are skipped and the first untrusted
+    address is the client. Anyone can write the left part of the header, so
+    an entry that is not an address ends the walk at the last trusted hop."""
+    nearest = _address(peer) if peer else None
+    if nearest is None:
+        return None
+    if not forwarded or not any(nearest in net for net in trusted):
+        return str(nearest)
+    for hop in reversed(forwarded.split(",")):
+        address = _address(hop)
+        if address is None:
+            break
+        nearest = address
+        if not any(address in net for net in trusted):
+            break
+    return str(nearest)
 
 
 def client_ip(request: Request) -> str | None:
-    return forwarded_ip(request.headers.get("x-forwarded-for"),
-                        request.client.host if request.client else None)
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))
+    return forwarded_ip(forwarded, request.client.host if request.client else None,
+                        runtime_of(request).settings.trusted_proxies)
 
 
 def bearer_of(authorization: str | None) -> str | None:

@@ -109,7 +109,8 @@ async def _contacts(scope: dict[str, Any], page: PageParams,
     client = scope.get("client")
     principal = await authenticate(
         runtime, bearer_of(headers.get("authorization")), headers.get("x-api-key"),
-        forwarded_ip(headers.get("x-forwarded-for"), client[0] if client else None),
+        forwarded_ip(headers.get("x-forwarded-for"), client[0] if client else None,
+                     runtime.settings.trusted_proxies),
         headers.get("user-agent"))
     await authorize(runtime, principal, "crm:read", "GET", CONTACTS)
     return await contact_page(runtime.db, principal, filters, page)

@@ -1,5 +1,5 @@
 """Rate limiting in Redis: a token bucket per key (one Lua call, atomic) and
-a fixed-window failure counter (login throttling)."""
+fixed-window attempt counters (sign-in and second-factor throttling)."""
 from __future__ import annotations
 
 import asyncio
@@ -31,6 +31,28 @@ end
 redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
 redis.call('PEXPIRE', KEYS[1], math.ceil(capacity / rate * 1000) + 1000)
 return {allowed, tostring(retry)}
+"""
+
+
+# INCR and the window's expiry in one step: a key left without a TTL would
+# count forever.
+_RESERVE = """
+local count = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1])
+end
+return {count, ttl}
+"""
+
+# Never below zero, and never on an expired key (DECR would create it, TTL-less).
+_GIVE_BACK = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
 """
 
 
@@ -96,18 +118,27 @@ class TokenBucket:
             return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
 
 
-async def count_failure(redis: aioredis.Redis, key: str, window: int) -> int:
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.set(key, 0, ex=window, nx=True)  # the window starts at the first failure
-        pipe.incr(key)
-        _, count = await pipe.execute()
-    return int(count)
+class Attempts:
+    """At most `limit` attempts per key in a fixed window that starts at the
+    first one. An attempt is reserved before the work it guards (a password or
+    code check), so a burst of parallel guesses cannot all pass a count read
+    before any of them is recorded; a caller that turns out to be right gives
+    its reservation back, or clears the key."""
 
+    def __init__(self, redis: aioredis.Redis, limit: int, window: int) -> None:
+        self.redis = redis
+        self.limit = limit
+        self.window = window
+        self._reserve = redis.register_script(_RESERVE)
+        self._give_back = redis.register_script(_GIVE_BACK)
 
-async def failures(redis: aioredis.Redis, key: str) -> tuple[int, int]:
-    """(count, seconds until the window ends)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.get(key)
-        pipe.ttl(key)
-        count, ttl = await pipe.execute()
-    return int(count or 0), max(int(ttl), 1)
+    async def reserve(self, key: str) -> Decision:
+        count, ttl = await self._reserve(keys=[key], args=[self.window])
+        allowed = int(count) <= self.limit
+        return Decision(allowed, 0.0 if allowed else float(max(int(ttl), 1)))
+
+    async def give_back(self, key: str) -> None:
+        await self._give_back(keys=[key])
+
+    async def clear(self, key: str) -> None:
+        await self.redis.delete(key)

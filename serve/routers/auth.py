@@ -10,14 +10,14 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from core.crypto import Cipher
-from core.errors import Forbidden, NotFound, RateLimited, Unauthorized
+from core.errors import Forbidden, NotFound, Unauthorized
 from core.security import ACCESS_TTL, hash_password, issue_access_token, verify_password
 from serve.auth import Principal, client_ip, runtime_of, session
 from serve.models import Strict
 from serve.routers.mfa import check_second_factor
+from serve.throttle import per_ip, per_ip_register, refuse, throttles
 from storage import identity
 from storage.audit import Actor, record
-from storage.ratelimit import count_failure, failures
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 
@@ -86,7 +86,8 @@ def _access(request: Request, user_id: Any, org_id: Any, role: str) -> str:
     return issue_access_token(secret, str(user_id), str(org_id), role)
 
 
-@router.post("/auth/register", status_code=201, response_model=SessionOut)
+@router.post("/auth/register", status_code=201, response_model=SessionOut,
+             dependencies=[Depends(per_ip_register)])
 async def register(body: RegisterIn, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     password_hash = await asyncio.to_thread(hash_password, body.password)
@@ -111,39 +112,40 @@ async def register(body: RegisterIn, request: Request) -> dict[str, Any]:
                         429: {"description": "too many failed attempts"}})
 async def login(body: LoginIn, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
-    settings = runtime.settings
-    ip = client_ip(request) or "unknown"
-    keys = (f"rate_limit:login:acct:{body.email.lower()}", f"rate_limit:login:ip:{ip}")
-    limits = (settings.login_failures_per_account, settings.login_failures_per_ip)
-    for key, limit in zip(keys, limits, strict=True):
-        count, ttl = await failures(runtime.redis, key)
-        if count >= limit:
-            raise RateLimited("too many failed sign-in attempts; try again later",
-                              retry_after=ttl)
+    limits = throttles(request)
+    account = f"rate_limit:login:acct:{body.email.lower()}"
+    ip = f"rate_limit:login:ip:{client_ip(request) or 'unknown'}"
+    message = "too many failed sign-in attempts; try again later"
+    # Each attempt is counted before its password is checked, so parallel
+    # guesses cannot all slip under the limit; a right answer gives it back.
+    refuse(await limits.login_accounts.reserve(account), message)
+    by_ip = await limits.login_ips.reserve(ip)
+    if not by_ip.allowed:
+        await limits.login_accounts.give_back(account)
+        refuse(by_ip, message)
     async with runtime.db.system_tx() as conn:
         user = await identity.user_by_email(conn, body.email)
         stored = user["password_hash"] if user is not None else None
         ok = await asyncio.to_thread(verify_password, stored, body.password)
         if ok and user is not None and user["mfa_enabled"]:
             ok = await check_second_factor(
-                conn, user, body.totp_code, Cipher(settings.encryption_key))
+                conn, user, body.totp_code, Cipher(runtime.settings.encryption_key))
         if not ok or user is None:
-            for key in keys:
-                await count_failure(runtime.redis, key, settings.login_window_seconds)
             raise Unauthorized("wrong email, password or code")
         orgs = await identity.memberships(conn, user["id"])
         if not orgs:
             raise Forbidden("this account belongs to no organization")
         first = orgs[0]
         refresh, _ = await identity.issue_refresh(conn, user["id"], first["organization_id"])
-    await runtime.redis.delete(keys[0])
+    await limits.login_accounts.clear(account)
+    await limits.login_ips.give_back(ip)
     return {"access_token": _access(request, user["id"], first["organization_id"],
                                     first["role"]),
             "refresh_token": refresh, "user": dict(user),
             "organization": _org(first)}
 
 
-@router.post("/auth/refresh", response_model=TokensOut,
+@router.post("/auth/refresh", response_model=TokensOut, dependencies=[Depends(per_ip)],
              responses={401: {"description": "invalid, expired or reused token"}})
 async def refresh(body: RefreshIn, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)

@@ -16,9 +16,10 @@ from core.errors import Conflict, Invalid
 from core.security import digest, opaque_token, same
 from serve.auth import Principal, runtime_of, session
 from serve.models import Strict
+from serve.throttle import per_user, reserve_code, throttles
 from storage.audit import record
 
-router = APIRouter(prefix="/v1/auth/mfa", tags=["auth"])
+router = APIRouter(prefix="/v1/auth/mfa", tags=["auth"], dependencies=[Depends(per_user)])
 ISSUER = "Bidi"
 RECOVERY_CODES = 10
 
@@ -103,8 +104,10 @@ async def verify(body: CodeIn, request: Request,
             raise Conflict("enroll first")
         if user["mfa_enabled"]:
             raise Conflict("two-factor sign-in is already on")
+        attempt = await reserve_code(request, user["id"])
         if not await check_second_factor(conn, user, body.code, _cipher(request)):
             raise Invalid("wrong or already used code", field="code")
+        await throttles(request).codes.clear(attempt)
         await conn.execute(
             "UPDATE users SET mfa_enabled = true, mfa_recovery_codes = $2 WHERE id = $1",
             user["id"], [digest(c) for c in codes])
@@ -124,8 +127,10 @@ async def disable(body: CodeIn, request: Request,
             raise Conflict("two-factor sign-in is off")
         full = await conn.fetchrow(
             "SELECT id, mfa_secret, mfa_recovery_codes FROM users WHERE id = $1", user["id"])
+        attempt = await reserve_code(request, user["id"])
         if not await check_second_factor(conn, full, body.code, _cipher(request)):
             raise Invalid("wrong or already used code", field="code")
+        await throttles(request).codes.clear(attempt)
         await conn.execute(
             "UPDATE users SET mfa_enabled = false, mfa_secret = NULL, mfa_last_step = NULL,"
             " mfa_recovery_codes = '{}' WHERE id = $1", user["id"])

@@ -1,33 +1,59 @@
-"""Sign-in with Google (OpenID Connect authorization code flow with PKCE)
-and with the Telegram Login Widget (hash check per Telegram's docs)."""
+"""Sign-in with Google (OpenID Connect authorization code flow with PKCE,
+the state bound to the browser that started it by a cookie), linking Google
+to a signed-in user, the Telegram Login Widget (hash check per Telegram's
+docs), and the second-factor challenge that completes either sign-in for an
+account with TOTP on."""
 from __future__ import annotations
 
 import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from uuid import UUID
 
 import httpx
 import jwt
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
 
 from core.crypto import Cipher
-from core.errors import Invalid, NotFound, Unauthorized, Unavailable
-from core.security import issue_access_token, opaque_token, same
-from serve.auth import runtime_of
+from core.errors import Forbidden, Invalid, NotFound, Unauthorized, Unavailable
+from core.security import digest, issue_access_token, opaque_token, same
+from serve.auth import (
+    Caller,
+    api_key_scheme,
+    authenticate,
+    bearer_scheme,
+    client_ip,
+    runtime_of,
+)
 from serve.models import Strict
 from serve.routers.auth import SessionOut
+from serve.routers.mfa import check_second_factor
+from serve.throttle import per_ip, reserve_code, throttles
 from storage import identity
 from storage.oauth import ExternalIdentity, sign_in
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 STATE_TTL = 600
-TELEGRAM_MAX_AGE = 86_400
+TELEGRAM_CLOCK_SKEW = 60  # how far in the future a widget's auth_date may be
+BINDING_COOKIE = "bidi_oauth_binding"
+BINDING_PATH = "/v1/auth/oauth/google"
+BINDING_SHAPE = re.compile(r"[A-Za-z0-9_-]{32,64}")  # what opaque_token() makes
+MFA_CHALLENGE_TTL = 300
+
+
+class MfaRequired(Unauthorized):
+    """Password-less sign-in of an account with TOTP on: details carry the
+    `mfa_token` to present with a code at /v1/auth/mfa/challenge."""
+
+    code = "mfa_required"
 
 
 class StartOut(BaseModel):
@@ -38,6 +64,11 @@ class StartOut(BaseModel):
 class CallbackIn(Strict):
     code: str = Field(min_length=1, max_length=2048)
     state: str = Field(min_length=1, max_length=256)
+
+
+class ChallengeIn(Strict):
+    mfa_token: str = Field(min_length=1, max_length=256)
+    code: str = Field(min_length=6, max_length=32)
 
 
 class TelegramIn(Strict):
@@ -78,21 +109,52 @@ def _google_configured(request: Request) -> tuple[str, str]:
     return settings.google_client_id, settings.google_client_secret
 
 
-@router.get("/oauth/google/start", response_model=StartOut)
-async def google_start(request: Request) -> Any:
+@router.get("/oauth/google/start", response_model=StartOut, dependencies=[Depends(per_ip)],
+            responses={403: {"description": "linking needs a user session, not an API key"}})
+async def google_start(
+    request: Request, response: Response, link: bool = False,
+    credentials: HTTPAuthorizationCredentials | None = Depends(bearer_scheme),
+    api_key: str | None = Depends(api_key_scheme),
+) -> Any:
+    """Begin a Google sign-in; with `link=true` and a user's bearer token,
+    begin linking a Google account to that user instead."""
     client_id, _ = _google_configured(request)
+    runtime = runtime_of(request)
+    linking = None
+    if link:
+        principal = await authenticate(
+            runtime, credentials.credentials if credentials is not None else None, api_key,
+            client_ip(request), request.headers.get("user-agent"))
+        if principal.caller is not Caller.USER:
+            raise Forbidden("an API key is not a user: sign in to link a Google account")
+        linking = {"user_id": principal.user_id, "org_id": principal.org_id}
     doc = await _discovery(request)
     state, verifier, nonce = opaque_token(), opaque_token(48), opaque_token()
+    binding = _binding(request, response)
     challenge = base64.urlsafe_b64encode(
         hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    await runtime_of(request).redis.set(
-        f"oauth:state:{state}", json.dumps({"verifier": verifier, "nonce": nonce}),
+    await runtime.redis.set(
+        f"oauth:state:{state}", json.dumps({"verifier": verifier, "nonce": nonce,
+                                            "binding": digest(binding), "link": linking}),
         ex=STATE_TTL)
     query = urlencode({
         "response_type": "code", "client_id": client_id, "redirect_uri": _redirect_uri(request),
         "scope": "openid email profile", "state": state, "nonce": nonce,
         "code_challenge": challenge, "code_challenge_method": "S256"})
     return {"authorization_url": f"{doc['authorization_endpoint']}?{query}", "state": state}
+
+
+def _binding(request: Request, response: Response) -> str:
+    """The browser's binding secret: a state is only good with the cookie of
+    the browser that started it, so a stolen or planted state (login CSRF)
+    fails elsewhere. Kept across starts so two tabs can sign in at once."""
+    binding = request.cookies.get(BINDING_COOKIE, "")
+    if not BINDING_SHAPE.fullmatch(binding):
+        binding = opaque_token()
+    public_url = runtime_of(request).settings.public_url or ""
+    response.set_cookie(BINDING_COOKIE, binding, max_age=STATE_TTL, path=BINDING_PATH,
+                        httponly=True, samesite="lax", secure=public_url.startswith("https://"))
+    return binding
 
 
 async def _exchange(request: Request, code: str, verifier: str) -> dict[str, Any]:
@@ -128,28 +190,59 @@ def _verify_id_token(token: str, jwks: dict[str, Any], issuer: str, client_id: s
     return claims
 
 
-async def _session(request: Request, who: ExternalIdentity) -> dict[str, Any]:
+async def _session(request: Request, who: ExternalIdentity,
+                   link: dict[str, str] | None = None) -> dict[str, Any]:
     runtime = runtime_of(request)
     cipher = Cipher(runtime.settings.encryption_key)
     async with runtime.db.system_tx() as conn:
-        user, org, _ = await sign_in(conn, who, cipher)
+        user, orgs, _ = await sign_in(conn, who, cipher,
+                                      link_to=UUID(link["user_id"]) if link else None)
+        wanted = link["org_id"] if link else None
+        org = next((o for o in orgs if str(o["organization_id"]) == wanted),
+                   orgs[0] if orgs else None)
         if org is None:
             raise Unauthorized("this account belongs to no organization")
-        refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
-    access = issue_access_token(runtime.settings.jwt_secret or "", str(user["id"]),
-                                str(org["organization_id"]), org["role"])
-    return {"access_token": access, "refresh_token": refresh, "user": user,
+        if user["mfa_enabled"] and link is None:  # a linking user is signed in already
+            token = opaque_token()
+            await runtime.redis.set(
+                _challenge_key(token), json.dumps({"user_id": str(user["id"]),
+                                                   "org_id": str(org["organization_id"])}),
+                ex=MFA_CHALLENGE_TTL)
+        else:
+            token = None
+            refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
+    if token is not None:  # raised after COMMIT: the provider's fresh tokens are kept
+        raise MfaRequired("this account has two-factor sign-in: send a code with this"
+                          " mfa_token to /v1/auth/mfa/challenge", details={"mfa_token": token})
+    return _session_body(runtime.settings.jwt_secret or "", user, org, refresh)
+
+
+def _session_body(secret: str, user: Any, org: Any, refresh: str) -> dict[str, Any]:
+    access = issue_access_token(secret, str(user["id"]), str(org["organization_id"]),
+                                org["role"])
+    return {"access_token": access, "refresh_token": refresh, "user": dict(user),
             "organization": {"id": org["organization_id"], "name": org["name"],
                              "slug": org["slug"], "role": org["role"]}}
 
 
-@router.post("/oauth/google/callback", response_model=SessionOut)
+def _challenge_key(token: str) -> str:
+    return f"auth:mfa_challenge:{digest(token)}"
+
+
+@router.post("/oauth/google/callback", response_model=SessionOut,
+             dependencies=[Depends(per_ip)],
+             responses={401: {"description": "bad state or code; `mfa_required` with an"
+                                             " mfa_token when the account has TOTP on"},
+                        409: {"description": "`account_exists`: link Google from that account"
+                                             " instead; or Google is linked to another user"}})
 async def google_callback(body: CallbackIn, request: Request) -> Any:
     redis = runtime_of(request).redis
     stored = await redis.getdel(f"oauth:state:{body.state}")  # single use
     if stored is None:
         raise Unauthorized("unknown or expired sign-in state")
     flow = json.loads(stored)
+    if not same(digest(request.cookies.get(BINDING_COOKIE, "")), flow["binding"]):
+        raise Unauthorized("this sign-in was started in another browser; start again")
     got = await _exchange(request, body.code, flow["verifier"])
     tokens = got["tokens"]
     claims = _verify_id_token(str(tokens.get("id_token", "")), got["jwks"], got["issuer"],
@@ -159,7 +252,7 @@ async def google_callback(body: CallbackIn, request: Request) -> Any:
         provider="google", subject=str(claims["sub"]), email=claims.get("email"),
         email_verified=bool(claims.get("email_verified")), name=claims.get("name"),
         access_token=tokens.get("access_token"), refresh_token=tokens.get("refresh_token"),
-        expires_at=expires))
+        expires_at=expires), flow.get("link"))
 
 
 def telegram_hash(bot_token: str, fields: dict[str, Any]) -> str:
@@ -170,17 +263,59 @@ def telegram_hash(bot_token: str, fields: dict[str, Any]) -> str:
     return hmac.new(secret, check.encode(), hashlib.sha256).hexdigest()
 
 
-@router.post("/telegram", response_model=SessionOut)
+@router.post("/telegram", response_model=SessionOut, dependencies=[Depends(per_ip)],
+             responses={401: {"description": "not authentic; `mfa_required` with an"
+                                             " mfa_token when the account has TOTP on"}})
 async def telegram_login(body: TelegramIn, request: Request) -> Any:
-    bot_token = runtime_of(request).settings.telegram_login_bot_token
+    settings = runtime_of(request).settings
+    bot_token = settings.telegram_login_bot_token
     if not bot_token:
         raise NotFound("Telegram sign-in is not configured")
     fields = body.model_dump(exclude={"hash"})
     if not same(telegram_hash(bot_token, fields), body.hash.lower()):
         raise Unauthorized("Telegram login data is not authentic")
-    if time.time() - body.auth_date > TELEGRAM_MAX_AGE:
+    # Signed login data is a bearer credential: a short life bounds its replay.
+    age = time.time() - body.auth_date
+    if age > settings.telegram_login_max_age:
         raise Invalid("Telegram login data is too old; sign in again", field="auth_date")
+    if age < -TELEGRAM_CLOCK_SKEW:
+        raise Invalid("Telegram login data is dated in the future", field="auth_date")
     name = " ".join(p for p in (body.first_name, body.last_name) if p) or body.username
     return await _session(request, ExternalIdentity(
         provider="telegram", subject=str(body.id), email=None, email_verified=False,
         name=name))
+
+
+@router.post("/mfa/challenge", response_model=SessionOut, dependencies=[Depends(per_ip)],
+             responses={401: {"description": "unknown, expired or used mfa_token"},
+                        422: {"description": "wrong or already used code"},
+                        429: {"description": "too many wrong codes for this account"}})
+async def mfa_challenge(body: ChallengeIn, request: Request) -> Any:
+    """Complete a Google or Telegram sign-in answered with `mfa_required`."""
+    runtime = runtime_of(request)
+    key = _challenge_key(body.mfa_token)
+    stored = await runtime.redis.get(key)
+    if stored is None:
+        raise Unauthorized("unknown or expired mfa_token; sign in again")
+    pending = json.loads(stored)
+    attempt = await reserve_code(request, pending["user_id"])
+    async with runtime.db.system_tx() as conn:
+        user = await conn.fetchrow(
+            f"SELECT {identity.USER_COLUMNS}, mfa_secret, mfa_recovery_codes FROM users"
+            " WHERE id = $1", UUID(pending["user_id"]))
+        if user is None:
+            raise Unauthorized("this account no longer exists")
+        cipher = Cipher(runtime.settings.encryption_key)
+        if not await check_second_factor(conn, user, body.code, cipher):
+            raise Invalid("wrong or already used code", field="code")
+        if await runtime.redis.getdel(key) is None:  # the same token, used in parallel
+            raise Unauthorized("unknown or expired mfa_token; sign in again")
+        orgs = await identity.memberships(conn, user["id"])
+        org = next((o for o in orgs if str(o["organization_id"]) == pending["org_id"]),
+                   orgs[0] if orgs else None)
+        if org is None:
+            raise Unauthorized("this account belongs to no organization")
+        refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
+    await throttles(request).codes.clear(attempt)
+    public = {k: user[k] for k in identity.USER_COLUMNS.split(", ")}
+    return _session_body(runtime.settings.jwt_secret or "", public, org, refresh)

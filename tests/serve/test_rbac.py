@@ -86,7 +86,7 @@ UNPROTECTED = {
     ("POST", "/v1/auth/mfa/enroll"), ("POST", "/v1/auth/mfa/verify"),
     ("POST", "/v1/auth/mfa/disable"), ("POST", "/v1/invitations/accept"),
     ("GET", "/v1/auth/oauth/google/start"), ("POST", "/v1/auth/oauth/google/callback"),
-    ("POST", "/v1/auth/telegram"),
+    ("POST", "/v1/auth/telegram"), ("POST", "/v1/auth/mfa/challenge"),
     # Channel webhooks authenticate the sender by signature, not by a user.
     ("POST", "/v1/channels/api/{integration_id}/messages"),
 }
