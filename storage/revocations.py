@@ -53,6 +53,7 @@ class Revocations:
         self._at: dict[str, float] = {}
         self._watchers: dict[str, set[Watcher]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
         self.ready = asyncio.Event()  # subscribed and loaded at least once
 
     async def __aenter__(self) -> Revocations:
@@ -60,6 +61,9 @@ class Revocations:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # redis-py's get_message() can turn a cancellation into a TimeoutError,
+        # so the loop also stops on this flag.
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -85,14 +89,14 @@ class Revocations:
 
     async def _listen(self) -> None:
         delay = 0.1
-        while True:
+        while not self._closing:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
                 await self._load()  # after subscribing: nothing falls in between
                 self.ready.set()
                 delay = 0.1
-                while True:
+                while not self._closing:
                     message = await pubsub.get_message(ignore_subscribe_messages=True,
                                                        timeout=1.0)
                     if message is not None:
@@ -100,6 +104,8 @@ class Revocations:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                if self._closing:
+                    return
                 log.warning("revocations: Redis unreachable (%s); retrying in %.1f s",
                             exc, delay)
             finally:
