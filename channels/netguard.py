@@ -44,6 +44,7 @@ METADATA = frozenset(ipaddress.ip_address(a) for a in (
 SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT (RFC 6598)
 NAT64 = ipaddress.ip_network("64:ff9b::/96")
 TIMEOUT = 10.0
+RESOLVE_TIMEOUT = 5.0
 
 
 class Refused(Invalid):
@@ -124,7 +125,11 @@ async def checked_addresses(host: str, port: int, policy: Policy,
     """Every address `host` resolves to, once each, after checking them all
     (one bad address refuses the name: we cannot tell which one we would get)."""
     try:
-        addresses = list(await resolver(host, port))
+        async with asyncio.timeout(RESOLVE_TIMEOUT):
+            addresses = list(await resolver(host, port))
+    except TimeoutError:
+        raise Refused(f"{host} did not resolve within {RESOLVE_TIMEOUT:.0f} s",
+                      field=field) from None
     except (OSError, UnicodeError) as exc:
         raise Refused(f"{host} does not resolve: {exc}", field=field) from None
     if not addresses:
