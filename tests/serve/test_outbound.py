@@ -213,3 +213,12 @@ async def test_a_restart_continues_the_schedule(
                      what="failed")
     assert len(callback.for_path(path)) == 1
     assert (await row(db, owner, left))["delivery_attempts"] == attempts + 1
+
+
+async def test_the_sweep_is_served_by_its_partial_index(db: Database) -> None:
+    from actors.outbox import DUE
+
+    async with db.system_tx() as conn:
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {DUE}", 5.0, 1000)
+    assert "idx_messages_outbound_due" in str(plan)
