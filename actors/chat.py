@@ -11,9 +11,13 @@ one row and one event, however many copies arrive at once.
 Outbound: a turn persists the message as `pending` (an `Idempotency-Key`
 maps to a fixed id) and queues it; a per-chat delivery task sends queued
 messages in order through the chat's channel and reports back with a
-`Delivered` turn, which moves the status forward (`sent` or `failed`).
-Pending messages found at activation are queued again, so a host crash
-delays a send but never drops it (receivers dedup on `webhook-id`).
+`Delivered` turn, which moves the status forward (`sent` or `failed`). A
+retryable failure keeps the message `pending`, stores the attempt count and
+when the next attempt is due (`outbound_retry_schedule`, jittered, or the
+receiver's Retry-After), and queues it again then. Pending messages found at
+activation are queued again when due, and the outbox sweeper (actors.outbox)
+nudges chats whose host died with a `Resend`, so a host crash delays a send
+but never drops it (the message id is the `webhook-id`: receivers dedup).
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -36,8 +41,10 @@ from actors.chat_store import (
     INSERT_OUTBOUND,
     MARK_READ,
     RECENT,
+    SCHEDULE_RETRY,
     SEEN,
     SELECT_MESSAGE,
+    SELECT_PENDING,
     UPDATE_STATUS,
     chat_id_for,
     chat_loader,
@@ -48,9 +55,16 @@ from actors.chat_store import (
 from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from actors.unread import UnreadMirror
-from channels.base import ChannelError, Integration, integration_loader, sender_for
+from channels.base import (
+    ChannelError,
+    Integration,
+    integration_loader,
+    retry_delay,
+    sender_for,
+)
 from core.errors import Invalid, NotFound
 from core.messages import InboundMessage, OutboundMessage, Receipt
+from core.settings import RETRY_SCHEDULE
 from storage.committer import Write
 
 log = logging.getLogger(__name__)
@@ -76,11 +90,21 @@ class MarkRead(msgspec.Struct, frozen=True):
 
 
 class Delivered(msgspec.Struct, frozen=True):
-    """The delivery task's report: a receipt, or why it failed."""
+    """The delivery task's report on attempt number `attempt`: a receipt, or
+    why it failed and whether trying again may work."""
 
     message_id: str
     receipt: Receipt | None = None
     error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    attempt: int = 1
+
+
+class Resend(msgspec.Struct, frozen=True):
+    """Deliver these pending messages when due, unless already on their way."""
+
+    message_ids: tuple[str, ...]
 
 
 # -- the actor ------------------------------------------------------------
@@ -93,7 +117,7 @@ class ChatActor(VirtualActor):
     kind = "chat"
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
-                 "seen", "seen_order", "outbox", "sender", "touches")
+                 "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers")
 
     async def on_activate(self) -> None:
         try:
@@ -104,6 +128,8 @@ class ChatActor(VirtualActor):
         row = await loader.load((self.org_id, self.key))
         self.touches = 0
         self.outbox: deque[dict[str, Any]] = deque()
+        self.sending: dict[str, dict[str, Any]] = {}  # queued or in flight, until reported
+        self.timers: dict[str, asyncio.TimerHandle] = {}  # retries not yet due
         self.sender: asyncio.Task[None] | None = None
         self.seen: set[str] = set()
         self.seen_order: deque[str] = deque()
@@ -126,16 +152,19 @@ class ChatActor(VirtualActor):
         for external_id in reversed(row["seen"] or ()):
             self._remember(external_id)
         for pending in row["pending"] or ():
-            self.outbox.append({"id": pending["id"], "content": pending["content"]})
-        if self.outbox:
-            self._start_sender()
+            self._resume(pending)
 
     def can_passivate(self) -> bool:
-        return not self.outbox
+        # Retries waiting for their time do not keep a chat resident: they
+        # are in Postgres, and the outbox sweeper wakes the chat when due.
+        return not self.outbox and not self.sending
 
     async def on_deactivate(self) -> None:
         # Only at shutdown can sends be in flight here: they stay `pending` in
         # Postgres and are queued again by the next activation.
+        for timer in self.timers.values():
+            timer.cancel()
+        self.timers.clear()
         if self.sender is not None and not self.sender.done():
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -279,9 +308,36 @@ class ChatActor(VirtualActor):
         self.recent.append({"id": message_id, "sender_type": sender_type,
                             "content": command.text, "is_incoming": False,
                             "status": "pending", "created_at": at})
-        self.outbox.append({"id": message_id, "content": command.text})
-        self._start_sender()
+        self._queue({"id": message_id, "content": command.text, "attempts": 0})
         return {**view, "created_at": at, "duplicate": False}
+
+    def _resume(self, pending: Mapping[str, Any]) -> None:
+        """A pending message read back from Postgres: queued now if due, else
+        when due (`wait` seconds from now)."""
+        item = {"id": str(pending["id"]), "content": pending["content"],
+                "attempts": int(pending.get("attempts") or 0)}
+        wait = float(pending.get("wait") or 0.0)
+        if wait <= 0:
+            self._queue(item)
+        elif item["id"] not in self.sending and item["id"] not in self.timers:
+            self.timers[item["id"]] = asyncio.get_running_loop().call_later(
+                wait, self._due, item)
+
+    def _due(self, item: dict[str, Any]) -> None:
+        self.timers.pop(item["id"], None)
+        self._queue(item)
+
+    def _queue(self, item: dict[str, Any]) -> None:
+        """Queue a message for the delivery task, once: a message already on
+        its way is not queued again (the sweeper may nudge a live chat)."""
+        if item["id"] in self.sending:
+            return
+        timer = self.timers.pop(item["id"], None)
+        if timer is not None:
+            timer.cancel()
+        self.sending[item["id"]] = item
+        self.outbox.append(item)
+        self._start_sender()
 
     def _start_sender(self) -> None:
         if self.sender is None or self.sender.done():
@@ -295,15 +351,18 @@ class ChatActor(VirtualActor):
             report = await self._deliver(item)
             self.outbox.popleft()
             if system is None:
+                self.sending.pop(item["id"], None)
                 continue
             try:
                 await system.ask(self.kind, self.org_id, self.key, report)
-            except Exception as exc:  # stays pending; re-queued at next activation
+            except Exception as exc:  # stays pending: the sweeper sends it again
+                self.sending.pop(item["id"], None)
                 log.warning("chat %s: recording delivery of %s failed: %s",
                             self.key, item["id"], exc)
 
     async def _deliver(self, item: dict[str, Any]) -> Delivered:
         message_id = str(item["id"])
+        attempt = int(item.get("attempts") or 0) + 1
         try:
             integration = await self._integration()
             channel = sender_for(self.ctx, integration.type)
@@ -312,8 +371,13 @@ class ChatActor(VirtualActor):
                 channel=integration.type, thread_id=self.thread_id or "",
                 message_id=message_id, chat_id=self.key, text=item["content"]))
         except ChannelError as exc:
-            return Delivered(message_id, error=str(exc))
-        return Delivered(message_id, receipt=receipt)
+            return Delivered(message_id, error=str(exc), retryable=exc.retryable,
+                             retry_after=exc.retry_after, attempt=attempt)
+        except Exception as exc:  # our side (Postgres down, ...): try again later
+            log.warning("chat %s: delivering %s failed: %s", self.key, message_id, exc)
+            return Delivered(message_id, error=f"{type(exc).__name__}: {exc}",
+                             retryable=True, attempt=attempt)
+        return Delivered(message_id, receipt=receipt, attempt=attempt)
 
     async def _integration(self) -> Integration:
         if self.integration_id is None:
@@ -326,6 +390,14 @@ class ChatActor(VirtualActor):
 
     @on(Delivered)
     async def delivered(self, report: Delivered) -> str:
+        item = self.sending.pop(report.message_id, None)
+        if report.receipt is None and report.retryable:
+            settings = self.ctx.settings
+            schedule = settings.outbound_retry_schedule if settings else RETRY_SCHEDULE
+            delay = retry_delay(schedule, report.attempt, report.retry_after)
+            if delay is not None:
+                await self._retry_later(report, item, delay)
+                return "pending"
         status = "sent" if report.receipt is not None else "failed"
         extra: dict[str, Any] = {}
         if report.receipt is not None:
@@ -334,11 +406,40 @@ class ChatActor(VirtualActor):
             extra["error"] = report.error[:500]
         payload = {"id": report.message_id, "chat_id": self.key, "status": status, **extra}
         await self._commit([Write(UPDATE_STATUS, (
-            report.message_id, self.org_id, status, extra, self.key, payload))])
+            report.message_id, self.org_id, status, extra, self.key, payload,
+            report.attempt))])
         for entry in self.recent:
             if str(entry["id"]) == report.message_id:
                 entry["status"] = status
         return status
+
+    async def _retry_later(self, report: Delivered, item: dict[str, Any] | None,
+                           delay: float) -> None:
+        """Keep the message pending; count the attempt and store when the next
+        is due, so that a restart continues the schedule."""
+        due = now_utc() + timedelta(seconds=delay)
+        await self._commit([Write(SCHEDULE_RETRY, (
+            report.message_id, self.org_id, report.attempt, due,
+            {"error": (report.error or "")[:500]}))])
+        if item is not None:  # else not ours in memory: the sweeper brings it back
+            self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3)})
+
+    @on(Resend)
+    async def resend(self, command: Resend) -> int:
+        """The sweeper's nudge: queue those of `message_ids` still pending and
+        not already on their way (each when due); return how many were due."""
+        if not self.exists:
+            return 0
+        wanted = [i for i in command.message_ids if i not in self.sending]
+        if not wanted:
+            return 0
+        db = self.ctx.db
+        assert db is not None
+        async with db.tenant_tx(self.org_id) as conn:
+            rows = await conn.fetch(SELECT_PENDING, wanted, self.key)
+        for row in rows:
+            self._resume(dict(row))
+        return sum(1 for row in rows if row["wait"] <= 0)
 
     # -- state ------------------------------------------------------------
 

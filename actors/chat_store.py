@@ -31,7 +31,9 @@ SELECT c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id,
           WHERE m.chat_id = c.id AND m.is_incoming AND m.external_id IS NOT NULL
           ORDER BY m.created_at DESC, m.id DESC LIMIT {SEEN}) x) AS seen,
        (SELECT coalesce(jsonb_agg(p ORDER BY p.created_at, p.id), '[]'::jsonb) FROM (
-          SELECT m.id, m.content, m.created_at FROM messages m
+          SELECT m.id, m.content, m.created_at, m.delivery_attempts AS attempts,
+                 coalesce(extract(epoch FROM m.next_attempt_at - localtimestamp), 0)::float8 AS wait
+          FROM messages m
           WHERE m.chat_id = c.id AND NOT m.is_incoming AND m.status = 'pending') p) AS pending
 FROM chats c WHERE c.id = ANY($1::uuid[])
 """
@@ -92,12 +94,29 @@ SELECT $3, 'message.created', 'message', m.id, $2, $10, $11 FROM m
 UPDATE_STATUS = """
 WITH u AS (
   UPDATE messages SET status = $3,
-         metadata = coalesce(metadata, '{}'::jsonb) || $4::jsonb
+         metadata = coalesce(metadata, '{}'::jsonb) || $4::jsonb,
+         delivery_attempts = greatest(delivery_attempts, $7), next_attempt_at = NULL
   WHERE id = $1 AND bidi_status_advances(status, $3) RETURNING id)
 INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
 SELECT $2, t.event_type, 'message', u.id, $5, $6
 FROM u, (VALUES (1, 'message.status.updated'), (2, 'message.sent')) t(n, event_type)
 WHERE t.n = 1 OR $3 = 'sent' ORDER BY t.n
+"""
+
+# A retryable failure: the message stays pending, due again at $4.
+SCHEDULE_RETRY = """
+UPDATE messages SET delivery_attempts = $3, next_attempt_at = $4,
+       metadata = coalesce(metadata, '{}'::jsonb) || $5::jsonb
+WHERE id = $1 AND organization_id = $2 AND status = 'pending'
+"""
+
+# Outbound messages of this chat still pending, and in how many seconds
+# each is due (the sweeper's or an activation's resend).
+SELECT_PENDING = """
+SELECT id, content, delivery_attempts AS attempts,
+       coalesce(extract(epoch FROM next_attempt_at - localtimestamp), 0)::float8 AS wait
+FROM messages WHERE id = ANY($1::uuid[]) AND chat_id = $2 AND NOT is_incoming
+  AND status = 'pending' ORDER BY created_at, id
 """
 
 MARK_READ = """

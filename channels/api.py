@@ -4,15 +4,16 @@ Webhooks with the integration's secret, and receives our replies the same
 way at its `callback_url`."""
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Annotated
 
 import httpx
 import msgspec
 
-from channels import signing
+from channels import netguard, signing
 from channels.base import ChannelError
+from channels.netguard import Policy
 from core.errors import Invalid
 from core.messages import InboundMessage, OutboundMessage, Receipt, Sender
 from storage.integrations import Integration
@@ -21,8 +22,7 @@ CHANNEL = "api"
 MAX_TEXT = 65_536
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 Short = Annotated[str, msgspec.Meta(max_length=255)]
-ATTEMPTS = 3
-BACKOFF = (0.2, 1.0)
+RETRYABLE = frozenset({408, 429})  # and every 5xx
 
 
 class SenderIn(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
@@ -70,11 +70,14 @@ def parse_inbound(org_id: str, integration_id: str, body: bytes) -> InboundMessa
 
 
 class ApiChannel:
-    """Outbound: POST the reply, signed, to the integration's callback URL;
-    network errors and 5xx are retried, 4xx is final."""
+    """Outbound: POST the reply, signed, to the integration's callback URL,
+    once per call. What the answer means for the next attempt travels on
+    the `ChannelError`: network errors, 408, 429 and 5xx may be retried (the
+    chat actor keeps the schedule), 410 and other 4xx and 3xx (redirects are
+    not followed) are final, and so is a callback URL the guard refuses."""
 
-    def __init__(self, client: httpx.AsyncClient | None = None) -> None:
-        self.client = client or httpx.AsyncClient(timeout=10.0)
+    def __init__(self, policy: Policy, client: httpx.AsyncClient | None = None) -> None:
+        self.client = client or netguard.client(policy)
 
     async def send(self, integration: Integration, message: OutboundMessage) -> Receipt:
         url = integration.config.get("callback_url")
@@ -85,24 +88,45 @@ class ApiChannel:
             "type": "message.outbound", "message_id": message.message_id,
             "chat_id": message.chat_id, "thread_id": message.thread_id, "text": message.text,
             "attachments": message.attachments})
-        error = ""
-        for attempt in range(ATTEMPTS):
-            headers = {"content-type": "application/json",
-                       **signing.headers(secret, message.message_id, body)}
-            try:
-                response = await self.client.post(url, content=body, headers=headers)
-            except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-            else:
-                if response.is_success:
-                    return Receipt(external_id=_external_id(response) or message.message_id,
-                                   sent_at=datetime.now(UTC))
-                error = f"callback answered {response.status_code}"
-                if response.status_code < 500 and response.status_code != 429:
-                    break
-            if attempt < ATTEMPTS - 1:
-                await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
-        raise ChannelError(error)
+        headers = {"content-type": "application/json",
+                   **signing.headers(secret, message.message_id, body)}
+        try:
+            netguard.target(url)
+            response = await self.client.post(url, content=body, headers=headers)
+        except netguard.Refused as exc:
+            raise ChannelError(f"callback_url refused: {exc.message}") from exc
+        except httpx.HTTPError as exc:
+            raise ChannelError(f"{type(exc).__name__}: {exc}", retryable=True) from exc
+        if response.is_success:
+            return Receipt(external_id=_external_id(response) or message.message_id,
+                           sent_at=datetime.now(UTC))
+        code = response.status_code
+        error = f"callback answered {code}"
+        if code == 410:
+            raise ChannelError(f"{error} (gone): the receiver asked us to stop")
+        if 300 <= code < 400:
+            raise ChannelError(f"{error} (a redirect, which is not followed)")
+        retry_after = retry_after_of(response) if code in (429, 503) else None
+        raise ChannelError(error, retryable=code in RETRYABLE or code >= 500,
+                           retry_after=retry_after)
+
+
+def retry_after_of(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """`Retry-After` in seconds: a number of seconds or an HTTP date."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
 def _external_id(response: httpx.Response) -> str | None:

@@ -1,7 +1,9 @@
-"""What every channel shares: the sender interface, errors, and the per-host
-registry of senders and integration loaders that chat actors use."""
+"""What every channel shares: the sender interface, errors, the retry
+schedule of outbound sends, and the per-host registry of senders and
+integration loaders that chat actors use."""
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -14,8 +16,34 @@ from storage.loader import BatchLoader
 Key = tuple[str, str]  # (org_id, integration_id)
 
 
+JITTER = 0.2  # each delay is drawn from +-20% of the schedule's step
+MAX_RETRY_AFTER = 86_400.0  # a provider's Retry-After is honoured up to a day
+
+
 class ChannelError(BidiError):
-    """A send that did not (and will not, after retries) reach the provider."""
+    """A send that did not reach the provider. `retryable`: the same send may
+    work later (network error, 408, 429, 5xx); `retry_after`: the provider's
+    own hint, in seconds."""
+
+    def __init__(self, message: str, *, retryable: bool = False,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
+
+
+def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | None = None,
+                rng: random.Random | None = None) -> float | None:
+    """Seconds to wait before the next attempt after `attempts` have failed,
+    or None when the schedule is spent. The step is jittered so that many
+    sends failing together do not come back together; a larger Retry-After
+    wins."""
+    if attempts >= len(schedule):
+        return None
+    step = schedule[attempts] * (1 + (rng or random).uniform(-JITTER, JITTER))
+    if retry_after is not None:
+        step = max(step, min(retry_after, MAX_RETRY_AFTER))
+    return max(0.0, step)
 
 
 class Sender(Protocol):
@@ -46,6 +74,8 @@ def sender_for(ctx: Any, channel: str) -> Sender:
     """This host's sender for `channel` (one HTTP client per channel per host)."""
     if channel == "api":
         from channels.api import ApiChannel
+        from channels.netguard import Policy
 
-        return ctx.loader("sender:api", ApiChannel)  # type: ignore[no-any-return]
+        return ctx.loader(  # type: ignore[no-any-return]
+            "sender:api", lambda: ApiChannel(Policy.from_settings(ctx.settings)))
     raise ChannelError(f"no outbound sender for channel {channel!r}")

@@ -7,12 +7,13 @@ columns readable.
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import secrets
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -20,6 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.errors import ConfigError
 
 SECRETS_FILE = "secrets.json"
+# Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
+RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0,
+                  86400.0)
 
 
 def _env(name: str) -> AliasChoices:
@@ -59,6 +63,11 @@ class Settings(BaseSettings):
     google_client_secret: str | None = None
     google_issuer: str = "https://accounts.google.com"
     telegram_login_bot_token: str | None = None
+    # Outbound deliveries (API-channel callbacks, webhooks): networks that may
+    # be reached although private or local (comma-separated CIDRs), and the
+    # delay before each attempt, in seconds (comma-separated).
+    outbound_allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
+    outbound_retry_schedule: Annotated[tuple[float, ...], NoDecode] = RETRY_SCHEDULE
 
     haproxy: bool = True
     haproxy_maxconn: int = 7500
@@ -100,6 +109,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"trusted_proxies: {exc}") from None
         return value
 
+    @field_validator("outbound_allow_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> tuple[str, ...]:
+        items = _items(value)
+        for item in items:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"outbound_allow_networks: {exc}") from None
+        return items
+
+    @field_validator("outbound_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> tuple[float, ...]:
+        try:
+            delays = tuple(float(v) for v in _items(value))
+        except (TypeError, ValueError):
+            raise ValueError("outbound_retry_schedule: seconds, comma-separated") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("outbound_retry_schedule: one or more delays, none negative")
+        return delays
+
     @property
     def embedded_postgres(self) -> bool:
         return self.database_url is None
@@ -107,6 +138,13 @@ class Settings(BaseSettings):
     @property
     def embedded_redis(self) -> bool:
         return self.redis_url is None
+
+
+def _items(value: Any) -> tuple[str, ...]:
+    """A comma-separated string (the environment) or a sequence, as items."""
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    return tuple(str(v).strip() for v in value or ())
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -95,6 +95,7 @@ class Stack:
     _serve_started: bool = False
     _hosts_started: bool = False
     _relay_started: bool = False
+    _outbox_started: bool = False
     dashboard_url: str | None = None
 
     @property
@@ -127,6 +128,7 @@ class Stack:
             self._start_ray()
             self._start_hosts()
             self._start_relay()
+            self._start_outbox()
             if self.serve:
                 self._start_serve()
                 self.wait_ready()
@@ -189,6 +191,18 @@ class Stack:
             self._relay_started = True
         start_relay(self.settings)
 
+    def _start_outbox(self) -> None:
+        import ray
+
+        from actors.outbox import OUTBOX_NAME, start_outbox
+        from actors.runtime.client import NAMESPACE
+
+        try:
+            ray.get_actor(OUTBOX_NAME, namespace=NAMESPACE)
+        except ValueError:
+            self._outbox_started = True
+        start_outbox(self.settings)
+
     def _start_serve(self) -> None:
         from ray import serve
 
@@ -222,6 +236,11 @@ class Stack:
 
             serve.delete(APP_NAME)
         self._serve_started = False
+        if self._outbox_started:
+            from actors.outbox import stop_outbox
+
+            stop_outbox()
+            self._outbox_started = False
         if self._relay_started:
             from actors.relay import stop_relay
 

@@ -51,7 +51,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> 
     settings = load_settings(
         data_dir=str(data_dir), port=free_port(), hosts=2,
         google_client_id=google.CLIENT_ID, google_client_secret=google.CLIENT_SECRET,
-        google_issuer=fake_google.issuer, telegram_login_bot_token=TELEGRAM_LOGIN_BOT_TOKEN)
+        google_issuer=fake_google.issuer, telegram_login_bot_token=TELEGRAM_LOGIN_BOT_TOKEN,
+        outbound_allow_networks="127.0.0.1/32", outbound_retry_schedule="0,0.2,0.4,0.8")
     engine = Stack(settings, dashboard=False, kinds={**DEFAULT_KINDS, **TEST_KINDS})
     engine.start()
     try:

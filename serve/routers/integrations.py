@@ -1,7 +1,9 @@
 """Channel integrations. Type `api` (a generic API inbox) gets an HMAC secret,
 returned once as `secret`; inbound messages are signed with it and replies
-are POSTed, signed the same way, to `callback_url`. Other channel types
-(Telegram, WhatsApp, email) join with their connectors."""
+are POSTed, signed the same way, to `callback_url`, which must be an http(s)
+URL whose host resolves to addresses the engine may reach (channels.netguard;
+checked again at every send). Other channel types (Telegram, WhatsApp,
+email) join with their connectors."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -9,11 +11,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import AnyHttpUrl, BaseModel, Field
+from pydantic import BaseModel, Field
 
+from channels import netguard
 from channels.signing import new_secret
 from core.crypto import Cipher
 from core.errors import NotFound
+from core.settings import Settings
 from serve.auth import Principal, require, runtime_of
 from serve.crud import delete_one, list_page
 from serve.models import Strict
@@ -25,18 +29,22 @@ router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
 
 COLUMNS = "id, type, name, config - 'secrets' AS config, is_active, last_sync_at, created_at," \
           " updated_at"
+CALLBACK_FIELD = "config.callback_url"
+URL_MAX = 2048
 
 
 class IntegrationIn(Strict):
     type: Literal["api"]
     name: str = Field(min_length=1, max_length=255)
-    callback_url: AnyHttpUrl | None = Field(
-        default=None, description="Where replies are POSTed (Standard Webhooks signed)")
+    callback_url: str | None = Field(
+        default=None, min_length=1, max_length=URL_MAX,
+        description="Where replies are POSTed (Standard Webhooks signed): http or https, "
+                    "to a public address")
 
 
 class IntegrationPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=255)
-    callback_url: AnyHttpUrl | None = None
+    callback_url: str | None = Field(default=None, min_length=1, max_length=URL_MAX)
     is_active: bool | None = None
 
 
@@ -56,6 +64,13 @@ class IntegrationCreated(IntegrationOut):
     inbound_url: str = Field(description="Where to POST inbound messages")
 
 
+async def _checked(settings: Settings, url: str) -> str:
+    """`url` if the engine may POST to it; else 422 naming why."""
+    await netguard.check_url(url, netguard.Policy.from_settings(settings),
+                             field=CALLBACK_FIELD)
+    return url
+
+
 def _inbound_path(integration_id: UUID) -> str:
     return f"/v1/channels/api/{integration_id}/messages"
 
@@ -68,7 +83,7 @@ async def create_integration(body: IntegrationIn, request: Request,
     secret = new_secret()
     config: dict[str, Any] = {}
     if body.callback_url is not None:
-        config["callback_url"] = str(body.callback_url)
+        config["callback_url"] = await _checked(runtime.settings, body.callback_url)
     sealed = seal(Cipher(runtime.settings.encryption_key), config, {"secret": secret})
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await conn.fetchrow(
@@ -105,8 +120,9 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
     changes = {k: getattr(body, k) for k in body.model_fields_set}
-    if "callback_url" in changes and changes["callback_url"] is not None:
-        changes["callback_url"] = str(changes["callback_url"])
+    if changes.get("callback_url") is not None:
+        changes["callback_url"] = await _checked(runtime_of(request).settings,
+                                                 changes["callback_url"])
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         config_patch = {k: changes[k] for k in ("callback_url",) if k in changes}
         row = await conn.fetchrow(

@@ -1,9 +1,13 @@
 """A customer's callback endpoint for the API channel, on loopback: records
-every signed POST it gets and answers with the status the test sets per
-path (`/ok`, `/fail400`, `/flaky` fails with 503 once per message id)."""
+every signed POST it gets (with when it came) and answers with the status
+the test sets per path: `/ok`, `/fail400`, `/flaky` fails with 503 once per
+message id, `/busy2` answers 503 with `Retry-After: 1` twice per message id,
+`/down` always 503, `/gone` 410, `/moved-<rest>` a 302 to `/ok-<rest>`."""
 from __future__ import annotations
 
 import json
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +25,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def json(self) -> Any:
@@ -32,6 +37,7 @@ class CallbackServer:
     port: int
     received: list[Received] = field(default_factory=list)
     _failed_once: set[str] = field(default_factory=set)
+    _busy: Counter[str] = field(default_factory=Counter)
     _server: uvicorn.Server | None = None
 
     def url(self, path: str) -> str:
@@ -45,13 +51,24 @@ class CallbackServer:
         entry = Received(request.url.path, dict(request.headers), body)
         self.received.append(entry)
         path = request.url.path
+        msg_id = entry.headers.get("webhook-id", "")
         if path.startswith("/fail400"):
             return JSONResponse({"error": "rejected"}, status_code=400)
-        if path.startswith("/flaky"):
-            msg_id = entry.headers.get("webhook-id", "")
-            if msg_id not in self._failed_once:
-                self._failed_once.add(msg_id)
-                return JSONResponse({"error": "try later"}, status_code=503)
+        if path.startswith("/gone"):
+            return JSONResponse({"error": "no such endpoint"}, status_code=410)
+        if path.startswith("/down"):
+            return JSONResponse({"error": "down"}, status_code=503)
+        if path.startswith("/moved-"):
+            return Response(status_code=302,
+                            headers={"location": self.url("ok-" + path[len("/moved-"):])})
+        if path.startswith("/busy2"):
+            self._busy[msg_id] += 1
+            if self._busy[msg_id] <= 2:
+                return JSONResponse({"error": "busy"}, status_code=503,
+                                    headers={"retry-after": "1"})
+        if path.startswith("/flaky") and msg_id not in self._failed_once:
+            self._failed_once.add(msg_id)
+            return JSONResponse({"error": "try later"}, status_code=503)
         return JSONResponse({"external_message_id": f"ext-{entry.headers.get('webhook-id')}"})
 
     def start(self) -> CallbackServer:

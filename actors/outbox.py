@@ -1,0 +1,146 @@
+"""The outbox sweeper: outbound messages left `pending` by a host that died
+(or by a chat that passivated while a retry waited) are sent again without
+waiting for their chat's next activation.
+
+Every `interval` seconds it reads, across orgs (as the owner: `messages` is
+under row-level security), the outbound messages still pending whose next
+attempt is due, or that were never tried, `grace` seconds late, and tells
+each one's chat actor to `Resend` them. The chat actor stays the only
+sender: it skips what it already has on its way and re-reads the rest, so a
+nudge to a live chat costs a lookup, never a second send. The message id
+is the `webhook-id` of every attempt, so receivers dedup if a crash makes
+one go twice.
+
+It runs as one named, restartable Ray actor (`bidi-outbox`), like the relay.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections import defaultdict
+from typing import Any
+
+import ray
+
+from actors.chat import Resend
+from actors.runtime.client import NAMESPACE, ActorSystem
+from core.errors import StartupError
+from core.settings import Settings
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+OUTBOX_NAME = "bidi-outbox"
+
+# The expression of the partial index idx_messages_outbound_due.
+DUE = """
+SELECT organization_id, chat_id, id FROM messages
+WHERE status = 'pending' AND NOT is_incoming AND chat_id IS NOT NULL
+  AND coalesce(next_attempt_at, created_at) <= localtimestamp - make_interval(secs => $1)
+ORDER BY coalesce(next_attempt_at, created_at) LIMIT $2
+"""
+
+
+class OutboxSweeper:
+    def __init__(self, settings: Settings, interval: float = 2.0, grace: float = 5.0,
+                 batch: int = 1000) -> None:
+        self.settings = settings
+        self.interval = interval
+        self.grace = grace  # a live chat's own timer normally comes first
+        self.batch = batch
+        self.nudged = 0
+        self.db: Database | None = None
+        self.system: ActorSystem | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        if settings.database_url is None:
+            raise StartupError("the outbox sweeper needs a resolved DATABASE_URL")
+        self.db = await Database(settings.database_url, settings.app_db_password,
+                                 max_size=2).__aenter__()
+        self.system = ActorSystem(settings.hosts)
+        self._task = asyncio.create_task(self._run(), name="outbox-sweeper")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep going: Postgres or a host may come back
+                log.exception("outbox sweep failed")
+            await asyncio.sleep(self.interval)
+
+    async def sweep(self) -> int:
+        """Nudge the chats of every due message; return how many messages."""
+        assert self.db is not None and self.db.system is not None
+        assert self.system is not None
+        rows = await self.db.system.fetch(DUE, self.grace, self.batch)
+        chats: dict[tuple[str, str], list[str]] = defaultdict(list)
+        for row in rows:
+            chats[(str(row["organization_id"]), str(row["chat_id"]))].append(str(row["id"]))
+        tells = [self.system.tell("chat", org_id, chat_id, Resend(tuple(ids)))
+                 for (org_id, chat_id), ids in chats.items()]
+        for (_, chat_id), result in zip(chats, await asyncio.gather(
+                *tells, return_exceptions=True), strict=True):
+            if isinstance(result, Exception):  # its host is down: the next sweep retries
+                log.warning("outbox: chat %s not reachable: %s", chat_id, result)
+        self.nudged += len(rows)
+        return len(rows)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.system is not None:
+            await self.system.close()
+        if self.db is not None:
+            await self.db.close()
+
+
+class OutboxActor:
+    """The Ray actor around one OutboxSweeper (started in `__init__`, so
+    again by itself after Ray restarts it)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.sweeper = OutboxSweeper(settings)
+        self._started = asyncio.get_running_loop().create_task(self.sweeper.start())
+
+    async def ping(self) -> int:
+        await asyncio.shield(self._started)
+        return self.sweeper.nudged
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    async def shutdown(self) -> None:
+        await self.sweeper.stop()
+
+
+RemoteOutbox = ray.remote(OutboxActor)
+
+
+def start_outbox(settings: Settings, timeout: float = 60.0) -> Any:
+    handle = RemoteOutbox.options(  # type: ignore[attr-defined]
+        name=OUTBOX_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, max_task_retries=0, num_cpus=0.05).remote(settings)
+    try:
+        ray.get(handle.ping.remote(), timeout=timeout)
+    except (ray.exceptions.RayError, TimeoutError) as exc:
+        raise StartupError(f"the outbox sweeper did not start: {exc}") from exc
+    return handle
+
+
+def stop_outbox(timeout: float = 30.0) -> None:
+    try:
+        handle = ray.get_actor(OUTBOX_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return
+    with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
+        ray.get(handle.shutdown.remote(), timeout=timeout)
+    ray.kill(handle, no_restart=True)
