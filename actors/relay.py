@@ -80,13 +80,15 @@ def _decode_position(raw: bytes | str | None) -> Position | None:
 
 class EventRelay:
     def __init__(self, settings: Settings, name: str = "main", batch: int = 2000,
-                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.005) -> None:
+                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.005,
+                 stall_after: float = STALL_AFTER) -> None:
         self.settings = settings
         self.name = name
         self.batch = batch
         self.poll = poll
         self.retry = retry
         self.coalesce = coalesce
+        self.stall_after = stall_after
         self.cursor: Position = events.START
         self.published = 0
         self.db: Database | None = None
@@ -235,7 +237,7 @@ class EventRelay:
         problem = None
         if not running:
             problem = "not running"
-        elif behind is not None and behind > STALL_AFTER:
+        elif behind is not None and behind > self.stall_after:
             problem = (f"events wait and the cursor has not moved for {behind:.0f} s"
                        + (f" ({self.last_error})" if self.last_error else ""))
         return {"running": running, "cursor": list(self.cursor), "published": self.published,
