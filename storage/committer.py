@@ -193,7 +193,7 @@ class GroupCommitter:
             await self._execute(batch)
         except TimeoutError as exc:
             # Stuck (a lock, a lost connection): one by one would wait as long again.
-            log.warning("group commit of %d calls passed its deadline; rolled back",
+            log.warning("group commit of %d calls did not finish by its deadline",
                         len(batch))
             self._fail(batch, CommitError.of(exc))
         except Exception as exc:
