@@ -40,6 +40,7 @@ from actors.chat_store import (
     INSERT_INBOUND,
     INSERT_OUTBOUND,
     MARK_READ,
+    MESSAGE_STORED,
     RECENT,
     SCHEDULE_RETRY,
     SEEN,
@@ -65,7 +66,7 @@ from channels.base import (
 from core.errors import Invalid, NotFound
 from core.messages import InboundMessage, OutboundMessage, Receipt
 from core.settings import RETRY_SCHEDULE
-from storage.committer import Write
+from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +125,24 @@ class ChatActor(VirtualActor):
             UUID(self.key), UUID(self.org_id)
         except ValueError:
             raise Invalid(f"chat key {self.key!r} is not a UUID") from None
-        loader = self.ctx.loader("chat", lambda: chat_loader(self))
-        row = await loader.load((self.org_id, self.key))
+        row = await self._load()
         self.touches = 0
         self.outbox: deque[dict[str, Any]] = deque()
         self.sending: dict[str, dict[str, Any]] = {}  # queued or in flight, until reported
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries not yet due
         self.sender: asyncio.Task[None] | None = None
+        self._adopt(row)
+        if row is None:
+            return
+        for pending in row["pending"] or ():
+            self._resume(pending)
+
+    async def _load(self) -> dict[str, Any] | None:
+        loader = self.ctx.loader("chat", lambda: chat_loader(self))
+        return await loader.load((self.org_id, self.key))  # type: ignore[no-any-return]
+
+    def _adopt(self, row: dict[str, Any] | None) -> None:
+        """Take the chat's cached state from its row (None: not created yet)."""
         self.seen: set[str] = set()
         self.seen_order: deque[str] = deque()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
@@ -151,8 +163,13 @@ class ChatActor(VirtualActor):
         self.recent.extend(row["recent"] or ())
         for external_id in reversed(row["seen"] or ()):
             self._remember(external_id)
-        for pending in row["pending"] or ():
-            self._resume(pending)
+
+
+    async def _reload(self) -> None:
+        """Drop the cached state for Postgres's: the chat (or its contact) was
+        deleted under this resident actor, e.g. by a contact's deletion."""
+        log.info("chat %s: cached state is stale; reloading it", self.key)
+        self._adopt(await self._load())
 
     def can_passivate(self) -> bool:
         # Retries waiting for their time do not keep a chat resident: they
@@ -203,8 +220,42 @@ class ChatActor(VirtualActor):
         message_id = derived_id("message", self.key, message.external_id)
         answer = {"id": message_id, "chat_id": self.key, "duplicate": True}
         if message.external_id in self.seen:
-            return answer
+            if await self._stored(message_id):
+                return answer
+            await self._reload()  # deleted since it was seen
+            if message.external_id in self.seen:
+                return answer
         at = message.received_at or now_utc()
+        try:
+            await self._commit(await self._inbound_writes(message, message_id, at))
+        except CommitError as exc:
+            if exc.sqlstate != FOREIGN_KEY_VIOLATION:
+                raise
+            # The chat or its contact is gone (deleted since this actor cached
+            # them): resolve both again, recreating them, and write once more.
+            await self._reload()
+            await self._commit(await self._inbound_writes(message, message_id, at))
+        self.exists = True
+        self._remember(message.external_id)
+        self.unread += 1
+        self.last_message_at = self.last_inbound_at = at
+        self.recent.append({"id": message_id, "sender_type": "contact",
+                            "content": message.text, "is_incoming": True,
+                            "status": "delivered", "created_at": at})
+        self._mirror_unread()
+        answer["duplicate"] = False
+        return answer
+
+    async def _stored(self, message_id: str) -> bool:
+        """Whether a message seen before is still stored (a redelivery after
+        its chat was deleted must be stored again, not called a duplicate)."""
+        db = self.ctx.db
+        assert db is not None
+        async with db.tenant_tx(self.org_id) as conn:
+            return bool(await conn.fetchval(MESSAGE_STORED, message_id))
+
+    async def _inbound_writes(self, message: InboundMessage, message_id: str,
+                              at: datetime) -> list[Write]:
         writes: list[Write] = []
         if not self.exists:
             writes.extend(await self._creation(message, at))
@@ -222,17 +273,7 @@ class ChatActor(VirtualActor):
         writes.append(Write(INSERT_INBOUND, (
             message_id, self.key, self.org_id, message.text, message.external_id, metadata, at,
             view)))
-        await self._commit(writes)
-        self.exists = True
-        self._remember(message.external_id)
-        self.unread += 1
-        self.last_message_at = self.last_inbound_at = at
-        self.recent.append({"id": message_id, "sender_type": "contact",
-                            "content": message.text, "is_incoming": True,
-                            "status": "delivered", "created_at": at})
-        self._mirror_unread()
-        answer["duplicate"] = False
-        return answer
+        return writes
 
     async def _creation(self, message: InboundMessage, at: datetime) -> list[Write]:
         """The writes that create this chat (and its contact when new)."""

@@ -130,6 +130,8 @@ INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id
 VALUES ($2, 'chat.read', 'chat', $1, $1, $4, $5)
 """
 
+MESSAGE_STORED = "SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)"
+
 SELECT_MESSAGE = """
 SELECT id, chat_id, sender_type, sender_id, content, is_incoming, is_read, status,
        external_id, created_at FROM messages WHERE id = $1 AND chat_id = $2

@@ -13,7 +13,11 @@ move together, so a relay killed at any point restarts with no gap and no
 duplicate. The cursor is copied to Postgres (`relay_cursors`) about once a
 second, for when Redis loses it.
 
-It runs as one named, restartable Ray actor (`bidi-relay`).
+It runs as one named, restartable Ray actor (`bidi-relay`). A start that
+fails (Postgres or Redis down while Ray restarted it) is tried again with a
+backoff until it succeeds. `status()` tells `/readyz` whether it is running
+and keeping up: it is stalled when events wait beyond its cursor and it has
+not moved for `STALL_AFTER` seconds.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import ray
 from ray.util import metrics
 
 from actors.runtime.client import NAMESPACE
+from actors.runtime.startup import Startup
 from core.errors import StartupError
 from core.settings import Settings
 from storage import events
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 RELAY_NAME = "bidi-relay"
 STREAM = "bidi:events"
 STREAM_MAXLEN = 100_000
+STALL_AFTER = 30.0  # seconds without progress while events wait: not ready
 
 
 def cursor_key(name: str) -> str:
@@ -74,13 +80,15 @@ def _decode_position(raw: bytes | str | None) -> Position | None:
 
 class EventRelay:
     def __init__(self, settings: Settings, name: str = "main", batch: int = 2000,
-                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.005) -> None:
+                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.005,
+                 stall_after: float = STALL_AFTER) -> None:
         self.settings = settings
         self.name = name
         self.batch = batch
         self.poll = poll
         self.retry = retry
         self.coalesce = coalesce
+        self.stall_after = stall_after
         self.cursor: Position = events.START
         self.published = 0
         self.db: Database | None = None
@@ -90,21 +98,43 @@ class EventRelay:
         self._task: asyncio.Task[None] | None = None
         self._saved: Position | None = None
         self._saved_at = 0.0
+        self._progress_at = time.monotonic()  # last publish, or last time caught up
+        self.last_error: str | None = None
         self._published = metrics.Counter("bidi_relay_events_total", "events published")
         self._lag = metrics.Gauge("bidi_relay_lag_ms",
                                   "insert-to-publish delay of the newest event published")
 
     async def start(self) -> None:
+        """One attempt: running, or (on failure) nothing left open."""
         settings = self.settings
         if settings.database_url is None or settings.redis_url is None:
             raise StartupError("the relay needs resolved DATABASE_URL and REDIS_URL")
-        self.db = await Database(settings.database_url, settings.app_db_password,
-                                 max_size=2).__aenter__()
-        self.redis = open_redis(settings.redis_url)
-        self.cursor = await self._load_cursor()
-        self._listener = await asyncpg.connect(settings.database_url)
-        await self._listener.add_listener(events.NOTIFY_CHANNEL, self._notified)
+        try:
+            self.db = await Database(settings.database_url, settings.app_db_password,
+                                     max_size=2).__aenter__()
+            self.redis = open_redis(settings.redis_url)
+            self.cursor = await self._load_cursor()
+            await self._listen()
+        except BaseException:
+            await self._close()
+            raise
+        self._progress_at = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="event-relay")
+
+    async def _listen(self) -> None:
+        assert self.settings.database_url is not None
+        self._listener = await asyncpg.connect(self.settings.database_url, timeout=10)
+        await self._listener.add_listener(events.NOTIFY_CHANNEL, self._notified)
+
+    async def _relisten(self) -> None:
+        """After Postgres came back: LISTEN again (polling covers the gap)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            if self._listener is not None:
+                self._listener.terminate()
+            self._listener = None
+            await self._listen()
 
     def _notified(self, *_: Any) -> None:
         self._wake.set()
@@ -131,10 +161,15 @@ class EventRelay:
                 held = published == 0 and await self._held()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # keep going: Postgres or Redis may come back
+            except Exception as exc:  # keep going: Postgres or Redis may come back
                 log.exception("relay step failed")
+                self.last_error = f"{type(exc).__name__}: {exc}"
                 await asyncio.sleep(0.5)
+                await self._relisten()
                 continue
+            self.last_error = None
+            if published or not held:  # moved on, or nothing waits
+                self._progress_at = time.monotonic()
             if published == self.batch:
                 continue
             timeout = self.retry if held else self.poll
@@ -195,21 +230,41 @@ class EventRelay:
             " updated_at = now()", self.name, str(self.cursor[0]), self.cursor[1])
         self._saved, self._saved_at = self.cursor, now
 
+    def status(self) -> dict[str, Any]:
+        """Running or not, how far, and whether it keeps up (`problem`)."""
+        running = self._task is not None and not self._task.done()
+        behind = round(time.monotonic() - self._progress_at, 3) if running else None
+        problem = None
+        if not running:
+            problem = "not running"
+        elif behind is not None and behind > self.stall_after:
+            problem = (f"events wait and the cursor has not moved for {behind:.0f} s"
+                       + (f" ({self.last_error})" if self.last_error else ""))
+        return {"running": running, "cursor": list(self.cursor), "published": self.published,
+                "behind_seconds": behind, "error": self.last_error, "problem": problem}
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        with contextlib.suppress(Exception):
-            await self._save_cursor(force=True)
+            with contextlib.suppress(Exception):
+                await self._save_cursor(force=True)
+        await self._close()
+
+    async def _close(self) -> None:
         if self._listener is not None:
-            await self._listener.close()
+            with contextlib.suppress(Exception):
+                await self._listener.close(timeout=5)
             self._listener = None
         if self.redis is not None:
-            await self.redis.aclose()
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+            self.redis = None
         if self.db is not None:
             await self.db.close()
+            self.db = None
 
 
 def _notify(event: Event) -> list[str]:
@@ -223,14 +278,17 @@ def _notify(event: Event) -> list[str]:
 class RelayActor:
     """The Ray actor around one EventRelay. Ray runs an async actor's
     `__init__` on its event loop, so the relay starts at once, and again by
-    itself after Ray restarts a crashed relay."""
+    itself after Ray restarts a crashed relay; a failed start is retried
+    until it succeeds."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.relay = EventRelay(settings)
-        self._started = asyncio.get_running_loop().create_task(self.relay.start())
+    def __init__(self, settings: Settings, name: str = "main") -> None:
+        self.relay = EventRelay(settings, name=name)
+        self.startup = Startup(f"event relay {name}", self.relay.start)
+        self.startup.begin()
 
     async def ping(self) -> Position:
-        await asyncio.shield(self._started)
+        """The cursor, once started (waits through failed attempts)."""
+        await self.startup.until_up()
         return self.relay.cursor
 
     def pid(self) -> int:
@@ -240,7 +298,19 @@ class RelayActor:
         await self.ping()
         return {"cursor": list(self.relay.cursor), "published": self.relay.published}
 
+    def status(self) -> dict[str, Any]:
+        """For readiness: at once, started or not."""
+        if not self.startup.up:
+            started = self.startup.status()
+            return {"running": False, "state": "starting", "attempts": started["attempts"],
+                    "error": started["error"],
+                    "problem": f"starting (attempt {started['attempts']}"
+                               + (f": {started['error']})" if started["error"] else ")")}
+        status = self.relay.status()
+        return {"state": "running" if status["running"] else "stopped", **status}
+
     async def shutdown(self) -> None:
+        await self.startup.cancel()
         await self.relay.stop()
 
 

@@ -8,7 +8,12 @@ and, level by level, by statement, so each statement runs once per flush
 through `executemany` while each call's own writes keep their order.
 
 When a flush fails, each call is retried alone in its own transaction, so one
-bad turn fails only itself.
+bad turn fails only itself. Whatever a flush raises fails only its own calls:
+the loop lives on (and is started again should it ever end). Every call has a
+deadline (`timeout` after it was handed in): a flush still running at the
+earliest deadline of its calls is cancelled and rolled back, a call whose
+deadline passed while it queued is never written, and either way the turn
+gets `CommitError` (retryable) instead of waiting for ever.
 """
 from __future__ import annotations
 
@@ -29,6 +34,13 @@ from storage.events import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
 
+COMMIT_TIMEOUT = 10.0  # seconds a turn waits for its COMMIT at most
+# A COMMIT already sent is let finish (a cancelled one would leave the outcome
+# unknown) for up to COMMIT_GRACE more; a waiter gives up on a wedged loop
+# after its deadline plus twice that.
+COMMIT_GRACE = 2.0
+FOREIGN_KEY_VIOLATION = "23503"
+
 
 @dataclass(frozen=True, slots=True)
 class Write:
@@ -37,7 +49,24 @@ class Write:
 
 
 class CommitError(Unavailable):
-    """The writes of a turn could not be committed; nothing of them is stored."""
+    """The writes of a turn could not be committed; nothing of them is stored
+    (unless a deadline fell on the COMMIT itself: retrying with the same dedup
+    keys is safe either way). `sqlstate` names the database's reason, if any."""
+
+    def __init__(self, message: str, *, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+
+    @classmethod
+    def of(cls, exc: BaseException) -> CommitError:
+        if isinstance(exc, CommitError):
+            return exc
+        if isinstance(exc, TimeoutError):
+            return cls("the commit did not finish before its deadline")
+        sqlstate = getattr(exc, "sqlstate", None) if isinstance(exc, asyncpg.PostgresError) \
+            else None
+        text = str(exc) or type(exc).__name__
+        return cls(f"commit failed: {text}", sqlstate=sqlstate)
 
 
 @dataclass(slots=True)
@@ -45,6 +74,7 @@ class _Call:
     org_id: str
     writes: Sequence[Write]
     future: asyncio.Future[None]
+    deadline: float  # on the event loop's clock
 
 
 @dataclass
@@ -63,6 +93,7 @@ class GroupCommitter:
     max_delay: float = 0.002
     max_rows: int = 5000
     notify: str | None = NOTIFY_CHANNEL  # wakes the event relay
+    timeout: float = COMMIT_TIMEOUT
     stats: CommitStats = field(default_factory=CommitStats)
     _pending: list[_Call] = field(default_factory=list)
     _pending_rows: int = 0
@@ -71,27 +102,50 @@ class GroupCommitter:
     _closed: bool = False
 
     async def __aenter__(self) -> GroupCommitter:
-        self._task = asyncio.create_task(self._run(), name="group-committer")
+        self._ensure_running()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self._closed = True
         self._wake.set()
         if self._task is not None:
-            await self._task
+            try:
+                await self._task
+            except Exception:
+                log.exception("the group committer ended with an error")
             self._task = None
+        self._fail(self._pending, CommitError("the committer is shut down"))
+        self._pending, self._pending_rows = [], 0
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            if self._task is not None:
+                log.error("the group committer had stopped; starting it again")
+            self._task = asyncio.create_task(self._run(), name="group-committer")
 
     async def commit(self, org_id: UUID | str, writes: Sequence[Write]) -> None:
-        """Resolve after the COMMIT holding `writes` (atomic together)."""
+        """Resolve after the COMMIT holding `writes` (atomic together);
+        `CommitError` when that fails or takes longer than `timeout`."""
         if not writes:
             return
         if self._closed:
             raise CommitError("the committer is shut down")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Call(str(org_id), writes, future))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        call = _Call(str(org_id), writes, future, loop.time() + self.timeout)
+        self._pending.append(call)
         self._pending_rows += len(writes)
+        self._ensure_running()
         self._wake.set()
-        await future
+        try:
+            # The flush settles the call by its deadline; this is the backstop.
+            await asyncio.wait_for(future, self.timeout + 2 * COMMIT_GRACE)
+        except TimeoutError:
+            if call in self._pending:
+                self._pending.remove(call)
+                self._pending_rows -= len(call.writes)
+            raise CommitError(f"the commit did not finish within {self.timeout:g} s") \
+                from None
 
     async def _run(self) -> None:
         while True:
@@ -104,7 +158,17 @@ class GroupCommitter:
             self._wake.clear()
             while self._pending:
                 batch, self._pending = self._take()
-                await self._flush(batch)
+                try:
+                    await self._flush(batch)
+                except asyncio.CancelledError as exc:
+                    current = asyncio.current_task()
+                    if current is not None and current.cancelling():
+                        self._fail(batch, CommitError("the committer is shut down"))
+                        raise
+                    self._fail(batch, CommitError.of(exc))  # a query's, not ours
+                except Exception as exc:  # never let one flush end the loop
+                    log.exception("group commit of %d calls failed", len(batch))
+                    self._fail(batch, CommitError.of(exc))
 
     def _take(self) -> tuple[list[_Call], list[_Call]]:
         rows, cut = 0, 0
@@ -114,16 +178,27 @@ class GroupCommitter:
                 break
         batch, rest = self._pending[:cut], self._pending[cut:]
         self._pending_rows -= rows
-        return batch, rest
+        # Calls past their deadline, or whose turn stopped waiting, are dropped.
+        now = asyncio.get_running_loop().time()
+        late = [c for c in batch if c.deadline <= now]
+        self._fail(late, CommitError(f"the commit did not start within {self.timeout:g} s"))
+        return [c for c in batch if not c.future.done()], rest
 
     async def _flush(self, batch: list[_Call]) -> None:
+        if not batch:
+            return
         started = time.perf_counter()
         rows = sum(len(c.writes) for c in batch)
         try:
             await self._execute(batch)
-        except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
-            log.warning("group commit of %d calls failed (%s); retrying one by one",
-                        len(batch), exc)
+        except TimeoutError as exc:
+            # Stuck (a lock, a lost connection): one by one would wait as long again.
+            log.warning("group commit of %d calls did not finish by its deadline",
+                        len(batch))
+            self._fail(batch, CommitError.of(exc))
+        except Exception as exc:
+            log.warning("group commit of %d calls failed (%s: %s); retrying one by one",
+                        len(batch), type(exc).__name__, exc)
             self.stats.retries += 1
             await self._retry_alone(batch)
         else:
@@ -137,36 +212,76 @@ class GroupCommitter:
         self.stats.flush_seconds += time.perf_counter() - started
 
     async def _execute(self, batch: list[_Call]) -> None:
+        """One transaction for `batch`. Its statements are cancelled (and
+        rolled back: TimeoutError) at the earliest deadline of its calls; a
+        COMMIT that was reached is not."""
+        pool = self.db.app
+        if pool is None:
+            raise CommitError("database is not open")
+        deadline = min(c.deadline for c in batch)
+        async with asyncio.timeout_at(deadline):
+            conn = await pool.acquire()
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await conn.execute("BEGIN")
+                    await self._statements(conn, batch)
+            except BaseException:
+                await _rollback(conn)
+                raise
+            try:
+                await asyncio.wait_for(conn.execute("COMMIT"), COMMIT_GRACE)
+            except BaseException:
+                conn.terminate()  # whatever its state, it is not reused
+                raise
+        finally:
+            await pool.release(conn)
+
+    async def _statements(self, conn: asyncpg.Connection, batch: list[_Call]) -> None:
         by_org: dict[str, list[_Call]] = defaultdict(list)
         for call in batch:
             by_org[call.org_id].append(call)
-        if self.db.app is None:
-            raise CommitError("database is not open")
-        async with self.db.app.acquire() as conn, conn.transaction():
-            if self.notify:  # delivered at COMMIT, once per transaction
-                await conn.execute("SELECT pg_notify($1, '')", self.notify)
-            for org_id, calls in by_org.items():
-                await conn.execute("SELECT set_config('app.org_id', $1, true)", org_id)
-                depth = max(len(c.writes) for c in calls)
-                for level in range(depth):
-                    by_sql: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
-                    for call in calls:
-                        if level < len(call.writes):
-                            write = call.writes[level]
-                            by_sql[write.sql].append(write.args)
-                    for sql, args in by_sql.items():
-                        if len(args) == 1:
-                            await conn.execute(sql, *args[0])
-                        else:
-                            await conn.executemany(sql, args)
+        if self.notify:  # delivered at COMMIT, once per transaction
+            await conn.execute("SELECT pg_notify($1, '')", self.notify)
+        for org_id, calls in by_org.items():
+            await conn.execute("SELECT set_config('app.org_id', $1, true)", org_id)
+            depth = max(len(c.writes) for c in calls)
+            for level in range(depth):
+                by_sql: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+                for call in calls:
+                    if level < len(call.writes):
+                        write = call.writes[level]
+                        by_sql[write.sql].append(write.args)
+                for sql, args in by_sql.items():
+                    if len(args) == 1:
+                        await conn.execute(sql, *args[0])
+                    else:
+                        await conn.executemany(sql, args)
 
     async def _retry_alone(self, batch: list[_Call]) -> None:
         for call in batch:
+            if call.future.done():
+                continue
             try:
                 await self._execute([call])
-            except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
-                if not call.future.done():
-                    call.future.set_exception(CommitError(f"commit failed: {exc}"))
+            except Exception as exc:
+                self._fail([call], CommitError.of(exc))
             else:
                 if not call.future.done():
                     call.future.set_result(None)
+
+    @staticmethod
+    def _fail(calls: Sequence[_Call], error: CommitError) -> None:
+        for call in calls:
+            if not call.future.done():  # one instance per waiter: tracebacks stay apart
+                call.future.set_exception(CommitError(error.message, sqlstate=error.sqlstate))
+
+
+async def _rollback(conn: asyncpg.Connection) -> None:
+    """Undo a failed or cancelled flush; a connection that cannot (its socket
+    is gone, the cancelled query will not end) is dropped, and the pool opens
+    another."""
+    try:
+        await asyncio.wait_for(conn.execute("ROLLBACK"), COMMIT_GRACE)
+    except Exception:
+        conn.terminate()

@@ -1,7 +1,9 @@
 """`ActorHost`: the Ray actor that carries one `Host`, named `bidi-host-{i}`,
 restarted by Ray after a crash (`max_restarts=-1`); its virtual actors then
 reactivate lazily from Postgres. Calls in flight when it dies fail on the
-caller's side (`max_task_retries=0`): the caller decides to retry."""
+caller's side (`max_task_retries=0`): the caller decides to retry. A host
+whose start fails (Postgres or Redis down while Ray restarted it) tries
+again with a backoff until it is up; meanwhile calls fail fast, retryably."""
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +18,7 @@ import ray
 from actors.runtime.client import NAMESPACE, ActorSystem, host_name
 from actors.runtime.host import Host, HostConfig, HostContext
 from actors.runtime.protocol import Envelope, Reply
+from actors.runtime.startup import Startup
 from core.errors import StartupError
 from core.settings import Settings
 from storage.committer import GroupCommitter
@@ -38,26 +41,34 @@ class ActorHost:
         self.ctx = HostContext(index=index, settings=settings)
         self.host = Host(self.ctx, kinds, config)
         self._stack = AsyncExitStack()
-        self._started: asyncio.Task[None] | None = None
+        self._startup: Startup | None = None
         self._maintenance: asyncio.Task[None] | None = None
 
     async def _ready(self) -> None:
-        if self._started is None:
-            self._started = asyncio.ensure_future(self._start())
-        await asyncio.shield(self._started)
+        if self._startup is None:
+            self._startup = Startup(f"actor host {self.index}", self._start)
+        await self._startup.ready()
 
     async def _start(self) -> None:
+        """One attempt: everything opened, or (on failure) nothing left open."""
         settings = self.settings
         if settings.database_url is None or settings.redis_url is None:
             raise StartupError("actor hosts need resolved DATABASE_URL and REDIS_URL")
-        db = await self._stack.enter_async_context(
-            Database(settings.database_url, settings.app_db_password,
-                     max_size=settings.pool_size))
-        redis = open_redis(settings.redis_url)
-        self._stack.push_async_callback(redis.aclose)
-        committer = await self._stack.enter_async_context(GroupCommitter(db))
-        system = ActorSystem(settings.hosts, local=self.host, local_index=self.index)
-        self._stack.push_async_callback(system.close)
+        stack = AsyncExitStack()
+        try:
+            db = await stack.enter_async_context(
+                Database(settings.database_url, settings.app_db_password,
+                         max_size=settings.pool_size))
+            redis = open_redis(settings.redis_url)
+            stack.push_async_callback(redis.aclose)
+            await redis.ping()  # a host without Redis is not started
+            committer = await stack.enter_async_context(GroupCommitter(db))
+            system = ActorSystem(settings.hosts, local=self.host, local_index=self.index)
+            stack.push_async_callback(system.close)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
         self.ctx.db, self.ctx.redis, self.ctx.committer, self.ctx.system = (
             db, redis, committer, system)
         self._maintenance = asyncio.create_task(self._maintain())
@@ -105,6 +116,8 @@ class ActorHost:
         return ray.get_runtime_context().get_node_id()
 
     async def shutdown(self) -> None:
+        if self._startup is not None:
+            await self._startup.cancel()
         if self._maintenance is not None:
             self._maintenance.cancel()
             with contextlib.suppress(asyncio.CancelledError):

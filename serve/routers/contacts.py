@@ -309,7 +309,9 @@ async def bulk_tag(body: BulkTagIn, request: Request,
 async def import_csv(request: Request,
                      principal: Principal = Depends(require("crm:write"))) -> Any:
     """CSV with a header row naming contact fields (`tags` separated by `;`).
-    Valid rows are stored; every other row is reported with its errors."""
+    Valid rows are stored; every other row is reported with its errors.
+    Rows are committed `IMPORT_CHUNK` at a time, each chunk with its audit
+    rows and events."""
     raw = await request.body()
     try:
         text = raw.decode("utf-8-sig")
@@ -324,22 +326,46 @@ async def import_csv(request: Request,
     if not reader.fieldnames or unknown:
         raise Invalid(f"unknown columns: {', '.join(unknown)}" if unknown
                       else "the CSV needs a header row", details={"allowed": WRITABLE})
+    if len(rows) > MAX_IMPORT_ROWS:
+        raise Invalid(f"at most {MAX_IMPORT_ROWS} rows per import")
     errors: list[dict[str, Any]] = []
+    valid: list[tuple[int, ContactIn]] = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            valid.append((number, _import_row(row)))
+        except ValidationError as exc:
+            errors.append({"row": number, "errors": [
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]})
     imported = 0
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        if len(rows) > MAX_IMPORT_ROWS:
-            raise Invalid(f"at most {MAX_IMPORT_ROWS} rows per import")
-        for number, row in enumerate(rows, start=2):
-            cells: dict[str, Any] = {k: v.strip() for k, v in row.items()
-                                     if k and v is not None and v.strip()}
-            if "tags" in cells:
-                cells["tags"] = [t.strip() for t in cells["tags"].split(";") if t.strip()]
-            try:
-                parsed = ContactIn.model_validate({"source": "import", **cells})
-            except ValidationError as exc:
-                errors.append({"row": number, "errors": [
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]})
-                continue
+    db = runtime_of(request).db
+    for start in range(0, len(valid), IMPORT_CHUNK):
+        imported += await _import_chunk(db, principal, valid[start:start + IMPORT_CHUNK],
+                                        errors)
+    errors.sort(key=lambda e: e["row"])
+    return {"imported": imported, "failed": len(errors), "errors": errors}
+
+
+# Rows per import transaction: events are read below the oldest open
+# transaction (storage.events), so one long import would hold back every
+# organization's realtime events; a chunk commits in well under a second.
+IMPORT_CHUNK = 500
+
+
+def _import_row(row: dict[str, Any]) -> ContactIn:
+    cells: dict[str, Any] = {k: v.strip() for k, v in row.items()
+                             if k and isinstance(v, str) and v.strip()}
+    if "tags" in cells:
+        cells["tags"] = [t.strip() for t in cells["tags"].split(";") if t.strip()]
+    return ContactIn.model_validate({"source": "import", **cells})
+
+
+async def _import_chunk(db: Database, principal: Principal,
+                        chunk: list[tuple[int, ContactIn]],
+                        errors: list[dict[str, Any]]) -> int:
+    """Store one chunk of valid rows in one transaction; report the rows refused."""
+    imported = 0
+    async with db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        for number, parsed in chunk:
             fields = parsed.model_dump(exclude_none=True)
             try:
                 async with savepoint(conn):  # a bad row fails alone
@@ -352,7 +378,7 @@ async def import_csv(request: Request,
             await record(conn, principal.actor, action="contact.create",
                          resource_type="contact", resource_id=contact["id"], changes=fields,
                          event_type="contact.created", payload=_out(contact))
-    return {"imported": imported, "failed": len(errors), "errors": errors}
+    return imported
 
 
 @router.get("/{contact_id}/notes", response_model=list[NoteOut])

@@ -1,0 +1,93 @@
+"""The group committer against a real Postgres: whatever a flush raises fails
+only its own calls and the loop lives on; a commit stuck on a lock fails
+with `CommitError` at its deadline instead of hanging every later turn."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+
+from core.errors import Unavailable
+from storage.committer import CommitError, GroupCommitter, Write
+from storage.db import Database
+from tests.conftest import Org
+from tests.waiting import eventually
+
+INSERT = "INSERT INTO contacts (id, organization_id, first_name) VALUES ($1, $2, $3)"
+RENAME = "UPDATE contacts SET first_name = $2 WHERE id = $1"
+GUARD = 15.0  # a hung committer fails the test instead of hanging it
+
+
+async def _names(db: Database, org: Org) -> set[str]:
+    async with db.tenant_tx(org.id) as conn:
+        return {r["first_name"] for r in await conn.fetch("SELECT first_name FROM contacts")}
+
+
+def _insert(org: Org, name: str) -> Write:
+    return Write(INSERT, (str(uuid.uuid4()), str(org.id), name))
+
+
+@pytest.mark.parametrize("bad", [
+    Write(INSERT, ("only one argument",)),  # the driver refuses it (InterfaceError)
+    Write(INSERT, None),  # type: ignore[arg-type]  # building the statement raises TypeError
+], ids=["driver-error", "python-error"])
+async def test_a_write_that_raises_fails_alone_and_the_loop_lives_on(
+        db: Database, org: Org, bad: Write) -> None:
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        results = await asyncio.gather(
+            committer.commit(org.id, [_insert(org, "Before")]),
+            committer.commit(org.id, [bad]),
+            committer.commit(org.id, [_insert(org, "Beside")]),
+            return_exceptions=True)
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], CommitError)
+        await committer.commit(org.id, [_insert(org, "After")])
+    assert await _names(db, org) == {"Before", "Beside", "After"}
+
+
+async def test_a_foreign_key_violation_names_its_sqlstate(db: Database, org: Org) -> None:
+    chat = "INSERT INTO messages (chat_id, organization_id, sender_type, content, is_incoming)" \
+           " VALUES ($1, $2, 'contact', 'hi', true)"
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        with pytest.raises(CommitError) as caught:
+            await committer.commit(org.id, [Write(chat, (str(uuid.uuid4()), str(org.id)))])
+    assert caught.value.sqlstate == "23503"
+
+
+async def test_a_commit_blocked_on_a_lock_times_out_and_the_next_one_commits(
+        db: Database, org: Org) -> None:
+    contact = str(uuid.uuid4())
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(INSERT, contact, str(org.id), "Original")
+    assert db.system is not None
+    async with asyncio.timeout(GUARD), GroupCommitter(db, timeout=1.0) as committer:
+        async with db.system.acquire() as holder:
+            locked = holder.transaction()
+            await locked.start()
+            await holder.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact)
+            started = time.monotonic()
+            blocked = asyncio.ensure_future(
+                committer.commit(org.id, [Write(RENAME, (contact, "Blocked"))]))
+            await eventually(lambda: _waiting_on_a_lock(db), what="the flush waits on the lock")
+            behind = asyncio.ensure_future(committer.commit(org.id, [_insert(org, "Behind")]))
+            results = await asyncio.gather(blocked, behind, return_exceptions=True)
+            waited = time.monotonic() - started
+            await locked.rollback()
+        assert isinstance(results[0], CommitError), results
+        assert isinstance(results[0], Unavailable)  # retryable
+        # The call queued behind it did not hang either: it went through once
+        # the stuck flush gave up, or reached its own deadline first.
+        assert results[1] is None or isinstance(results[1], CommitError), results
+        assert waited < 5.0
+        await committer.commit(org.id, [Write(RENAME, (contact, "Renamed"))])
+    # The stuck transaction was rolled back; nothing of it is stored.
+    assert await _names(db, org) == {"Renamed"} | ({"Behind"} if results[1] is None else set())
+
+
+async def _waiting_on_a_lock(db: Database) -> bool:
+    assert db.system is not None
+    return bool(await db.system.fetchval(
+        "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bidi_app'"
+        " AND wait_event_type = 'Lock'"))
