@@ -8,16 +8,25 @@ columns readable.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from core.errors import ConfigError
 
 SECRETS_FILE = "secrets.json"
+GENERATED = ("jwt_secret", "encryption_key", "app_db_password")
+MIB = 1024 * 1024
+NO_SECRET = SecretStr("")
+log = logging.getLogger("bidi")
 
 
 def _env(name: str) -> AliasChoices:
@@ -35,28 +44,30 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path(".bidi")
 
-    jwt_secret: str | None = None
-    encryption_key: str | None = None
-    app_db_password: str | None = None
+    # Secrets are SecretStr: repr, str and logs show "**********"; readers call
+    # .get_secret_value(). Unset is the empty secret.
+    jwt_secret: SecretStr = NO_SECRET
+    encryption_key: SecretStr = NO_SECRET
+    app_db_password: SecretStr = NO_SECRET
 
-    openai_api_key: str | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_api_key: SecretStr = Field(default=NO_SECRET, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
-    anthropic_api_key: str | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
+    anthropic_api_key: SecretStr = Field(
+        default=NO_SECRET, validation_alias=_env("ANTHROPIC_API_KEY")
     )
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=_env("ANTHROPIC_BASE_URL")
     )
-    stripe_api_key: str | None = Field(default=None, validation_alias=_env("STRIPE_API_KEY"))
-    stripe_webhook_secret: str | None = Field(
-        default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
+    stripe_api_key: SecretStr = Field(default=NO_SECRET, validation_alias=_env("STRIPE_API_KEY"))
+    stripe_webhook_secret: SecretStr = Field(
+        default=NO_SECRET, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
     )
 
     public_url: str | None = None  # how browsers reach the API (OAuth redirects)
     google_client_id: str | None = None
-    google_client_secret: str | None = None
+    google_client_secret: SecretStr = NO_SECRET
     google_issuer: str = "https://accounts.google.com"
-    telegram_login_bot_token: str | None = None
+    telegram_login_bot_token: SecretStr = NO_SECRET
 
     haproxy: bool = True
     haproxy_maxconn: int = 7500
@@ -72,6 +83,15 @@ class Settings(BaseSettings):
     login_failures_per_account: int = Field(default=5, ge=1)
     login_failures_per_ip: int = Field(default=30, ge=1)
     login_window_seconds: int = Field(default=900, ge=1)
+    # Request bodies are refused (413) past these before they are read whole;
+    # the signed API-channel webhook has its own cap (channels_api.MAX_BODY).
+    max_body_bytes: int = Field(default=MIB, ge=1)
+    max_import_bytes: int = Field(default=10 * MIB, ge=1)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # URLs may carry a password: keep it out of repr, str and logs.
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if name in ("database_url", "redis_url") else value
 
     @property
     def embedded_postgres(self) -> bool:
@@ -82,6 +102,24 @@ class Settings(BaseSettings):
         return self.redis_url is None
 
 
+def masked_url(url: str | None) -> str | None:
+    """`url` with its password (if any) replaced by `***`, for printing."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and "password" not in dict(parse_qsl(parts.query)):
+            return url
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+            parts = parts._replace(netloc=netloc)
+        query = [(k, "***" if k == "password" else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        return urlunsplit(parts._replace(query=urlencode(query, safe="*/")))
+    except ValueError:
+        return "<unparseable URL>"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; `overrides` win (used by the CLI flags)."""
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
@@ -89,10 +127,12 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def prepare_data_dir(settings: Settings) -> Settings:
-    """Create the data dir and fill in generated secrets; never wipes anything."""
+    """Create the data dir (0700: it holds the secrets and the databases) and
+    fill in generated secrets; never wipes anything."""
     data_dir = settings.data_dir
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private(data_dir)
         probe = data_dir / ".write-probe"
         probe.write_text("ok")
         probe.unlink()
@@ -106,13 +146,26 @@ def prepare_data_dir(settings: Settings) -> Settings:
             stored = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from exc
-    wanted = ("jwt_secret", "encryption_key", "app_db_password")
-    missing = [k for k in wanted if k not in stored]
+    missing = [k for k in GENERATED if k not in stored]
     if missing:
         for key in missing:
             stored[key] = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older file may have been created looser
         with os.fdopen(fd, "w") as fh:
             json.dump(stored, fh)
-    update = {k: stored[k] for k in wanted if getattr(settings, k) is None}
+    update = {k: SecretStr(stored[k]) for k in GENERATED
+              if not getattr(settings, k).get_secret_value()}
     return settings.model_copy(update=update)
+
+
+def _make_private(data_dir: Path) -> None:
+    """An existing data dir open to others is tightened to 0700 (with a
+    warning); one owned by another user is refused."""
+    info = data_dir.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"data dir {data_dir} belongs to another user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning("data dir %s was open to other users; now 0700", data_dir)
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        data_dir.chmod(0o700)

@@ -44,7 +44,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         raise ValueError("open_runtime needs resolved DATABASE_URL and REDIS_URL")
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(
-            Database(settings.database_url, settings.app_db_password, max_size=settings.pool_size)
+            Database(settings.database_url, settings.app_db_password.get_secret_value(),
+                     max_size=settings.pool_size)
         )
         client = open_redis(settings.redis_url)
         stack.push_async_callback(client.aclose)

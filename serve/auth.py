@@ -95,7 +95,7 @@ async def authenticate(runtime: Runtime, bearer: str | None, api_key: str | None
                        ip: str | None, agent: str | None) -> Principal:
     """The caller named by a bearer token or an API key, or Unauthorized."""
     if bearer:
-        claims = decode_access_token(runtime.settings.jwt_secret or "", bearer)
+        claims = decode_access_token(runtime.settings.jwt_secret.get_secret_value(), bearer)
         return Principal(claims.org_id, claims.user_id, claims.role,
                          permissions_of(claims.role), ip=ip, user_agent=agent)
     if api_key:

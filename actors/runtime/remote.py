@@ -51,7 +51,7 @@ class ActorHost:
         if settings.database_url is None or settings.redis_url is None:
             raise StartupError("actor hosts need resolved DATABASE_URL and REDIS_URL")
         db = await self._stack.enter_async_context(
-            Database(settings.database_url, settings.app_db_password,
+            Database(settings.database_url, settings.app_db_password.get_secret_value(),
                      max_size=settings.pool_size))
         redis = open_redis(settings.redis_url)
         self._stack.push_async_callback(redis.aclose)

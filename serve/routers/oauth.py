@@ -75,7 +75,7 @@ def _google_configured(request: Request) -> tuple[str, str]:
     settings = runtime_of(request).settings
     if not settings.google_client_id or not settings.google_client_secret:
         raise NotFound("Google sign-in is not configured")
-    return settings.google_client_id, settings.google_client_secret
+    return settings.google_client_id, settings.google_client_secret.get_secret_value()
 
 
 @router.get("/oauth/google/start", response_model=StartOut)
@@ -130,13 +130,13 @@ def _verify_id_token(token: str, jwks: dict[str, Any], issuer: str, client_id: s
 
 async def _session(request: Request, who: ExternalIdentity) -> dict[str, Any]:
     runtime = runtime_of(request)
-    cipher = Cipher(runtime.settings.encryption_key)
+    cipher = Cipher(runtime.settings.encryption_key.get_secret_value())
     async with runtime.db.system_tx() as conn:
         user, org, _ = await sign_in(conn, who, cipher)
         if org is None:
             raise Unauthorized("this account belongs to no organization")
         refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
-    access = issue_access_token(runtime.settings.jwt_secret or "", str(user["id"]),
+    access = issue_access_token(runtime.settings.jwt_secret.get_secret_value(), str(user["id"]),
                                 str(org["organization_id"]), org["role"])
     return {"access_token": access, "refresh_token": refresh, "user": user,
             "organization": {"id": org["organization_id"], "name": org["name"],
@@ -172,7 +172,7 @@ def telegram_hash(bot_token: str, fields: dict[str, Any]) -> str:
 
 @router.post("/telegram", response_model=SessionOut)
 async def telegram_login(body: TelegramIn, request: Request) -> Any:
-    bot_token = runtime_of(request).settings.telegram_login_bot_token
+    bot_token = runtime_of(request).settings.telegram_login_bot_token.get_secret_value()
     if not bot_token:
         raise NotFound("Telegram sign-in is not configured")
     fields = body.model_dump(exclude={"hash"})

@@ -287,7 +287,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     token = websocket.query_params.get("token", "")
     try:
-        claims = decode_access_token(runtime.settings.jwt_secret or "", token)
+        claims = decode_access_token(runtime.settings.jwt_secret.get_secret_value(), token)
     except BidiError as exc:
         await websocket.close(BAD_TOKEN, exc.message[:120])
         return
