@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from core.settings import Settings
-from serve.limits import MAX_JSON_DEPTH
+from serve.limits import MAX_JSON_DEPTH, BodyLimit
 from serve.routers.channels_api import MAX_BODY
 from serve.stack import Stack
 from tests.conftest import Account
@@ -168,3 +168,38 @@ async def test_deeply_nested_json_to_the_webhook_is_a_client_error(
         resp = await post_inbound(api, inbox, raw)
         assert resp.status_code in (400, 422), resp.text[:300]
         assert "error" in resp.json()
+
+
+async def test_a_counted_body_is_not_read_past_the_cap() -> None:
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            while (message := await receive())["type"] != "http.disconnect":
+                seen.append(message["type"])
+        else:
+            seen.append(scope["type"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"too late"})
+
+    pulled = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": b"x" * 1000, "more_body": True}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    limit = BodyLimit(app, default=2500, import_bytes=10_000, inbound_bytes=100)
+    await limit({"type": "http", "method": "POST", "path": "/v1/contacts", "headers": []},
+                receive, send)
+    assert pulled == 3 and seen == ["http.request"] * 2  # the third went over
+    assert sent[0]["status"] == 413 and b"too late" not in sent[-1]["body"]
+    sent.clear()
+    await limit({"type": "websocket", "path": "/v1/ws",
+                 "headers": [(b"content-length", b"99999999")]}, receive, send)
+    assert seen[-1] == "websocket" and sent[0]["status"] == 200
