@@ -59,7 +59,7 @@ class OutboxSweeper:
         settings = self.settings
         if settings.database_url is None:
             raise StartupError("the outbox sweeper needs a resolved DATABASE_URL")
-        self.db = await Database(settings.database_url, settings.app_db_password,
+        self.db = await Database(settings.database_url, settings.app_db_password.get_secret_value(),
                                  max_size=2).__aenter__()
         self.system = ActorSystem(settings.hosts)
         self._task = asyncio.create_task(self._run(), name="outbox-sweeper")

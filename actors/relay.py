@@ -110,7 +110,8 @@ class EventRelay:
         if settings.database_url is None or settings.redis_url is None:
             raise StartupError("the relay needs resolved DATABASE_URL and REDIS_URL")
         try:
-            self.db = await Database(settings.database_url, settings.app_db_password,
+            self.db = await Database(settings.database_url,
+                                     settings.app_db_password.get_secret_value(),
                                      max_size=2).__aenter__()
             self.redis = open_redis(settings.redis_url)
             self.cursor = await self._load_cursor()

@@ -147,7 +147,7 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
     hosts = settings.hosts
     pids = [await ray.get_actor(host_name(i), namespace=NAMESPACE).pid.remote()
             for i in range(hosts)]
-    async with Database(settings.database_url, settings.app_db_password) as db:
+    async with Database(settings.database_url, settings.app_db_password.get_secret_value()) as db:
         org, chats = await seed(db, args.resident)
         log(f"seeded {len(chats)} chats")
         system = ActorSystem(hosts)

@@ -27,7 +27,7 @@ async def seed(settings: Settings, orgs: int, per_org: int) -> list[tuple[str, s
     """Orgs with an owner each and `per_org` contacts; returns (org, user) pairs."""
     assert settings.database_url is not None
     pairs = []
-    async with Database(settings.database_url, settings.app_db_password) as db:
+    async with Database(settings.database_url, settings.app_db_password.get_secret_value()) as db:
         for n in range(orgs):
             async with db.system_tx() as conn:
                 org = await conn.fetchval(
@@ -76,7 +76,7 @@ def main() -> None:
             pairs = asyncio.run(seed(settings, args.orgs, args.contacts))
             print(f"seeded {args.orgs} orgs x {args.contacts} contacts", flush=True)
             host, port = settings.host, settings.port
-            tokens = [issue_access_token(settings.jwt_secret or "", user, org, "owner",
+            tokens = [issue_access_token(settings.jwt_secret.get_secret_value(), user, org, "owner",
                                          ttl=3600) for org, user in pairs]
             lists = [raw_request("GET", host, port, f"/v1/contacts?q={WORDS[i % 10]}{i}"
                                  f"&limit=50", {"Authorization": f"Bearer {token}"})

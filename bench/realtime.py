@@ -41,7 +41,7 @@ async def seed(settings: Settings) -> tuple[str, str, str, str]:
     import httpx
 
     assert settings.database_url is not None
-    async with Database(settings.database_url, settings.app_db_password) as db, \
+    async with Database(settings.database_url, settings.app_db_password.get_secret_value()) as db, \
             db.system_tx() as conn:
         org = await conn.fetchval(
             "INSERT INTO organizations (name, slug) VALUES ('Bench', $1) RETURNING id",
@@ -51,7 +51,7 @@ async def seed(settings: Settings) -> tuple[str, str, str, str]:
             f"owner-{uuid.uuid4().hex[:8]}@example.com")
         await conn.execute("INSERT INTO organization_members (organization_id, user_id,"
                            " role) VALUES ($1, $2, 'owner')", org, user)
-    token = issue_access_token(settings.jwt_secret or "", str(user), str(org), "owner",
+    token = issue_access_token(settings.jwt_secret.get_secret_value(), str(user), str(org), "owner",
                                ttl=3600)
     async with httpx.AsyncClient(base_url=f"http://{settings.host}:{settings.port}") as api:
         resp = await api.post("/v1/integrations", json={"type": "api", "name": "bench"},
@@ -289,7 +289,7 @@ def main() -> None:
         with Stack(settings, dashboard=False) as stack:
             settings = stack.settings
             org, user, integration, secret = asyncio.run(seed(settings))
-            token = issue_access_token(settings.jwt_secret or "", user, org, "owner",
+            token = issue_access_token(settings.jwt_secret.get_secret_value(), user, org, "owner",
                                        ttl=3600)
             common = {"host": settings.host, "port": settings.port,
                       "ws_url": f"{stack.ws_url}?token={token}", "integration": integration,

@@ -52,7 +52,7 @@ class Sender(Protocol):
 
 def integration_loader(ctx: Any) -> BatchLoader[Key, Integration]:
     """Integrations by (org, id), batched, decrypted with this host's key."""
-    cipher = Cipher(ctx.settings.encryption_key)
+    cipher = Cipher(ctx.settings.encryption_key.get_secret_value())
 
     async def fetch(keys: Sequence[Key]) -> dict[Key, Integration]:
         by_org: dict[str, list[str]] = {}

@@ -6,6 +6,7 @@ BidiError                 base of every error the engine raises on purpose
 ├── NotFound              a resource that does not exist, or not in this tenant
 ├── Conflict              a duplicate or a state clash
 ├── Invalid               bad input, with the offending field
+│   └── MalformedJSON     a body that is not JSON we can read (400)
 ├── Unauthorized / Forbidden
 ├── RateLimited           carries retry_after (seconds)
 └── Unavailable           a dependency is down or busy; carries retry_after
@@ -46,6 +47,10 @@ class Invalid(BidiError):
     def __init__(self, message: str, *, field: str | None = None, details: Any = None) -> None:
         super().__init__(message, details=details)
         self.field = field
+
+
+class MalformedJSON(Invalid):
+    code = "malformed_json"
 
 
 class Unauthorized(BidiError):

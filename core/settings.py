@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import secrets
+import stat
+from collections.abc import Iterator
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
@@ -24,6 +28,10 @@ SECRETS_FILE = "secrets.json"
 # Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h.
 RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 50400.0, 72000.0,
                   86400.0)
+GENERATED = ("jwt_secret", "encryption_key", "app_db_password")
+MIB = 1024 * 1024
+NO_SECRET = SecretStr("")
+log = logging.getLogger("bidi")
 
 
 def _env(name: str) -> AliasChoices:
@@ -41,26 +49,28 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path(".bidi")
 
-    jwt_secret: str | None = None
-    encryption_key: str | None = None
-    app_db_password: str | None = None
+    # Secrets are SecretStr: repr, str and logs show "**********"; readers call
+    # .get_secret_value(). Unset is the empty secret.
+    jwt_secret: SecretStr = NO_SECRET
+    encryption_key: SecretStr = NO_SECRET
+    app_db_password: SecretStr = NO_SECRET
 
-    openai_api_key: str | None = Field(default=None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_api_key: SecretStr = Field(default=NO_SECRET, validation_alias=_env("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(default=None, validation_alias=_env("OPENAI_BASE_URL"))
-    anthropic_api_key: str | None = Field(
-        default=None, validation_alias=_env("ANTHROPIC_API_KEY")
+    anthropic_api_key: SecretStr = Field(
+        default=NO_SECRET, validation_alias=_env("ANTHROPIC_API_KEY")
     )
     anthropic_base_url: str | None = Field(
         default=None, validation_alias=_env("ANTHROPIC_BASE_URL")
     )
-    stripe_api_key: str | None = Field(default=None, validation_alias=_env("STRIPE_API_KEY"))
-    stripe_webhook_secret: str | None = Field(
-        default=None, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
+    stripe_api_key: SecretStr = Field(default=NO_SECRET, validation_alias=_env("STRIPE_API_KEY"))
+    stripe_webhook_secret: SecretStr = Field(
+        default=NO_SECRET, validation_alias=_env("STRIPE_WEBHOOK_SECRET")
     )
 
     public_url: str | None = None  # how browsers reach the API (OAuth redirects)
     google_client_id: str | None = None
-    google_client_secret: str | None = None
+    google_client_secret: SecretStr = NO_SECRET
     google_issuer: str = "https://accounts.google.com"
     telegram_login_bot_token: str | None = None
     # Outbound deliveries (API-channel callbacks, webhooks): networks that may
@@ -68,6 +78,7 @@ class Settings(BaseSettings):
     # delay before each attempt, in seconds (comma-separated).
     outbound_allow_networks: Annotated[tuple[str, ...], NoDecode] = ()
     outbound_retry_schedule: Annotated[tuple[float, ...], NoDecode] = RETRY_SCHEDULE
+    telegram_login_bot_token: SecretStr = NO_SECRET
 
     haproxy: bool = True
     haproxy_maxconn: int = 7500
@@ -111,7 +122,7 @@ class Settings(BaseSettings):
 
     @field_validator("outbound_allow_networks", mode="before")
     @classmethod
-    def _networks(cls, value: Any) -> tuple[str, ...]:
+    def _allowed_networks(cls, value: Any) -> tuple[str, ...]:
         items = _items(value)
         for item in items:
             try:
@@ -131,6 +142,16 @@ class Settings(BaseSettings):
             raise ValueError("outbound_retry_schedule: one or more delays, none negative")
         return delays
 
+    # Request bodies are refused (413) past these before they are read whole;
+    # the signed API-channel webhook has its own cap (channels_api.MAX_BODY).
+    max_body_bytes: int = Field(default=MIB, ge=1)
+    max_import_bytes: int = Field(default=10 * MIB, ge=1)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # URLs may carry a password: keep it out of repr, str and logs.
+        for name, value in super().__repr_args__():
+            yield name, masked_url(value) if name in ("database_url", "redis_url") else value
+
     @property
     def embedded_postgres(self) -> bool:
         return self.database_url is None
@@ -147,6 +168,24 @@ def _items(value: Any) -> tuple[str, ...]:
     return tuple(str(v).strip() for v in value or ())
 
 
+def masked_url(url: str | None) -> str | None:
+    """`url` with its password (if any) replaced by `***`, for printing."""
+    if url is None:
+        return None
+    try:
+        parts = urlsplit(url)
+        if parts.password is None and "password" not in dict(parse_qsl(parts.query)):
+            return url
+        if parts.password is not None:
+            netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+            parts = parts._replace(netloc=netloc)
+        query = [(k, "***" if k == "password" else v)
+                 for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+        return urlunsplit(parts._replace(query=urlencode(query, safe="*/")))
+    except ValueError:
+        return "<unparseable URL>"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; `overrides` win (used by the CLI flags)."""
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
@@ -154,10 +193,12 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def prepare_data_dir(settings: Settings) -> Settings:
-    """Create the data dir and fill in generated secrets; never wipes anything."""
+    """Create the data dir (0700: it holds the secrets and the databases) and
+    fill in generated secrets; never wipes anything."""
     data_dir = settings.data_dir
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _make_private(data_dir)
         probe = data_dir / ".write-probe"
         probe.write_text("ok")
         probe.unlink()
@@ -171,13 +212,26 @@ def prepare_data_dir(settings: Settings) -> Settings:
             stored = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from exc
-    wanted = ("jwt_secret", "encryption_key", "app_db_password")
-    missing = [k for k in wanted if k not in stored]
+    missing = [k for k in GENERATED if k not in stored]
     if missing:
         for key in missing:
             stored[key] = secrets.token_urlsafe(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # an older file may have been created looser
         with os.fdopen(fd, "w") as fh:
             json.dump(stored, fh)
-    update = {k: stored[k] for k in wanted if getattr(settings, k) is None}
+    update = {k: SecretStr(stored[k]) for k in GENERATED
+              if not getattr(settings, k).get_secret_value()}
     return settings.model_copy(update=update)
+
+
+def _make_private(data_dir: Path) -> None:
+    """An existing data dir open to others is tightened to 0700 (with a
+    warning); one owned by another user is refused."""
+    info = data_dir.stat()
+    if info.st_uid != os.getuid():
+        raise ConfigError(f"data dir {data_dir} belongs to another user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        log.warning("data dir %s was open to other users; now 0700", data_dir)
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        data_dir.chmod(0o700)

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from types import ModuleType
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from actors.runtime.client import ActorSystem
 from core.settings import Settings
 from serve import errors, health, openapi
 from serve.fastpath import FastPath
+from serve.limits import BodyLimit, json_depth
+from serve.routers.channels_api import MAX_BODY
 from storage.db import Database
 from storage.ratelimit import TokenBucket
 from storage.redis import open_redis
@@ -46,7 +48,8 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         raise ValueError("open_runtime needs resolved DATABASE_URL and REDIS_URL")
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(
-            Database(settings.database_url, settings.app_db_password, max_size=settings.pool_size)
+            Database(settings.database_url, settings.app_db_password.get_secret_value(),
+                     max_size=settings.pool_size)
         )
         client = open_redis(settings.redis_url)
         stack.push_async_callback(client.aclose)
@@ -81,9 +84,13 @@ def build_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         openapi_url="/openapi.json",
         docs_url="/docs",
+        dependencies=[Depends(json_depth)],
     )
     errors.install(app)
     app.add_middleware(FastPath)
+    # Added last, so outermost: no body is read past its cap, on any path.
+    app.add_middleware(BodyLimit, default=settings.max_body_bytes,
+                       import_bytes=settings.max_import_bytes, inbound_bytes=MAX_BODY)
     app.include_router(health.router)
     for module in routers():
         app.include_router(module.router)

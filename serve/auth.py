@@ -161,7 +161,7 @@ async def _from_api_key(runtime: Runtime, raw: str) -> KeyGrant:
 
 def session_claims(runtime: Runtime, token: str) -> AccessClaims:
     """The claims of a valid access token whose session was not revoked."""
-    claims = decode_access_token(runtime.settings.jwt_secret or "", token)
+    claims = decode_access_token(runtime.settings.jwt_secret.get_secret_value(), token)
     revocations = runtime.revocations
     if revocations is not None and revocations.revoked(claims.org_id, claims.user_id,
                                                        claims.issued_at):

@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors as e
@@ -16,6 +17,7 @@ from core import errors as e
 log = logging.getLogger("bidi.api")
 
 STATUS: dict[type[e.BidiError], int] = {
+    e.MalformedJSON: 400,
     e.Invalid: 422,
     e.Unauthorized: 401,
     e.Forbidden: 403,
@@ -78,24 +80,40 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+        # FastAPI's body parsing turns json.loads' RecursionError into a 400.
+        return error_response(e.MalformedJSON("the JSON is nested too deeply"))
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
 BAD_DATA = (asyncpg.DataError, UnicodeEncodeError)
-EXPECTED = (e.BidiError, *BAD_DATA)  # what a raw-ASGI route answers the same way
+# Redis down or unreachable: redis-py raises its own errors, and OS-level
+# ones (a refused or reset socket) can come through as they are.
+DEPENDENCY_DOWN = (RedisError, ConnectionError)
+EXPECTED = (e.BidiError, *BAD_DATA, asyncpg.IntegrityConstraintViolationError,
+            *DEPENDENCY_DOWN)  # what a raw-ASGI route answers the same way
+RETRY_AFTER = 1.0
 
 
 def expected_response(exc: Exception) -> JSONResponse:
-    """The envelope for an error in EXPECTED."""
+    """The envelope for an error in EXPECTED. Never a database message: its
+    DETAIL can quote another user's data (`Key (email)=(...) already exists`)."""
     if isinstance(exc, e.BidiError):
         return error_response(exc)
+    if isinstance(exc, DEPENDENCY_DOWN):
+        log.warning("a dependency is unavailable: %s", type(exc).__name__)
+        return error_response(e.Unavailable("a service the API needs is unavailable; retry",
+                                            retry_after=RETRY_AFTER))
+    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
+        return envelope(409, "conflict", "the change conflicts with existing data",
+                        {"constraint": exc.constraint_name})
     # Input the database refuses as data (NUL bytes, out-of-range numbers,
     # unencodable text) is the client's error, not ours.
     return envelope(422, "invalid_value", f"a value was refused: {type(exc).__name__}")
 
 
-async def _bad_data(_: Request, exc: Exception) -> JSONResponse:
+async def _expected(_: Request, exc: Exception) -> JSONResponse:
     return expected_response(exc)
 
 
@@ -108,6 +126,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.BidiError, _bidi_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for kind in BAD_DATA:
-        app.add_exception_handler(kind, _bad_data)
+    for kind in (*BAD_DATA, asyncpg.IntegrityConstraintViolationError, *DEPENDENCY_DOWN):
+        app.add_exception_handler(kind, _expected)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,10 +1,21 @@
 """What channel webhooks share in the ingress: finding the integration a
 request names (any org: the URL carries only its id) with a short cache, and
 handing the parsed message to its chat actor, retried while the owning host
-restarts (dedup keys make the retry harmless)."""
+restarts (dedup keys make the retry harmless).
+
+The webhook is unauthenticated until its signature is checked, which needs
+the integration: posts naming unknown ids must not each cost a query of the
+owner pool that sign-in also uses. Unknown ids are remembered for
+`MISSING_SECONDS`, concurrent lookups of one id share one query, and at most
+`LOADS_AT_ONCE` queries run at once. Ids are server-generated random UUIDs,
+so an id can only be remembered as unknown if someone probed it before it
+existed: then its webhook answers 404 for up to `MISSING_SECONDS` after the
+integration is created."""
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +30,9 @@ from storage.db import Database
 from storage.integrations import Integration
 
 CACHE_SECONDS = 5.0  # a rotated secret or a deactivation applies within this
+MISSING_SECONDS = 30.0
+CACHE_SIZE = 10_000  # entries of each kind, found and missing
+LOADS_AT_ONCE = 2  # of the owner pool's connections, at most
 
 
 @dataclass
@@ -26,21 +40,56 @@ class IntegrationCache:
     db: Database
     cipher: Cipher
     ttl: float = CACHE_SECONDS
-    _entries: dict[str, tuple[float, Integration | None]] = field(default_factory=dict)
+    missing_ttl: float = MISSING_SECONDS
+    size: int = CACHE_SIZE
+    loads: int = 0  # queries made: what the cache saves is visible
+    _found: OrderedDict[str, tuple[float, Integration]] = field(default_factory=OrderedDict)
+    _missing: OrderedDict[str, float] = field(default_factory=OrderedDict)
+    _loading: dict[str, asyncio.Task[Integration | None]] = field(default_factory=dict)
+    _slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(LOADS_AT_ONCE))
 
     async def get(self, integration_id: str, channel: str) -> Integration:
-        now = time.monotonic()
-        entry = self._entries.get(integration_id)
-        if entry is None or now - entry[0] > self.ttl:
-            async with self.db.system_tx() as conn:
-                found = await integrations.find(conn, integration_id, self.cipher)
-            entry = self._entries[integration_id] = (now, found)
-            if len(self._entries) > 10_000:
-                self._entries.pop(next(iter(self._entries)))
-        integration = entry[1]
+        integration = await self._lookup(integration_id)
         if integration is None or integration.type != channel or not integration.is_active:
             raise NotFound("integration not found")
         return integration
+
+    async def _lookup(self, integration_id: str) -> Integration | None:
+        now = time.monotonic()
+        found = self._found.get(integration_id)
+        if found is not None and now - found[0] <= self.ttl:
+            return found[1]
+        missing_since = self._missing.get(integration_id)
+        if missing_since is not None and now - missing_since <= self.missing_ttl:
+            return None
+        task = self._loading.get(integration_id)
+        if task is None:
+            # One query for every concurrent caller; a caller that goes away
+            # does not cancel it for the others.
+            task = asyncio.get_running_loop().create_task(self._load(integration_id))
+            self._loading[integration_id] = task
+            task.add_done_callback(lambda _: self._loading.pop(integration_id, None))
+        return await asyncio.shield(task)
+
+    async def _load(self, integration_id: str) -> Integration | None:
+        async with self._slots:
+            self.loads += 1
+            async with self.db.system_tx() as conn:
+                integration = await integrations.find(conn, integration_id, self.cipher)
+        now = time.monotonic()
+        self._found.pop(integration_id, None)
+        self._missing.pop(integration_id, None)
+        if integration is None:
+            _put(self._missing, integration_id, now, self.size)
+        else:
+            _put(self._found, integration_id, (now, integration), self.size)
+        return integration
+
+
+def _put(entries: OrderedDict[str, Any], key: str, value: Any, size: int) -> None:
+    entries[key] = value
+    while len(entries) > size:
+        entries.popitem(last=False)  # the oldest
 
 
 async def deliver(actors: ActorSystem, message: InboundMessage) -> dict[str, Any]:

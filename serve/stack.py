@@ -53,7 +53,7 @@ async def run_migrations(settings: Settings) -> list[str]:
     assert settings.database_url is not None
     conn = await connect_admin(settings.database_url)
     try:
-        return await migrate(conn, app_password=settings.app_db_password)
+        return await migrate(conn, app_password=settings.app_db_password.get_secret_value() or None)
     finally:
         await conn.close()
 

@@ -69,7 +69,8 @@ def settings(stack: Stack) -> Settings:
 @pytest.fixture(scope="session")
 async def db(settings: Settings) -> AsyncIterator[Database]:
     assert settings.database_url is not None
-    async with Database(settings.database_url, settings.app_db_password) as database:
+    async with Database(settings.database_url,
+                        settings.app_db_password.get_secret_value()) as database:
         yield database
 
 

@@ -57,7 +57,7 @@ class ActorHost:
         stack = AsyncExitStack()
         try:
             db = await stack.enter_async_context(
-                Database(settings.database_url, settings.app_db_password,
+                Database(settings.database_url, settings.app_db_password.get_secret_value(),
                          max_size=settings.pool_size))
             redis = open_redis(settings.redis_url)
             stack.push_async_callback(redis.aclose)

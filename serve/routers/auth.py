@@ -82,7 +82,7 @@ class MeOut(BaseModel):
 
 
 def _access(request: Request, user_id: Any, org_id: Any, role: str) -> str:
-    secret = runtime_of(request).settings.jwt_secret or ""
+    secret = runtime_of(request).settings.jwt_secret.get_secret_value()
     return issue_access_token(secret, str(user_id), str(org_id), role)
 
 
@@ -129,7 +129,8 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
         ok = await asyncio.to_thread(verify_password, stored, body.password)
         if ok and user is not None and user["mfa_enabled"]:
             ok = await check_second_factor(
-                conn, user, body.totp_code, Cipher(runtime.settings.encryption_key))
+                conn, user, body.totp_code,
+                Cipher(runtime.settings.encryption_key.get_secret_value()))
         if not ok or user is None:
             raise Unauthorized("wrong email, password or code")
         orgs = await identity.memberships(conn, user["id"])

@@ -53,7 +53,7 @@ def _cache(state: Any) -> IntegrationCache:
     if cache is None:
         runtime = state.runtime
         cache = state.integrations = IntegrationCache(
-            runtime.db, Cipher(runtime.settings.encryption_key))
+            runtime.db, Cipher(runtime.settings.encryption_key.get_secret_value()))
     return cache  # type: ignore[no-any-return]
 
 

@@ -84,7 +84,8 @@ async def create_integration(body: IntegrationIn, request: Request,
     config: dict[str, Any] = {}
     if body.callback_url is not None:
         config["callback_url"] = await _checked(runtime.settings, body.callback_url)
-    sealed = seal(Cipher(runtime.settings.encryption_key), config, {"secret": secret})
+    sealed = seal(Cipher(runtime.settings.encryption_key.get_secret_value()), config,
+                  {"secret": secret})
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await conn.fetchrow(
             f"INSERT INTO integrations (organization_id, type, name, config) VALUES"
@@ -143,7 +144,7 @@ async def rotate_secret(integration_id: UUID, request: Request,
                         principal: Principal = Depends(require("integrations:manage"))) -> Any:
     """A new signing secret (shown once); the old one stops working at once."""
     runtime = runtime_of(request)
-    cipher = Cipher(runtime.settings.encryption_key)
+    cipher = Cipher(runtime.settings.encryption_key.get_secret_value())
     secret = new_secret()
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await conn.fetchrow(

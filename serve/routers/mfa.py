@@ -38,7 +38,7 @@ class RecoveryOut(BaseModel):
 
 
 def _cipher(request: Request) -> Cipher:
-    return Cipher(runtime_of(request).settings.encryption_key)
+    return Cipher(runtime_of(request).settings.encryption_key.get_secret_value())
 
 
 def totp_step(secret: str, code: str, now: float | None = None) -> int | None:

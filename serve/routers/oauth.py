@@ -106,7 +106,7 @@ def _google_configured(request: Request) -> tuple[str, str]:
     settings = runtime_of(request).settings
     if not settings.google_client_id or not settings.google_client_secret:
         raise NotFound("Google sign-in is not configured")
-    return settings.google_client_id, settings.google_client_secret
+    return settings.google_client_id, settings.google_client_secret.get_secret_value()
 
 
 @router.get("/oauth/google/start", response_model=StartOut, dependencies=[Depends(per_ip)],
@@ -193,7 +193,7 @@ def _verify_id_token(token: str, jwks: dict[str, Any], issuer: str, client_id: s
 async def _session(request: Request, who: ExternalIdentity,
                    link: dict[str, str] | None = None) -> dict[str, Any]:
     runtime = runtime_of(request)
-    cipher = Cipher(runtime.settings.encryption_key)
+    cipher = Cipher(runtime.settings.encryption_key.get_secret_value())
     async with runtime.db.system_tx() as conn:
         user, orgs, _ = await sign_in(conn, who, cipher,
                                       link_to=UUID(link["user_id"]) if link else None)
@@ -214,7 +214,7 @@ async def _session(request: Request, who: ExternalIdentity,
     if token is not None:  # raised after COMMIT: the provider's fresh tokens are kept
         raise MfaRequired("this account has two-factor sign-in: send a code with this"
                           " mfa_token to /v1/auth/mfa/challenge", details={"mfa_token": token})
-    return _session_body(runtime.settings.jwt_secret or "", user, org, refresh)
+    return _session_body(runtime.settings.jwt_secret.get_secret_value(), user, org, refresh)
 
 
 def _session_body(secret: str, user: Any, org: Any, refresh: str) -> dict[str, Any]:
@@ -268,7 +268,7 @@ def telegram_hash(bot_token: str, fields: dict[str, Any]) -> str:
                                              " mfa_token when the account has TOTP on"}})
 async def telegram_login(body: TelegramIn, request: Request) -> Any:
     settings = runtime_of(request).settings
-    bot_token = settings.telegram_login_bot_token
+    bot_token = settings.telegram_login_bot_token.get_secret_value()
     if not bot_token:
         raise NotFound("Telegram sign-in is not configured")
     fields = body.model_dump(exclude={"hash"})
@@ -305,7 +305,7 @@ async def mfa_challenge(body: ChallengeIn, request: Request) -> Any:
             " WHERE id = $1", UUID(pending["user_id"]))
         if user is None:
             raise Unauthorized("this account no longer exists")
-        cipher = Cipher(runtime.settings.encryption_key)
+        cipher = Cipher(runtime.settings.encryption_key.get_secret_value())
         if not await check_second_factor(conn, user, body.code, cipher):
             raise Invalid("wrong or already used code", field="code")
         if await runtime.redis.getdel(key) is None:  # the same token, used in parallel
@@ -318,4 +318,4 @@ async def mfa_challenge(body: ChallengeIn, request: Request) -> Any:
         refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
     await throttles(request).codes.clear(attempt)
     public = {k: user[k] for k in identity.USER_COLUMNS.split(", ")}
-    return _session_body(runtime.settings.jwt_secret or "", public, org, refresh)
+    return _session_body(runtime.settings.jwt_secret.get_secret_value(), public, org, refresh)

@@ -18,7 +18,7 @@ def test_hosts_spread_over_nodes_and_survive_a_node_removal(settings: Settings) 
     env.update({
         "DATABASE_URL": settings.database_url or "",
         "REDIS_URL": settings.redis_url or "",
-        "BIDI_APP_DB_PASSWORD": settings.app_db_password or "",
+        "BIDI_APP_DB_PASSWORD": settings.app_db_password.get_secret_value(),
         "PYTHONPATH": str(ROOT),
     })
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "actors" / "two_node.py")],

@@ -29,13 +29,15 @@ def test_secrets_are_generated_once_and_kept(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = prepare_data_dir(load_settings(data_dir=str(tmp_path / "d")))
     assert again.jwt_secret == settings.jwt_secret
-    assert json.loads(path.read_text())["encryption_key"] == settings.encryption_key
+    stored = json.loads(path.read_text())["encryption_key"]
+    assert stored == settings.encryption_key.get_secret_value()
 
 
 def test_given_secret_wins_over_stored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     prepare_data_dir(load_settings(data_dir=str(tmp_path)))
     monkeypatch.setenv("BIDI_JWT_SECRET", "from-the-operator")
-    assert prepare_data_dir(load_settings(data_dir=str(tmp_path))).jwt_secret == "from-the-operator"
+    given = prepare_data_dir(load_settings(data_dir=str(tmp_path))).jwt_secret
+    assert given.get_secret_value() == "from-the-operator"
 
 
 def test_unwritable_data_dir_is_a_config_error(tmp_path: Path) -> None:

@@ -81,7 +81,7 @@ def _b64(data: dict) -> str:  # type: ignore[type-arg]
 
 async def test_jwt_attacks_are_refused(api: httpx.AsyncClient, owner: Account,
                                        settings: Settings) -> None:
-    secret = settings.jwt_secret or ""
+    secret = settings.jwt_secret.get_secret_value()
     now = int(time.time())
     good = {"sub": owner.user_id, "org": owner.org_id, "role": "owner", "typ": "access",
             "aud": "bidi-api", "iss": "bidi", "iat": now, "exp": now + 600}

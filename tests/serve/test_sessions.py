@@ -60,7 +60,7 @@ async def test_demotion_takes_effect_at_once(api: httpx.AsyncClient, owner: Acco
 
 async def test_websocket_closes_when_its_token_expires(owner: Account, stack: Stack,
                                                        settings: Settings) -> None:
-    secret = settings.jwt_secret or ""
+    secret = settings.jwt_secret.get_secret_value()
     short = issue_access_token(secret, owner.user_id, owner.org_id, "owner", ttl=2)
     ws = await Client.connect(stack.ws_url, short)
     await ws.subscribe(["org"])

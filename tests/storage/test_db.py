@@ -18,7 +18,7 @@ from tests.conftest import Org
 async def one_conn(settings: Settings) -> AsyncIterator[Database]:
     """A pool of one connection: every acquire gets the same session."""
     assert settings.database_url is not None
-    async with Database(settings.database_url, settings.app_db_password,
+    async with Database(settings.database_url, settings.app_db_password.get_secret_value(),
                         min_size=1, max_size=1) as database:
         yield database
 

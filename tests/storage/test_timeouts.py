@@ -15,7 +15,7 @@ from storage.db import APP_ROLE, Database
 async def _app_connection(settings: Settings) -> asyncpg.Connection:
     assert settings.database_url is not None
     return await asyncpg.connect(settings.database_url, user=APP_ROLE,
-                                 password=settings.app_db_password)
+                                 password=settings.app_db_password.get_secret_value())
 
 
 async def test_app_sessions_start_with_the_role_timeouts(settings: Settings) -> None:
