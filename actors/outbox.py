@@ -20,12 +20,13 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
-from typing import Any
 
 import ray
 
 from actors.chat import Resend
-from actors.runtime.client import NAMESPACE, ActorSystem
+from actors.runtime.client import ActorSystem
+from actors.runtime.startup import Startup
+from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
 from storage.db import Database
@@ -59,9 +60,9 @@ class OutboxSweeper:
         settings = self.settings
         if settings.database_url is None:
             raise StartupError("the outbox sweeper needs a resolved DATABASE_URL")
-        self.db = await Database(settings.database_url, settings.app_db_password.get_secret_value(),
-                                 max_size=2).__aenter__()
-        self.system = ActorSystem(settings.hosts)
+        db = await Database(settings.database_url, settings.app_db_password.get_secret_value(),
+                            max_size=2).__aenter__()
+        self.db, self.system = db, ActorSystem(settings.hosts)
         self._task = asyncio.create_task(self._run(), name="outbox-sweeper")
 
     async def _run(self) -> None:
@@ -109,38 +110,27 @@ class OutboxActor:
 
     def __init__(self, settings: Settings) -> None:
         self.sweeper = OutboxSweeper(settings)
-        self._started = asyncio.get_running_loop().create_task(self.sweeper.start())
+        self.startup = Startup("outbox sweeper", self.sweeper.start)
+        self.startup.begin()
 
     async def ping(self) -> int:
-        await asyncio.shield(self._started)
+        await self.startup.until_up()
         return self.sweeper.nudged
 
     def pid(self) -> int:
         return os.getpid()
 
     async def shutdown(self) -> None:
+        await self.startup.cancel()
         await self.sweeper.stop()
 
 
 RemoteOutbox = ray.remote(OutboxActor)
 
 
-def start_outbox(settings: Settings, timeout: float = 60.0) -> Any:
-    handle = RemoteOutbox.options(  # type: ignore[attr-defined]
-        name=OUTBOX_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        max_restarts=-1, max_task_retries=0, num_cpus=0.05).remote(settings)
-    try:
-        ray.get(handle.ping.remote(), timeout=timeout)
-    except (ray.exceptions.RayError, TimeoutError) as exc:
-        raise StartupError(f"the outbox sweeper did not start: {exc}") from exc
-    return handle
+def start_outbox(settings: Settings, timeout: float = 60.0) -> bool:
+    return start_worker(RemoteOutbox, OUTBOX_NAME, settings, "the outbox sweeper", timeout)
 
 
 def stop_outbox(timeout: float = 30.0) -> None:
-    try:
-        handle = ray.get_actor(OUTBOX_NAME, namespace=NAMESPACE)
-    except ValueError:
-        return
-    with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
-        ray.get(handle.shutdown.remote(), timeout=timeout)
-    ray.kill(handle, no_restart=True)
+    stop_worker(OUTBOX_NAME, timeout)

@@ -33,8 +33,8 @@ import asyncpg
 import ray
 from ray.util import metrics
 
-from actors.runtime.client import NAMESPACE
 from actors.runtime.startup import Startup
+from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
 from storage import events
@@ -318,22 +318,9 @@ class RelayActor:
 RemoteRelay = ray.remote(RelayActor)
 
 
-def start_relay(settings: Settings, timeout: float = 60.0) -> Any:
-    handle = RemoteRelay.options(  # type: ignore[attr-defined]
-        name=RELAY_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-        max_restarts=-1, max_task_retries=0, num_cpus=0.05).remote(settings)
-    try:
-        ray.get(handle.ping.remote(), timeout=timeout)
-    except (ray.exceptions.RayError, TimeoutError) as exc:
-        raise StartupError(f"the event relay did not start: {exc}") from exc
-    return handle
+def start_relay(settings: Settings, timeout: float = 60.0) -> bool:
+    return start_worker(RemoteRelay, RELAY_NAME, settings, "the event relay", timeout)
 
 
 def stop_relay(timeout: float = 30.0) -> None:
-    try:
-        handle = ray.get_actor(RELAY_NAME, namespace=NAMESPACE)
-    except ValueError:
-        return
-    with contextlib.suppress(ray.exceptions.RayError, TimeoutError):
-        ray.get(handle.shutdown.remote(), timeout=timeout)
-    ray.kill(handle, no_restart=True)
+    stop_worker(RELAY_NAME, timeout)

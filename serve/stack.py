@@ -180,28 +180,14 @@ class Stack:
         start_hosts(self.settings, kinds=self.kinds, config=self.host_config)
 
     def _start_relay(self) -> None:
-        import ray
+        from actors.relay import start_relay
 
-        from actors.relay import RELAY_NAME, start_relay
-        from actors.runtime.client import NAMESPACE
-
-        try:
-            ray.get_actor(RELAY_NAME, namespace=NAMESPACE)
-        except ValueError:
-            self._relay_started = True
-        start_relay(self.settings)
+        self._relay_started = start_relay(self.settings)
 
     def _start_outbox(self) -> None:
-        import ray
+        from actors.outbox import start_outbox
 
-        from actors.outbox import OUTBOX_NAME, start_outbox
-        from actors.runtime.client import NAMESPACE
-
-        try:
-            ray.get_actor(OUTBOX_NAME, namespace=NAMESPACE)
-        except ValueError:
-            self._outbox_started = True
-        start_outbox(self.settings)
+        self._outbox_started = start_outbox(self.settings)
 
     def _start_serve(self) -> None:
         from ray import serve

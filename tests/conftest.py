@@ -52,7 +52,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> 
         data_dir=str(data_dir), port=free_port(), hosts=2,
         google_client_id=google.CLIENT_ID, google_client_secret=google.CLIENT_SECRET,
         google_issuer=fake_google.issuer, telegram_login_bot_token=TELEGRAM_LOGIN_BOT_TOKEN,
-        outbound_allow_networks="127.0.0.1/32", outbound_retry_schedule="0,0.2,0.4,0.8")
+        outbound_allow_networks="127.0.0.1/32", outbound_retry_schedule="0,0.2,0.4,0.8",
+        # Every test signs up from 127.0.0.1: one client IP for hundreds of
+        # accounts. The per-IP limits are tested on in-process apps of their
+        # own (tests/serve/local_app.py).
+        register_rate_per_minute=100_000, register_burst=10_000,
+        auth_rate_per_minute=100_000, auth_burst=10_000)
     engine = Stack(settings, dashboard=False, kinds={**DEFAULT_KINDS, **TEST_KINDS})
     engine.start()
     try:
