@@ -1,11 +1,13 @@
 """The one table from errors to HTTP status and the error envelope
-`{"error": {"code", "message", "details"}}`; every handler answers with it."""
+`{"error": {"code", "message", "details"}}`; every handler answers with it.
+WebSocket close codes (`Close`) sit beside it. Database errors arrive here
+already translated (`storage.errors`)."""
 from __future__ import annotations
 
 import logging
+from enum import IntEnum
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -13,8 +15,19 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core import errors as e
+from storage.errors import TRANSLATED, translate
 
 log = logging.getLogger("bidi.api")
+
+class Close(IntEnum):
+    """Why the server closes a WebSocket (4000-4999: the application's own)."""
+
+    RESTARTING = 1012       # the replica's event stream restarted: resume with `since`
+    SLOW_CLIENT = 4008      # too many frames waiting unread: resume with `since`
+    TOO_MANY_FRAMES = 4029  # far past the frame rate
+    BAD_TOKEN = 4401        # a bad, expired or revoked token
+    FORBIDDEN_TOPIC = 4403  # a topic of another organization
+
 
 STATUS: dict[type[e.BidiError], int] = {
     e.MalformedJSON: 400,
@@ -87,12 +100,11 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return envelope(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
 
-BAD_DATA = (asyncpg.DataError, UnicodeEncodeError)
+BAD_DATA = TRANSLATED
 # Redis down or unreachable: redis-py raises its own errors, and OS-level
 # ones (a refused or reset socket) can come through as they are.
 DEPENDENCY_DOWN = (RedisError, ConnectionError)
-EXPECTED = (e.BidiError, *BAD_DATA, asyncpg.IntegrityConstraintViolationError,
-            *DEPENDENCY_DOWN)  # what a raw-ASGI route answers the same way
+EXPECTED = (e.BidiError, *BAD_DATA, *DEPENDENCY_DOWN)  # what a raw-ASGI route answers the same way
 RETRY_AFTER = 1.0
 
 
@@ -105,12 +117,11 @@ def expected_response(exc: Exception) -> JSONResponse:
         log.warning("a dependency is unavailable: %s", type(exc).__name__)
         return error_response(e.Unavailable("a service the API needs is unavailable; retry",
                                             retry_after=RETRY_AFTER))
-    if isinstance(exc, asyncpg.IntegrityConstraintViolationError):
-        return envelope(409, "conflict", "the change conflicts with existing data",
-                        {"constraint": exc.constraint_name})
-    # Input the database refuses as data (NUL bytes, out-of-range numbers,
-    # unencodable text) is the client's error, not ours.
-    return envelope(422, "invalid_value", f"a value was refused: {type(exc).__name__}")
+    # A database error outside a transaction scope: mapped as inside one.
+    mapped = translate(exc)
+    if isinstance(mapped, e.BidiError):
+        return error_response(mapped)
+    return envelope(500, "internal_error", "internal error")
 
 
 async def _expected(_: Request, exc: Exception) -> JSONResponse:
@@ -126,6 +137,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(e.BidiError, _bidi_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    for kind in (*BAD_DATA, asyncpg.IntegrityConstraintViolationError, *DEPENDENCY_DOWN):
+    for kind in (*BAD_DATA, *DEPENDENCY_DOWN):
         app.add_exception_handler(kind, _expected)
     app.add_exception_handler(Exception, _unexpected)

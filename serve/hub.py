@@ -26,12 +26,12 @@ from typing import Any
 
 import msgspec
 
+from serve.errors import Close
 from storage.events import Position
 
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 2000  # frames a connection may have unsent before it is closed
-SLOW_CLIENT = 4008  # close code: the client reads too slowly; resume with since
 
 
 @dataclass(slots=True)
@@ -165,7 +165,7 @@ class Live:
             return
         self.closed = True
         self.backlog.clear()
-        asyncio.ensure_future(self.shut(SLOW_CLIENT, "slow consumer"))
+        asyncio.ensure_future(self.shut(Close.SLOW_CLIENT, "slow consumer"))
 
     async def shut(self, code: int, why: str) -> None:
         """Close after the frame in flight, naming the last event sent."""
@@ -282,7 +282,7 @@ class Hub:
         self.pubsub = self.redis.pubsub()
         for live in everyone:
             live.topics.clear()
-            asyncio.ensure_future(live.shut(1012, "event stream restarting"))
+            asyncio.ensure_future(live.shut(Close.RESTARTING, "event stream restarting"))
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -18,6 +18,7 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 from core.errors import StartupError
+from storage.errors import TRANSLATED, translate
 
 APP_ROLE = "bidi_app"
 UTC_SESSION = {"timezone": "UTC"}
@@ -141,18 +142,34 @@ class Database:
                                f" set_config('app.user_id', '{user}', true){plans}")
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 await _undo(conn, "ROLLBACK")
+                _raise_translated(exc)
                 raise
-            await conn.execute("COMMIT")
+            try:
+                await conn.execute("COMMIT")
+            except TRANSLATED as exc:  # a deferred constraint, a timeout
+                _raise_translated(exc)
+                raise
 
     @asynccontextmanager
     async def system_tx(self) -> AsyncIterator[asyncpg.Connection]:
         """A transaction as the owner: cross-tenant work only."""
         if self.system is None:
             raise RuntimeError("Database is not open")
-        async with self.system.acquire() as conn, conn.transaction():
-            yield conn
+        try:
+            async with self.system.acquire() as conn, conn.transaction():
+                yield conn
+        except TRANSLATED as exc:
+            _raise_translated(exc)
+            raise
+
+
+def _raise_translated(exc: BaseException) -> None:
+    """Raise the project's error for a database error (storage.errors)."""
+    mapped = translate(exc)
+    if mapped is not exc:
+        raise mapped from exc
 
 
 @asynccontextmanager

@@ -47,15 +47,15 @@ from core.rbac import event_families, permissions_of
 from core.security import AccessClaims
 from serve.app import Runtime
 from serve.auth import Principal, session_claims
+from serve.errors import Close
 from serve.hub import QUEUE_LIMIT, Hub, Live
 from serve.routers.chats import send
 from storage import events, identity
 
 router = APIRouter(tags=["websocket"])
 
-BAD_TOKEN = 4401
-FORBIDDEN_TOPIC = 4403
-TOO_MANY_FRAMES = 4029
+BAD_TOKEN, FORBIDDEN_TOPIC, TOO_MANY_FRAMES = (Close.BAD_TOKEN, Close.FORBIDDEN_TOPIC,
+                                               Close.TOO_MANY_FRAMES)
 REPLAY_BATCH = 1000
 REPLAY_MAX = 10_000  # events one subscribe may replay
 MAX_FRAME = 128 * 1024
