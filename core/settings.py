@@ -72,7 +72,6 @@ class Settings(BaseSettings):
     google_client_id: str | None = None
     google_client_secret: SecretStr = NO_SECRET
     google_issuer: str = "https://accounts.google.com"
-    telegram_login_bot_token: str | None = None
     # Outbound deliveries (API-channel callbacks, webhooks): networks that may
     # be reached although private or local (comma-separated CIDRs), and the
     # delay before each attempt, in seconds (comma-separated).
