@@ -27,9 +27,7 @@ class AgentActor(VirtualActor):
     __slots__ = ("config", "max_runs", "runs", "touches")
 
     async def on_activate(self) -> None:
-        db = self.ctx.db
-        assert db is not None
-        async with db.tenant_tx(self.org_id) as conn:
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
             row = await conn.fetchrow(
                 "SELECT id, name, type, model, temperature, max_tokens, tools, guardrails,"
                 " prompt_template, is_active FROM ai_agents WHERE id = $1::uuid", self.key)

@@ -35,9 +35,7 @@ class OrgActor(VirtualActor):
                  "touches")
 
     async def on_activate(self) -> None:
-        db = self.ctx.db
-        assert db is not None
-        async with db.tenant_tx(self.org_id) as conn:
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
             org = await conn.fetchrow("SELECT name, settings FROM organizations WHERE id = $1",
                                       self.org_id)
             if org is None:
@@ -72,10 +70,9 @@ class OrgActor(VirtualActor):
             raise Invalid("usage quantity must be positive", field="quantity")
         self.used[message.metric] += message.quantity
         self.unflushed[message.metric] += message.quantity
-        if self.flush_handle is None and self.ctx.system is not None:
-            system = self.ctx.system
+        if self.flush_handle is None:
             self.flush_handle = asyncio.get_running_loop().call_later(
-                FLUSH_INTERVAL, system.tell, self.kind, self.org_id, self.key, FlushUsage())
+                FLUSH_INTERVAL, self.tell_self, FlushUsage())
         return self.used[message.metric]
 
     @on(FlushUsage)
@@ -89,10 +86,8 @@ class OrgActor(VirtualActor):
         if not self.unflushed:
             return 0
         pending, self.unflushed = self.unflushed, Counter()
-        committer = self.ctx.committer
-        assert committer is not None
         try:
-            await committer.commit(self.org_id, [
+            await self.ctx.committer.commit(self.org_id, [
                 Write(USAGE_INSERT, (self.org_id, metric, quantity))
                 for metric, quantity in pending.items()])
         except Exception:

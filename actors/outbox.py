@@ -23,7 +23,7 @@ from collections import defaultdict
 
 import ray
 
-from actors.chat import Resend
+from actors.refs import ChatRef
 from actors.runtime.client import ActorSystem
 from actors.runtime.startup import Startup
 from actors.runtime.workers import start_worker, stop_worker
@@ -83,7 +83,7 @@ class OutboxSweeper:
         chats: dict[tuple[str, str], list[str]] = defaultdict(list)
         for row in rows:
             chats[(str(row["organization_id"]), str(row["chat_id"]))].append(str(row["id"]))
-        tells = [self.system.tell("chat", org_id, chat_id, Resend(tuple(ids)))
+        tells = [ChatRef(self.system, org_id, chat_id).resend(tuple(ids))
                  for (org_id, chat_id), ids in chats.items()]
         for (_, chat_id), result in zip(chats, await asyncio.gather(
                 *tells, return_exceptions=True), strict=True):

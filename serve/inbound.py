@@ -1,7 +1,7 @@
 """What channel webhooks share in the ingress: finding the integration a
 request names (any org: the URL carries only its id) with a short cache, and
-handing the parsed message to its chat actor, retried while the owning host
-restarts (dedup keys make the retry harmless).
+handing the parsed message to its chat actor (`actors.refs.ChatRef`, which
+retries while the owning host restarts: dedup keys make that harmless).
 
 The webhook is unauthenticated until its signature is checked, which needs
 the integration: posts naming unknown ids must not each cost a query of the
@@ -19,9 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.chat import Inbound
-from actors.chat_store import chat_id_for
-from actors.runtime.client import ActorSystem, retrying
+from actors.refs import Accepted, ChatRef
+from actors.runtime.client import ActorSystem
 from core.crypto import Cipher
 from core.errors import NotFound
 from core.messages import InboundMessage
@@ -92,8 +91,6 @@ def _put(entries: OrderedDict[str, Any], key: str, value: Any, size: int) -> Non
         entries.popitem(last=False)  # the oldest
 
 
-async def deliver(actors: ActorSystem, message: InboundMessage) -> dict[str, Any]:
+async def deliver(actors: ActorSystem, message: InboundMessage) -> Accepted:
     """Hand `message` to its chat actor; resolves after COMMIT."""
-    chat_id = chat_id_for(message)
-    return await retrying(  # type: ignore[no-any-return]
-        lambda: actors.ask("chat", message.organization_id, chat_id, Inbound(message)))
+    return await ChatRef.of(actors, message).inbound(message)

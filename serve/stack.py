@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from actors.kinds import DEFAULT_KINDS
+from actors.runtime.actor import VirtualActor
 from actors.runtime.host import HostConfig
 from actors.runtime.remote import start_hosts, stop_hosts
 from core.errors import StartupError
@@ -86,7 +88,7 @@ class Stack:
     haproxy: bool = True
     dashboard: bool = True
     serve: bool = True
-    kinds: dict[str, str] | None = None
+    kinds: tuple[type[VirtualActor], ...] = DEFAULT_KINDS
     host_config: HostConfig | None = None
     ready_timeout: float = 120.0
     _pg: EmbeddedPostgres | None = field(default=None, repr=False)

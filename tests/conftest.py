@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors.kinds import DEFAULT_KINDS
 from actors.runtime.client import ActorSystem
-from actors.runtime.host import DEFAULT_KINDS
 from core.settings import Settings, load_settings
 from serve.stack import Stack, free_port
 from storage.db import Database
@@ -58,7 +58,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> 
         # own (tests/serve/local_app.py).
         register_rate_per_minute=100_000, register_burst=10_000,
         auth_rate_per_minute=100_000, auth_burst=10_000)
-    engine = Stack(settings, dashboard=False, kinds={**DEFAULT_KINDS, **TEST_KINDS})
+    engine = Stack(settings, dashboard=False, kinds=(*DEFAULT_KINDS, *TEST_KINDS))
     engine.start()
     try:
         yield engine

@@ -69,6 +69,10 @@ class VirtualActor:
         """False while the actor has work outside its turns (e.g. sends in flight)."""
         return True
 
+    def tell_self(self, message: Any) -> asyncio.Future[Any]:
+        """A later turn of this actor (a timer's, say), in its mailbox's order."""
+        return self.ctx.system.tell(self.kind, self.org_id, self.key, message)
+
     def receive(self, message: Any) -> Any:
         handler = self._dispatch.get(type(message))
         if handler is None:

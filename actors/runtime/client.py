@@ -7,14 +7,18 @@ next. Batches carry a sequence number so the host applies them in order,
 which keeps every actor's messages from one caller in the order sent.
 
 A batch lost with its host fails every call in it with `HostUnavailable`
-(never a silent drop); the caller retries, and dedup keys make that safe.
+(never a silent drop); the caller's typed reference retries
+(`actors.runtime.retry`), and dedup keys make that safe.
+
+A system is an async context manager: leaving it waits for the batches on
+the wire. Inside an actor host it also serves the host's own actors
+directly (`serve_locally()`), without a Ray call.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -64,8 +68,7 @@ class _Stream:
 
 class ActorSystem:
     def __init__(self, hosts: int, *, namespace: str = NAMESPACE, linger: float = 0.001,
-                 max_batch: int = 5000, max_inflight: int = 4,
-                 local: Host | None = None, local_index: int | None = None) -> None:
+                 max_batch: int = 5000, max_inflight: int = 4) -> None:
         self.hosts = hosts
         self.namespace = namespace
         self.linger = linger
@@ -75,9 +78,18 @@ class ActorSystem:
         self._epoch = 0
         self._handles: dict[int, Any] = {}
         self._streams: dict[int, _Stream] = {}
-        self._local = local
-        self._local_index = local_index
+        self._local: tuple[int, Host] | None = None
         self._background: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> ActorSystem:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def serve_locally(self, index: int, host: Host) -> None:
+        """Calls to actors that `host` (host number `index`) owns skip Ray."""
+        self._local = (index, host)
 
     def ref(self, kind: str, org_id: Any, key: Any) -> ActorRef:
         return ActorRef(self, kind, str(org_id), str(key))
@@ -102,8 +114,8 @@ class ActorSystem:
     def _submit(self, envelope: Envelope) -> asyncio.Future[Any]:
         index = self.owner(envelope[0], envelope[2])
         loop = asyncio.get_running_loop()
-        if index == self._local_index and self._local is not None:
-            return self._local_call(envelope)
+        if self._local is not None and index == self._local[0]:
+            return _local_call(self._local[1], envelope)
         stream = self._streams.get(index)
         if stream is None:
             stream = self._streams[index] = _Stream(index, self._stream_name(index))
@@ -111,23 +123,6 @@ class ActorSystem:
         stream.pending.append((envelope, future))
         if stream.flusher is None or stream.flusher.done():
             stream.flusher = loop.create_task(self._flush_loop(stream))
-        return future
-
-    def _local_call(self, envelope: Envelope) -> asyncio.Future[Any]:
-        """A host calling an actor it owns skips Ray altogether."""
-        assert self._local is not None
-        kind, org_id, key, message, mode, _ = envelope
-        loop = asyncio.get_running_loop()
-        try:
-            future = self._local.enqueue(kind, org_id, key, message, mode == ASK)
-        except Exception as exc:  # MailboxFull, unknown kind
-            failed: asyncio.Future[Any] = loop.create_future()
-            failed.set_exception(exc)
-            return failed
-        if future is None:
-            done: asyncio.Future[Any] = loop.create_future()
-            done.set_result(None)
-            return done
         return future
 
     def _stream_name(self, index: int) -> str:
@@ -198,16 +193,19 @@ class ActorSystem:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
 
-async def retrying(call: Callable[[], Awaitable[Any]], *, attempts: int = 20,
-                   first_delay: float = 0.05, max_delay: float = 1.0) -> Any:
-    """Run `call` again while the owning host is unavailable or busy."""
-    delay = first_delay
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except Unavailable:
-            if attempt == attempts - 1:
-                raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, max_delay)
-    raise AssertionError("unreachable")
+
+def _local_call(host: Host, envelope: Envelope) -> asyncio.Future[Any]:
+    """A host calling an actor it owns skips Ray altogether."""
+    kind, org_id, key, message, mode, _ = envelope
+    loop = asyncio.get_running_loop()
+    try:
+        future = host.enqueue(kind, org_id, key, message, mode == ASK)
+    except Exception as exc:  # MailboxFull, unknown kind
+        failed: asyncio.Future[Any] = loop.create_future()
+        failed.set_exception(exc)
+        return failed
+    if future is None:
+        done: asyncio.Future[Any] = loop.create_future()
+        done.set_result(None)
+        return done
+    return future

@@ -5,16 +5,20 @@ each message in its actor's mailbox in stream order, and answers with the
 tells' acknowledgements and the asks' results. Actors are created on first
 message, activated by their consumer, passivated after `idle_ttl` or when
 more than `max_resident` are resident (least recently used first).
+
+A host is built with its context complete (every resource a turn may use is
+open before the first actor activates) and is an async context manager:
+leaving it flushes and drops every resident actor, while those resources
+are still open.
 """
 from __future__ import annotations
 
 import asyncio
-import importlib
 import inspect
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +36,8 @@ from actors.runtime.protocol import (
 )
 
 if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
     from actors.runtime.client import ActorSystem
     from core.settings import Settings
     from storage.committer import GroupCommitter
@@ -39,11 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DEFAULT_KINDS = {
-    "org": "actors.org:OrgActor",
-    "chat": "actors.chat:ChatActor",
-    "agent": "actors.agent:AgentActor",
-}
 _PASSIVATE = object()
 ORDER_WAIT = 2.0  # how long a batch that overtook an earlier one waits for it
 
@@ -56,16 +57,18 @@ class HostConfig:
     scan_interval: float = 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class HostContext:
-    """What a turn may use. Filled in by the Ray host when it starts."""
+    """What a turn may use, all of it open (`actors.runtime.remote.open_context`).
+    `loaders` holds what the host shares between its actors, by name: batch
+    loaders, and senders opened with the host (their clients closed with it)."""
 
     index: int
-    settings: Settings | None = None
-    db: Database | None = None
-    redis: Any = None
-    committer: GroupCommitter | None = None
-    system: ActorSystem | None = None
+    settings: Settings
+    db: Database
+    redis: aioredis.Redis
+    committer: GroupCommitter
+    system: ActorSystem
     loaders: dict[str, Any] = field(default_factory=dict)
 
     def loader(self, name: str, factory: Callable[[], Any]) -> Any:
@@ -83,23 +86,26 @@ class _Stream:
     seen: float = 0.0
 
 
-def load_kinds(kinds: dict[str, str]) -> dict[str, type[VirtualActor]]:
-    found = {}
-    for kind, path in kinds.items():
-        module, _, name = path.partition(":")
-        cls = getattr(importlib.import_module(module), name)
+def by_kind(kinds: Iterable[type[VirtualActor]]) -> dict[str, type[VirtualActor]]:
+    """The actor classes a host runs, by their `kind` (each named once)."""
+    found: dict[str, type[VirtualActor]] = {}
+    for cls in kinds:
         if not (isinstance(cls, type) and issubclass(cls, VirtualActor)):
-            raise TypeError(f"{path} is not a VirtualActor")
-        found[kind] = cls
+            raise TypeError(f"{cls!r} is not a VirtualActor class")
+        if not cls.kind:
+            raise TypeError(f"{cls.__qualname__} has no kind")
+        if found.setdefault(cls.kind, cls) is not cls:
+            raise TypeError(f"kind {cls.kind!r} is named by {found[cls.kind].__qualname__}"
+                            f" and {cls.__qualname__}")
     return found
 
 
 class Host:
-    def __init__(self, ctx: HostContext, kinds: dict[str, str] | None = None,
+    def __init__(self, ctx: HostContext, kinds: Iterable[type[VirtualActor]],
                  config: HostConfig | None = None) -> None:
         self.ctx = ctx
         self.config = config or HostConfig()
-        self.kinds = load_kinds(kinds or DEFAULT_KINDS)
+        self.kinds = by_kind(kinds)
         # An actor's identity includes its org: the same key named by another
         # org is another (empty) actor, never this one's state.
         self.residents: OrderedDict[tuple[str, str, str], VirtualActor] = OrderedDict()
@@ -109,6 +115,12 @@ class Host:
         self._streams: dict[str, _Stream] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turns = 0
+
+    async def __aenter__(self) -> Host:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.passivate_all()
 
     # -- delivery ---------------------------------------------------------
 

@@ -11,8 +11,8 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
-from actors.chat import MarkRead, Send
-from actors.runtime.client import ActorSystem, retrying
+from actors.refs import ChatRef, SentMessage
+from actors.runtime.client import ActorSystem
 from core.errors import Invalid, NotFound
 from serve.auth import Principal, require, runtime_of
 from serve.crud import Conditions
@@ -185,21 +185,15 @@ async def send_message(chat_id: UUID, body: SendIn, request: Request,
 
 
 async def send(actors: ActorSystem, principal: Principal, chat_id: UUID | str, content: str,
-               idempotency_key: str | None) -> dict[str, Any]:
+               idempotency_key: str | None) -> SentMessage:
     """Through the chat actor (shared by this route and WebSocket `message.send`)."""
-    command = Send(content, user_id=principal.user_id, idempotency_key=idempotency_key)
-
-    async def call() -> Any:
-        return await actors.ask("chat", principal.org_id, str(chat_id), command)
-
-    if idempotency_key:  # a retry cannot send twice
-        return await retrying(call)  # type: ignore[no-any-return]
-    return await call()  # type: ignore[no-any-return]
+    chat = ChatRef(actors, principal.org_id, str(chat_id))
+    return await chat.send(content, principal.user_id, idempotency_key)
 
 
 @router.post("/{chat_id}/read", response_model=ReadOut)
 async def mark_read(chat_id: UUID, request: Request,
                     principal: Principal = Depends(require("chats:write"))) -> Any:
     """Unread goes to 0 and `chat.read` is emitted (when anything was unread)."""
-    return await runtime_of(request).actors.ask(
-        "chat", principal.org_id, str(chat_id), MarkRead(user_id=principal.user_id))
+    chat = ChatRef(runtime_of(request).actors, principal.org_id, str(chat_id))
+    return await chat.mark_read(principal.user_id)

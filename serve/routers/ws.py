@@ -39,7 +39,7 @@ from typing import Any
 import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from actors.chat import MarkRead
+from actors.refs import ChatRef
 from actors.relay import chat_topic, org_topic, user_topic
 from core.errors import BidiError, Forbidden, Invalid, RateLimited, Unauthorized
 from core.pacing import Pace
@@ -323,8 +323,8 @@ class Session:
         chat_id = self._uuid(frame.get("chat_id"), "chat_id")
         if not await self._own({chat_id}):  # an unknown id must not wake an actor
             raise Invalid("no such chat")
-        result = await self.runtime.actors.ask("chat", self.principal.org_id, chat_id,
-                                               MarkRead(user_id=self.principal.user_id))
+        chat = ChatRef(self.runtime.actors, self.principal.org_id, chat_id)
+        result = await chat.mark_read(self.principal.user_id)
         self.live.send_now(_encode({"type": "read.ack", "ref": frame.get("ref"), **result}))
 
     async def auth(self, frame: dict[str, Any]) -> None:

@@ -3,11 +3,17 @@ tests can check order, concurrency and durability through the real runtime."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
 from actors.runtime.actor import VirtualActor, on
+from actors.runtime.client import ActorSystem
+from actors.runtime.protocol import MailboxFull
+from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
+from core.errors import BidiError, Invalid, NotFound, Unavailable
 from storage.committer import Write
 
 EVENT_INSERT = ("INSERT INTO events (organization_id, event_type, entity_type, payload)"
@@ -90,9 +96,7 @@ class Recorder(_Logging):
 
     @on(Persist)
     async def persist(self, message: Persist) -> str:
-        committer = self.ctx.committer
-        assert committer is not None
-        await committer.commit(self.org_id, [
+        await self.ctx.committer.commit(self.org_id, [
             Write(EVENT_INSERT, (self.org_id, {"key": self.key, "value": message.value}))])
         return message.value
 
@@ -111,7 +115,62 @@ class Plain(_Logging):
         self.deactivated = True
 
 
-TEST_KINDS = {
-    "recorder": "tests.actors.kinds:Recorder",
-    "plain": "tests.actors.kinds:Plain",
-}
+class Flake(msgspec.Struct, frozen=True):
+    """Fail the first `times` attempts of call `token` with `error`, then answer
+    the number of the attempt that succeeded."""
+
+    token: str
+    times: int
+    error: str
+
+
+class Attempts(msgspec.Struct, frozen=True):
+    token: str
+
+
+FLAKES: dict[str, type[BidiError]] = {
+    "mailbox_full": MailboxFull, "unavailable": Unavailable, "invalid": Invalid,
+    "not_found": NotFound}
+
+
+class Flaky(VirtualActor):
+    """Fails on purpose, with errors that cross the wire as the runtime's own."""
+
+    kind = "flaky"
+    __slots__ = ("attempts",)
+
+    async def on_activate(self) -> None:
+        self.attempts: Counter[str] = Counter()
+
+    @on(Flake)
+    def flake(self, message: Flake) -> int:
+        self.attempts[message.token] += 1
+        if self.attempts[message.token] <= message.times:
+            raise FLAKES[message.error](f"attempt {self.attempts[message.token]} fails")
+        return self.attempts[message.token]
+
+    @on(Attempts)
+    def count(self, message: Attempts) -> int:
+        return self.attempts[message.token]
+
+
+@dataclass(frozen=True, slots=True)
+class FlakyRef:
+    """The typed reference of `Flaky`, as `actors.refs` writes them."""
+
+    system: ActorSystem
+    org_id: str
+    key: str
+    policy: RetryPolicy = DEFAULT_POLICY
+
+    async def flake(self, token: str, times: int, error: str, *, idempotent: bool) -> int:
+        actor = self.system.ref(Flaky.kind, self.org_id, self.key)
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            actor, Flake(token, times, error), idempotent=idempotent)
+
+    async def attempts(self, token: str) -> int:
+        actor = self.system.ref(Flaky.kind, self.org_id, self.key)
+        return await actor.ask(Attempts(token))  # type: ignore[no-any-return]
+
+
+TEST_KINDS: tuple[type[VirtualActor], ...] = (Recorder, Plain, Flaky)

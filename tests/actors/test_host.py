@@ -1,18 +1,27 @@
 """The host's mailbox machinery in-process (no Ray): order, bounds, errors,
-passivation and the LRU cap."""
+passivation and the LRU cap. Each host stands on a context of its own,
+opened as an actor host opens it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from actors.runtime.host import Host, HostConfig, HostContext
+from actors.runtime.actor import VirtualActor
+from actors.runtime.host import Host, HostConfig, by_kind
 from actors.runtime.protocol import ASK, TELL, MailboxFull
-from tests.actors.kinds import TEST_KINDS, Append, Boom, GetLog, SlowAppend
+from actors.runtime.remote import open_context
+from core.settings import Settings
+from tests.actors.kinds import TEST_KINDS, Append, Boom, Flaky, GetLog, Plain, Recorder, SlowAppend
+
+MakeHost = Callable[..., Host]
 
 
-def make_host(**config: float) -> Host:
-    return Host(HostContext(index=0), TEST_KINDS, HostConfig(**config))  # type: ignore[arg-type]
+@pytest.fixture
+async def make_host(settings: Settings) -> AsyncIterator[MakeHost]:
+    async with open_context(0, settings) as ctx:
+        yield lambda **config: Host(ctx, TEST_KINDS, HostConfig(**config))
 
 
 async def ask(host: Host, key: str, message: object) -> object:
@@ -21,7 +30,7 @@ async def ask(host: Host, key: str, message: object) -> object:
     return await future
 
 
-async def test_turns_are_serial_and_in_order_per_actor() -> None:
+async def test_turns_are_serial_and_in_order_per_actor(make_host: MakeHost) -> None:
     host = make_host()
     futures = [host.enqueue("plain", "org", "a", SlowAppend("s", n) if n % 3 else Append("s", n),
                             True) for n in range(200)]
@@ -29,14 +38,14 @@ async def test_turns_are_serial_and_in_order_per_actor() -> None:
     assert await ask(host, "a", GetLog()) == [("s", n) for n in range(200)]
 
 
-async def test_turn_error_reaches_the_asker_and_the_actor_lives_on() -> None:
+async def test_turn_error_reaches_the_asker_and_the_actor_lives_on(make_host: MakeHost) -> None:
     host = make_host()
     with pytest.raises(ValueError, match="bad input"):
         await ask(host, "b", Boom("bad input"))
     assert await ask(host, "b", Append("s", 1)) == 1
 
 
-async def test_bounded_mailbox_says_retry_later() -> None:
+async def test_bounded_mailbox_says_retry_later(make_host: MakeHost) -> None:
     host = make_host(mailbox_limit=5)
     # not yet active: everything queues behind the activation
     queued = [host.enqueue("plain", "org", "c", Append("s", n), True) for n in range(5)]
@@ -46,7 +55,8 @@ async def test_bounded_mailbox_says_retry_later() -> None:
     assert await ask(host, "c", GetLog()) == [("s", n) for n in range(5)]
 
 
-async def test_deliver_applies_batches_in_stream_order_even_if_they_arrive_late() -> None:
+async def test_deliver_applies_batches_in_stream_order_even_if_they_arrive_late(
+        make_host: MakeHost) -> None:
     host = make_host()
 
     def batch(n: int) -> list:  # type: ignore[type-arg]
@@ -63,7 +73,8 @@ async def test_deliver_applies_batches_in_stream_order_even_if_they_arrive_late(
     assert failures == [] and results == {0: [("s", 0), ("s", 1), ("s", 2)]}
 
 
-async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope() -> None:
+async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope(
+        make_host: MakeHost) -> None:
     host = make_host()
     failures, results = await host.deliver("x", 0, [
         ("nope", "org", "e", Append("s", 0), TELL, 0.0),
@@ -75,7 +86,7 @@ async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope() -> N
     assert results == {2: 1}
 
 
-async def test_idle_actors_passivate_and_come_back_fresh() -> None:
+async def test_idle_actors_passivate_and_come_back_fresh(make_host: MakeHost) -> None:
     host = make_host(idle_ttl=0.0)
     await ask(host, "f", Append("s", 1))
     actor = host.residents[("plain", "org", "f")]
@@ -88,7 +99,7 @@ async def test_idle_actors_passivate_and_come_back_fresh() -> None:
     assert host.metrics.activations["plain"] == 2
 
 
-async def test_lru_cap_keeps_the_most_recently_used() -> None:
+async def test_lru_cap_keeps_the_most_recently_used(make_host: MakeHost) -> None:
     host = make_host(max_resident=10)
     for i in range(25):
         await ask(host, f"k{i}", Append("s", i))
@@ -101,7 +112,7 @@ async def test_lru_cap_keeps_the_most_recently_used() -> None:
     assert host.resident_by_kind["plain"] == 10
 
 
-async def test_a_message_queued_behind_passivation_cancels_it() -> None:
+async def test_a_message_queued_behind_passivation_cancels_it(make_host: MakeHost) -> None:
     host = make_host(idle_ttl=0.0)
     await ask(host, "g", Append("s", 1))
     host.passivate_idle()
@@ -111,7 +122,7 @@ async def test_a_message_queued_behind_passivation_cancels_it() -> None:
     assert host.metrics.passivations["plain"] == 0
 
 
-async def test_a_message_after_passivation_gets_a_fresh_activation() -> None:
+async def test_a_message_after_passivation_gets_a_fresh_activation(make_host: MakeHost) -> None:
     host = make_host(idle_ttl=0.0)
     await ask(host, "g2", Append("s", 1))
     host.passivate_idle()
@@ -122,7 +133,7 @@ async def test_a_message_after_passivation_gets_a_fresh_activation() -> None:
     assert host.metrics.activations["plain"] == 2
 
 
-async def test_idle_actor_keeps_no_mailbox_or_task() -> None:
+async def test_idle_actor_keeps_no_mailbox_or_task(make_host: MakeHost) -> None:
     host = make_host()
     await ask(host, "h", SlowAppend("s", 1))
     await asyncio.gather(*host._tasks)
@@ -131,9 +142,33 @@ async def test_idle_actor_keeps_no_mailbox_or_task() -> None:
     assert not host._tasks
 
 
-async def test_the_same_key_named_by_another_org_is_another_actor() -> None:
+async def test_the_same_key_named_by_another_org_is_another_actor(make_host: MakeHost) -> None:
     host = make_host()
     assert await host.enqueue("plain", "org-a", "shared", Append("s", 1), True) == 1
     assert await host.enqueue("plain", "org-b", "shared", GetLog(), True) == []
     assert await host.enqueue("plain", "org-a", "shared", GetLog(), True) == [("s", 1)]
     assert {("plain", "org-a", "shared"), ("plain", "org-b", "shared")} <= set(host.residents)
+
+
+async def test_kinds_are_registered_as_classes_by_their_kind(make_host: MakeHost) -> None:
+    host = make_host()
+    assert host.kinds == {"recorder": Recorder, "plain": Plain, "flaky": Flaky}
+    with pytest.raises(TypeError, match="kind 'plain' is named by Plain and Twin"):
+        by_kind([Plain, Twin])
+    with pytest.raises(TypeError, match="is not a VirtualActor class"):
+        by_kind([Append])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="has no kind"):
+        by_kind([VirtualActor])
+
+
+async def test_leaving_a_host_flushes_every_resident_actor(make_host: MakeHost) -> None:
+    async with make_host() as host:
+        await ask(host, "i", Append("s", 1))
+        actor = host.residents[("plain", "org", "i")]
+    assert actor.deactivated  # type: ignore[attr-defined]
+    assert not host.residents
+
+
+class Twin(Plain):
+    kind = "plain"
+    __slots__ = ()

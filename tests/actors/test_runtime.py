@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from actors.messages import GetState
 from actors.org import RecordUsage
-from actors.runtime.client import NAMESPACE, ActorSystem, host_name, retrying
+from actors.runtime.client import NAMESPACE, ActorSystem, host_name
 from actors.runtime.protocol import TurnError
+from actors.runtime.retry import RetryPolicy
 from core.settings import Settings
 from storage.db import Database
 from tests.actors.kinds import Append, Boom, GetLog, Persist, Rendezvous, SlowAppend
@@ -131,15 +132,16 @@ async def test_host_killed_under_traffic_loses_no_acknowledged_write(
             value = f"{worker}-{n}"
             key = keys[(worker + n) % len(keys)]
 
-            async def once(key: str = key, value: str = value) -> str:
+            async def once(timeout: float, key: str = key, value: str = value) -> str:
                 nonlocal failures_seen
                 try:
-                    return await actors.ask("recorder", str(org.id), key, Persist(value))
+                    return await actors.ask("recorder", str(org.id), key, Persist(value),
+                                            timeout)
                 except Exception:
                     failures_seen += 1
                     raise
 
-            acknowledged.append(await retrying(once, attempts=60))
+            acknowledged.append(await RetryPolicy(budget=60).run(once, idempotent=True))
             if worker == 0 and n == 15:
                 os.kill(old_pid, signal.SIGKILL)
                 killed.set()

@@ -11,9 +11,10 @@ import uuid
 import ray
 from ray.cluster_utils import Cluster
 
-from actors.runtime.client import ActorSystem, retrying
-from actors.runtime.host import DEFAULT_KINDS
+from actors.kinds import DEFAULT_KINDS
+from actors.runtime.client import ActorSystem
 from actors.runtime.remote import start_hosts
+from actors.runtime.retry import RetryPolicy
 from core.settings import load_settings
 from tests.actors.kinds import TEST_KINDS, Append
 
@@ -21,9 +22,9 @@ from tests.actors.kinds import TEST_KINDS, Append
 async def traffic(system: ActorSystem, org: str, keys: list[str]) -> list[int]:
     answers = []
     for key in keys:
-        async def call(key: str = key) -> int:
-            return await system.ask("recorder", org, key, Append("s", 1), timeout=10)
-        answers.append(await retrying(call, attempts=100, max_delay=0.5))
+        async def call(timeout: float, key: str = key) -> int:
+            return await system.ask("recorder", org, key, Append("s", 1), timeout=timeout)
+        answers.append(await RetryPolicy(budget=90, max_delay=0.5).run(call, idempotent=True))
     return answers
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     ray.init(address=cluster.address, namespace="bidi", logging_level="ERROR",
              log_to_driver=False)
     settings = load_settings(hosts=2)
-    handles = start_hosts(settings, kinds={**DEFAULT_KINDS, **TEST_KINDS})
+    handles = start_hosts(settings, kinds=(*DEFAULT_KINDS, *TEST_KINDS))
     nodes = ray.get([h.node_id.remote() for h in handles])
     system = ActorSystem(2)
     keys = [str(uuid.uuid4()) for _ in range(20)]

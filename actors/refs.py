@@ -1,0 +1,168 @@
+"""Typed references to the actors: how the rest of the engine reaches a
+chat, an organization or an agent.
+
+A reference knows its actor's kind, how its key is derived, which message
+each method sends, what comes back, and how the call is retried
+(`actors.runtime.retry`): the calls that may safely run twice (an inbound
+message with its dedup key, a send with an idempotency key, marking read,
+taking or returning a run slot) are retried while the owning host restarts
+or the mailbox is full, within a bounded time; the others are not.
+
+    await ChatRef.of(actors, message).inbound(message)
+    await ChatRef(actors, org_id, chat_id).send(text, user_id, key)
+
+References are cheap to make and safe to keep; kind names and message
+classes stay behind them.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypedDict
+
+from actors.agent import AgentActor, FinishRun, StartRun
+from actors.chat import ChatActor, Inbound, MarkRead, Resend, Send
+from actors.chat_store import chat_id_for
+from actors.messages import GetState, Ping
+from actors.org import FlushUsage, OrgActor, RecordUsage
+from actors.runtime.client import ActorRef, ActorSystem
+from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
+from core.messages import InboundMessage
+
+
+class Accepted(TypedDict):
+    """An inbound message stored (after COMMIT), or known already."""
+
+    id: str
+    chat_id: str
+    duplicate: bool
+
+
+class SentMessage(TypedDict):
+    """An outbound message stored as `pending` (or the one an idempotency key
+    names already, `duplicate`)."""
+
+    id: str
+    chat_id: str
+    sender_type: str
+    sender_id: str | None
+    content: str
+    is_incoming: bool
+    is_read: bool
+    status: str
+    external_id: str | None
+    created_at: datetime | str
+    duplicate: bool
+
+
+class ReadResult(TypedDict):
+    chat_id: str
+    unread: int
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRef:
+    """One conversation's actor, the only writer of its messages."""
+
+    system: ActorSystem
+    org_id: str
+    chat_id: str
+    policy: RetryPolicy = DEFAULT_POLICY
+
+    @classmethod
+    def of(cls, system: ActorSystem, message: InboundMessage,
+           policy: RetryPolicy = DEFAULT_POLICY) -> ChatRef:
+        """The chat `message` belongs to (its id follows from where it happens)."""
+        return cls(system, message.organization_id, chat_id_for(message), policy)
+
+    @property
+    def actor(self) -> ActorRef:
+        return self.system.ref(ChatActor.kind, self.org_id, self.chat_id)
+
+    async def inbound(self, message: InboundMessage) -> Accepted:
+        """Store `message`; resolves after COMMIT. Its dedup key makes a retry
+        store it once."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Inbound(message), idempotent=True)
+
+    async def send(self, text: str, user_id: str | None,
+                   idempotency_key: str | None = None) -> SentMessage:
+        """Store `text` as pending and queue it for the chat's channel; only
+        with an idempotency key is a lost call tried again (it cannot send twice)."""
+        command = Send(text, user_id=user_id, idempotency_key=idempotency_key)
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, command, idempotent=bool(idempotency_key))
+
+    async def mark_read(self, user_id: str | None) -> ReadResult:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, MarkRead(user_id=user_id), idempotent=True)
+
+    def resend(self, message_ids: tuple[str, ...]) -> asyncio.Future[Any]:
+        """Nudge the chat to send these pending messages when due (a tell:
+        resolves once its host has it; the outbox's next sweep is the retry)."""
+        return self.actor.tell(Resend(message_ids))
+
+    async def state(self) -> dict[str, Any]:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, GetState(), idempotent=True)
+
+    async def ping(self) -> int:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Ping(), idempotent=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OrgRef:
+    """An organization's actor: plan limits and usage counters."""
+
+    system: ActorSystem
+    org_id: str
+    policy: RetryPolicy = DEFAULT_POLICY
+
+    @property
+    def actor(self) -> ActorRef:
+        return self.system.ref(OrgActor.kind, self.org_id, self.org_id)
+
+    async def record_usage(self, metric: str, quantity: int = 1) -> int:
+        """Count usage; answers the month's total. A lost call is not tried
+        again: it may have counted."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, RecordUsage(metric, quantity), idempotent=False)
+
+    async def flush(self) -> int:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, FlushUsage(), idempotent=True)
+
+    async def state(self) -> dict[str, Any]:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, GetState(), idempotent=True)
+
+
+@dataclass(frozen=True, slots=True)
+class AgentRef:
+    """An AI agent's actor: its configuration and its concurrent runs."""
+
+    system: ActorSystem
+    org_id: str
+    agent_id: str
+    policy: RetryPolicy = DEFAULT_POLICY
+
+    @property
+    def actor(self) -> ActorRef:
+        return self.system.ref(AgentActor.kind, self.org_id, self.agent_id)
+
+    async def start_run(self, run_id: str) -> int:
+        """Take a run slot (`RateLimited` when all are taken); answers how many
+        are taken. Taking the same run's slot again is harmless."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, StartRun(run_id), idempotent=True)
+
+    async def finish_run(self, run_id: str) -> int:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, FinishRun(run_id), idempotent=True)
+
+    async def state(self) -> dict[str, Any]:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, GetState(), idempotent=True)
