@@ -33,6 +33,18 @@ class Window(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Page:
+    """A `Window` for callers outside the API (agent tools, jobs, tests)."""
+
+    page: int = 1
+    limit: int = 20
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.limit
+
+
+@dataclass(frozen=True, slots=True)
 class Listing(Generic[T]):
     """One page of a list and the count of the whole list. msgspec encodes it
     as the API's `{"page","limit","total","data"}` as it is."""
