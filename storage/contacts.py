@@ -172,9 +172,10 @@ async def page(conn: asyncpg.Connection, filters: ContactFilters,
 
 async def read_page(db: Database, org_id: str, filters: ContactFilters, window: Window, *,
                     user_id: str | None = None) -> Listing[Contact]:
-    """`page` in a transaction of its own: three round trips, and for a
-    search a plan made once per connection. `user_id`: the signed-in user
-    the transaction runs as (None for an API key, an agent or a job)."""
+    """`page` in a transaction of its own: three round trips (a fourth counts
+    past the last page), and for a search a plan made once per connection.
+    `user_id`: the signed-in user the transaction runs as (None for an API
+    key, an agent or a job)."""
     query = _page_query(filters, window)
     async with db.tenant_tx(org_id, user_id, generic_plans=query.search) as conn:
         return await _run(conn, query)

@@ -156,9 +156,9 @@ async def update(conn: asyncpg.Connection, actor: Actor, deal_id: UUID,
     if not values:
         return from_row(before)
     row = await _apply(conn, before, values)
-    old, new = from_row(before), from_row(row)
-    changes = {k: [old[k], new[k]] for k in values  # type: ignore[literal-required]
-               if old[k] != new[k]}  # type: ignore[literal-required]
+    new = from_row(row)
+    was, now = cast(dict[str, Any], from_row(before)), cast(dict[str, Any], new)
+    changes = {k: [was[k], now[k]] for k in values if was[k] != now[k]}
     if not changes:
         return new
     await record(conn, actor, action="deal.update", resource_type="deal", resource_id=deal_id,

@@ -1,5 +1,5 @@
-"""Companies: CRUD with free-text search, filters and pagination. Every
-mutation writes its audit row and its event in the same transaction."""
+"""Companies: CRUD with free-text search, filters and pagination, over
+`storage.companies` (the rules, audit rows and events)."""
 from __future__ import annotations
 
 from datetime import datetime

@@ -1,6 +1,7 @@
 """Contacts: CRUD with filters, free-text search and pagination, bulk tags,
-CSV import with a per-row report, and notes. Every mutation writes its audit
-row and its event in the same transaction."""
+CSV import with a per-row report, and notes, over `storage.contacts` and
+`storage.notes` (the rules, audit rows and events). The CSV is read and each
+row validated here; storage stores the valid rows chunk by chunk."""
 from __future__ import annotations
 
 import csv
@@ -186,14 +187,14 @@ async def import_csv(request: Request,
                       else "the CSV needs a header row", details={"allowed": WRITABLE})
     if len(rows) > MAX_IMPORT_ROWS:
         raise Invalid(f"at most {MAX_IMPORT_ROWS} rows per import")
-    errors: list[dict[str, Any]] = []
+    errors: list[contacts.RowError] = []
     valid: list[tuple[int, dict[str, Any]]] = []
     for number, row in enumerate(rows, start=2):
         try:
             valid.append((number, _import_row(row).model_dump(exclude_none=True)))
         except ValidationError as exc:
-            errors.append({"row": number, "errors": [
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]})
+            errors.append(contacts.RowError(row=number, errors=[
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]))
     report = await contacts.import_rows(runtime_of(request).db, principal.actor, valid,
                                         user_id=principal.user_id)
     errors += report["errors"]
