@@ -7,7 +7,8 @@ routes run:
   webhooks): `serve.routers.channels_api.accept`;
 - `GET /v1/contacts` (the CRM's list and search):
   `serve.auth.authenticate` / `authorize` and
-  `serve.routers.contacts.contact_page`.
+  `serve.routers.contacts.contact_page` (`storage.contacts.read_page`, the
+  page encoded from the rows).
 
 A fast path only takes requests it can read without doubt: anything unusual
 (an unknown or repeated query parameter, a value out of bounds, a non-canonical
@@ -26,7 +27,8 @@ from serve.auth import authenticate, authorize, bearer_of, forwarded_ip
 from serve.errors import EXPECTED, expected_response
 from serve.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE, PageParams
 from serve.routers.channels_api import MAX_BODY, accept
-from serve.routers.contacts import Q_MAX, SOURCE_MAX, TAGS_MAX, ContactFilters, contact_page
+from serve.routers.contacts import Q_MAX, SOURCE_MAX, TAGS_MAX, contact_page
+from storage.contacts import ContactFilters
 
 INBOUND_PREFIX = "/v1/channels/api/"
 CONTACTS = "/v1/contacts"
