@@ -82,3 +82,17 @@ async def reserve_code(request: Request, user_id: object) -> str:
     refuse(await throttles(request).codes.reserve(key),
            "too many wrong codes; try again later")
     return key
+
+
+@dataclass(frozen=True)
+class CodeGuesses:
+    """One user's second-factor attempts (storage.mfa.Guesses), in this app's window."""
+
+    request: Request
+    user_id: object
+
+    async def reserve(self) -> None:
+        await reserve_code(self.request, self.user_id)
+
+    async def clear(self) -> None:
+        await throttles(self.request).codes.clear(code_key(self.user_id))

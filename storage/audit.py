@@ -1,5 +1,6 @@
 """The audit trail and the event log, written in the caller's transaction:
-a mutation, its `audit_logs` row and its `events` row commit together."""
+a mutation, its `audit_logs` row and its `events` row commit together; and
+the trail read back, newest first."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -46,6 +47,32 @@ async def append_event(conn: asyncpg.Connection, org_id: str, event_type: str,
         "INSERT INTO events (organization_id, event_type, entity_type, entity_id, user_id,"
         " agent_id, payload) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING seq",
         org_id, event_type, entity_type, entity_id, user_id, agent_id, _jsonable(payload)))
+
+
+ENTRY_COLUMNS = ("id, user_id, action, resource_type, resource_id, changes,"
+                 " host(ip_address) AS ip_address, user_agent, created_at")
+
+
+async def entries(conn: asyncpg.Connection, limit: int, offset: int, *,
+                  action: str | None = None, resource_type: str | None = None,
+                  resource_id: Any = None,
+                  user_id: Any = None) -> tuple[int, list[dict[str, Any]]]:
+    """The total and one page of the tenant's audit rows matching every
+    filter given, newest first."""
+    conditions: list[str] = []
+    args: list[Any] = []
+    for column, value in (("action", action), ("resource_type", resource_type),
+                          ("resource_id", resource_id), ("user_id", user_id)):
+        if value is not None:
+            args.append(value)
+            conditions.append(f"{column} = ${len(args)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    n = len(args)
+    total = await conn.fetchval(f"SELECT count(*) FROM audit_logs{where}", *args)
+    rows = await conn.fetch(
+        f"SELECT {ENTRY_COLUMNS} FROM audit_logs{where} ORDER BY created_at DESC, id"
+        f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
+    return int(total), [dict(r) for r in rows]
 
 
 def _jsonable(value: Any) -> Any:

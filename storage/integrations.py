@@ -1,14 +1,20 @@
-"""Channel integrations as the engine uses them: public config plus the
-secrets stored encrypted under `config.secrets` (decrypted only here)."""
+"""Channel integrations: as the engine uses them (`Integration`: public
+config plus the secrets stored encrypted under `config.secrets`, decrypted
+only here), and as the API shows and changes them (never their secrets),
+each change with its audit row and event."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict
+from uuid import UUID
 
 import asyncpg
 
 from core.crypto import Cipher
+from core.errors import Invalid, NotFound
+from storage.audit import Actor, record
 
 COLUMNS = "id, organization_id, type, name, config, is_active"
 
@@ -43,3 +49,104 @@ async def find(conn: asyncpg.Connection, integration_id: str,
     row = await conn.fetchrow(f"SELECT {COLUMNS} FROM integrations WHERE id = $1::uuid",
                               integration_id)
     return None if row is None else from_row(row, cipher)
+
+
+# The API's view of an integration: never its secrets, sealed or not.
+PUBLIC_COLUMNS = ("id, type, name, config - 'secrets' AS config, is_active, last_sync_at,"
+                  " created_at, updated_at")
+CONFIG_FIELDS = ("callback_url",)  # what a change may set inside `config`
+
+
+class PublicIntegration(TypedDict):
+    id: UUID
+    type: str
+    name: str | None
+    config: dict[str, Any]
+    is_active: bool
+    last_sync_at: datetime | None
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+def _public(row: Any) -> PublicIntegration:
+    return PublicIntegration(**dict(row))  # type: ignore[typeddict-item]
+
+
+async def create(conn: asyncpg.Connection, actor: Actor, cipher: Cipher, *, type: str,
+                 name: str, config: dict[str, Any],
+                 secrets: Mapping[str, str]) -> PublicIntegration:
+    """A new integration with its public `config` (already checked by the
+    caller: callback URLs against channels.netguard) and its `secrets`
+    (stored sealed)."""
+    row = await conn.fetchrow(
+        f"INSERT INTO integrations (organization_id, type, name, config) VALUES"
+        f" ($1, $2, $3, $4) RETURNING {PUBLIC_COLUMNS}", UUID(actor.org_id), type, name,
+        seal(cipher, config, secrets))
+    await record(conn, actor, action="integration.create", resource_type="integration",
+                 resource_id=row["id"], changes={"type": type, "name": name, **config},
+                 event_type="integration.created",
+                 payload={"id": row["id"], "type": type, "name": name})
+    return _public(row)
+
+
+async def page(conn: asyncpg.Connection, limit: int,
+               offset: int) -> tuple[int, list[PublicIntegration]]:
+    """The total and one page of the org's integrations, newest first."""
+    total = await conn.fetchval("SELECT count(*) FROM integrations")
+    rows = await conn.fetch(f"SELECT {PUBLIC_COLUMNS} FROM integrations"
+                            " ORDER BY created_at DESC, id LIMIT $1 OFFSET $2", limit, offset)
+    return int(total), [_public(r) for r in rows]
+
+
+async def get(conn: asyncpg.Connection, integration_id: UUID) -> PublicIntegration:
+    row = await conn.fetchrow(f"SELECT {PUBLIC_COLUMNS} FROM integrations WHERE id = $1",
+                              integration_id)
+    if row is None:
+        raise NotFound("integration not found")
+    return _public(row)
+
+
+async def update(conn: asyncpg.Connection, actor: Actor, integration_id: UUID,
+                 changes: Mapping[str, Any]) -> PublicIntegration:
+    """Apply `changes` (`name`, `is_active`, and the `CONFIG_FIELDS`; a None
+    name or flag leaves it as it is)."""
+    unknown = sorted(set(changes) - {"name", "is_active", *CONFIG_FIELDS})
+    if unknown:
+        raise Invalid(f"cannot change {', '.join(unknown)}", field=unknown[0])
+    config_patch = {k: changes[k] for k in CONFIG_FIELDS if k in changes}
+    row = await conn.fetchrow(
+        f"UPDATE integrations SET name = coalesce($2, name),"
+        f" is_active = coalesce($3, is_active), config = config || $4::jsonb,"
+        f" updated_at = now() WHERE id = $1 RETURNING {PUBLIC_COLUMNS}",
+        integration_id, changes.get("name"), changes.get("is_active"), config_patch)
+    if row is None:
+        raise NotFound("integration not found")
+    await record(conn, actor, action="integration.update", resource_type="integration",
+                 resource_id=integration_id, changes=dict(changes),
+                 event_type="integration.updated", payload={"id": integration_id, **changes})
+    return _public(row)
+
+
+async def rotate_secret(conn: asyncpg.Connection, actor: Actor, cipher: Cipher,
+                        integration_id: UUID, secret: str) -> PublicIntegration:
+    """Replace the signing secret: the old one stops working at COMMIT."""
+    row = await conn.fetchrow(
+        f"UPDATE integrations SET config = jsonb_set(config, '{{secrets}}', $2::jsonb),"
+        f" updated_at = now() WHERE id = $1 RETURNING {PUBLIC_COLUMNS}", integration_id,
+        {"secret": cipher.encrypt(secret)})
+    if row is None:
+        raise NotFound("integration not found")
+    await record(conn, actor, action="integration.rotate_secret", resource_type="integration",
+                 resource_id=integration_id, changes=None, event_type="integration.updated",
+                 payload={"id": integration_id})
+    return _public(row)
+
+
+async def delete(conn: asyncpg.Connection, actor: Actor, integration_id: UUID) -> None:
+    deleted = await conn.fetchval("DELETE FROM integrations WHERE id = $1 RETURNING id",
+                                  integration_id)
+    if deleted is None:
+        raise NotFound("integration not found")
+    await record(conn, actor, action="integration.delete", resource_type="integration",
+                 resource_id=integration_id, changes=None, event_type="integration.deleted",
+                 payload={"id": integration_id})

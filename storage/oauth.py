@@ -36,7 +36,8 @@ class AccountExists(Conflict):
 
 
 async def sign_in(conn: asyncpg.Connection, who: ExternalIdentity, cipher: Cipher, *,
-                  link_to: UUID | None = None) -> tuple[dict[str, Any], list[asyncpg.Record], bool]:
+                  link_to: UUID | None = None,
+                  ) -> tuple[dict[str, Any], list[identity.Membership], bool]:
     """Return (user, memberships, created). An identity seen before signs in
     its user; a new one creates an account, unless an account already has its
     email (AccountExists: the owner signs in there and links it). `link_to`
@@ -67,8 +68,7 @@ async def sign_in(conn: asyncpg.Connection, who: ExternalIdentity, cipher: Ciphe
         encrypt(who.refresh_token) if who.refresh_token else None, who.expires_at)
     if owner is None:  # linked to someone else since the first look
         raise Conflict(f"this {who.provider} account is linked to another user")
-    user = await conn.fetchrow(f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1",
-                               user_id)
+    user = await identity.user_by_id(conn, user_id)
     return dict(user), await identity.memberships(conn, user_id), created
 
 

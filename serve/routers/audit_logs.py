@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel
 
 from serve.auth import Principal, require, runtime_of
-from serve.crud import Conditions
 from serve.pagination import Page, PageParams, page_params
+from storage import audit
 
 router = APIRouter(prefix="/v1/audit-logs", tags=["audit"])
 
@@ -37,15 +37,8 @@ async def list_audit_logs(
     user_id: UUID | None = None,
     principal: Principal = Depends(require("audit:read")),
 ) -> Any:
-    cond = Conditions()
-    cond.equal(action=action, resource_type=resource_type, resource_id=resource_id,
-               user_id=user_id)
-    paging, args = cond.paging(page)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total = await conn.fetchval(f"SELECT count(*) FROM audit_logs{cond.where()}", *cond.args)
-        rows = await conn.fetch(
-            f"SELECT id, user_id, action, resource_type, resource_id, changes,"
-            f" host(ip_address) AS ip_address, user_agent, created_at FROM audit_logs"
-            f"{cond.where()} ORDER BY created_at DESC, id{paging}", *args)
-    return {"page": page.page, "limit": page.limit, "total": total,
-            "data": [dict(r) for r in rows]}
+        total, rows = await audit.entries(conn, page.limit, page.offset, action=action,
+                                          resource_type=resource_type,
+                                          resource_id=resource_id, user_id=user_id)
+    return {"page": page.page, "limit": page.limit, "total": total, "data": rows}

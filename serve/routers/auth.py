@@ -10,14 +10,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, EmailStr, Field
 
 from core.crypto import Cipher
-from core.errors import Forbidden, NotFound, Unauthorized
-from core.security import ACCESS_TTL, hash_password, issue_access_token, verify_password
+from core.errors import Unauthorized
+from core.security import ACCESS_TTL, hash_password, issue_access_token
 from serve.auth import Principal, client_ip, runtime_of, session
 from serve.models import Strict
-from serve.routers.mfa import check_second_factor
 from serve.throttle import per_ip, per_ip_register, refuse, throttles
 from storage import identity
-from storage.audit import Actor, record
 
 router = APIRouter(prefix="/v1", tags=["auth"])
 
@@ -86,25 +84,28 @@ def _access(request: Request, user_id: Any, org_id: Any, role: str) -> str:
     return issue_access_token(secret, str(user_id), str(org_id), role)
 
 
+def _org(org: identity.Membership) -> dict[str, Any]:
+    return {"id": org.org_id, "name": org.name, "slug": org.slug, "role": org.role}
+
+
+def _session(request: Request, signed: identity.SignedIn) -> dict[str, Any]:
+    return {"access_token": _access(request, signed.user["id"], signed.org.org_id,
+                                    signed.org.role),
+            "refresh_token": signed.refresh_token, "user": signed.user,
+            "organization": _org(signed.org)}
+
+
 @router.post("/auth/register", status_code=201, response_model=SessionOut,
              dependencies=[Depends(per_ip_register)])
 async def register(body: RegisterIn, request: Request) -> dict[str, Any]:
     runtime = runtime_of(request)
     password_hash = await asyncio.to_thread(hash_password, body.password)
     async with runtime.db.system_tx() as conn:
-        user, org = await identity.create_user_and_org(
+        signed = await identity.register(
             conn, email=body.email, password_hash=password_hash, name=body.name,
-            org_name=body.organization_name)
-        refresh, _ = await identity.issue_refresh(conn, user["id"], org["id"])
-        actor = Actor(str(org["id"]), str(user["id"]), client_ip(request),
-                      request.headers.get("user-agent"))
-        await record(conn, actor, action="organization.create", resource_type="organization",
-                     resource_id=org["id"], changes={"name": org["name"]},
-                     event_type="organization.created",
-                     payload={"organization_id": org["id"], "owner_id": user["id"]})
-    return {"access_token": _access(request, user["id"], org["id"], "owner"),
-            "refresh_token": refresh, "user": user,
-            "organization": {**org, "role": "owner"}}
+            org_name=body.organization_name, ip=client_ip(request),
+            user_agent=request.headers.get("user-agent"))
+    return _session(request, signed)
 
 
 @router.post("/auth/login", response_model=SessionOut,
@@ -124,26 +125,12 @@ async def login(body: LoginIn, request: Request) -> dict[str, Any]:
         await limits.login_accounts.give_back(account)
         refuse(by_ip, message)
     async with runtime.db.system_tx() as conn:
-        user = await identity.user_by_email(conn, body.email)
-        stored = user["password_hash"] if user is not None else None
-        ok = await asyncio.to_thread(verify_password, stored, body.password)
-        if ok and user is not None and user["mfa_enabled"]:
-            ok = await check_second_factor(
-                conn, user, body.totp_code,
-                Cipher(runtime.settings.encryption_key.get_secret_value()))
-        if not ok or user is None:
-            raise Unauthorized("wrong email, password or code")
-        orgs = await identity.memberships(conn, user["id"])
-        if not orgs:
-            raise Forbidden("this account belongs to no organization")
-        first = orgs[0]
-        refresh, _ = await identity.issue_refresh(conn, user["id"], first["organization_id"])
+        signed = await identity.login(
+            conn, email=body.email, password=body.password, code=body.totp_code,
+            cipher=Cipher(runtime.settings.encryption_key.get_secret_value()))
     await limits.login_accounts.clear(account)
     await limits.login_ips.give_back(ip)
-    return {"access_token": _access(request, user["id"], first["organization_id"],
-                                    first["role"]),
-            "refresh_token": refresh, "user": dict(user),
-            "organization": _org(first)}
+    return _session(request, signed)
 
 
 @router.post("/auth/refresh", response_model=TokensOut, dependencies=[Depends(per_ip)],
@@ -162,49 +149,24 @@ async def refresh(body: RefreshIn, request: Request) -> dict[str, Any]:
 @router.post("/auth/logout", status_code=204, response_class=Response)
 async def logout(request: Request, body: LogoutIn | None = None,
                  principal: Principal = Depends(session)) -> Response:
+    # the session of the refresh token sent; without one, every session in this org
     async with runtime_of(request).db.system_tx() as conn:
-        if body is not None and body.refresh_token:
-            await identity.revoke_token_family(conn, body.refresh_token)
-        else:  # every session of this user in this org
-            await conn.execute(
-                "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1"
-                " AND organization_id = $2 AND revoked_at IS NULL",
-                UUID(principal.user), UUID(principal.org_id))
+        await identity.logout(conn, UUID(principal.user), UUID(principal.org_id),
+                              body.refresh_token if body is not None else None)
     return Response(status_code=204)
 
 
 @router.get("/me", response_model=MeOut, tags=["me"])
 async def me(request: Request, principal: Principal = Depends(session)) -> Any:
-    runtime = runtime_of(request)
-    async with runtime.db.system_tx() as conn:
-        user = await conn.fetchrow(
-            f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1", UUID(principal.user))
-        orgs = await identity.memberships(conn, UUID(principal.user))
-    if user is None:
-        raise Unauthorized("this account no longer exists")
-    current = next((o for o in orgs if str(o["organization_id"]) == principal.org_id), None)
-    if current is None:
-        raise Unauthorized("no longer a member of this organization")
-    return {"user": dict(user), "organization": _org(current),
-            "memberships": [_org(o) for o in orgs]}
+    async with runtime_of(request).db.system_tx() as conn:
+        found = await identity.me(conn, UUID(principal.user), principal.org_id)
+    return {"user": found.user, "organization": _org(found.org),
+            "memberships": [_org(o) for o in found.memberships]}
 
 
 @router.post("/auth/switch-org", response_model=SessionOut)
 async def switch_org(body: SwitchOrgIn, request: Request,
                      principal: Principal = Depends(session)) -> dict[str, Any]:
-    runtime = runtime_of(request)
-    async with runtime.db.system_tx() as conn:
-        orgs = await identity.memberships(conn, UUID(principal.user))
-        target = next((o for o in orgs if o["organization_id"] == body.organization_id), None)
-        if target is None:
-            raise NotFound("organization not found")
-        user = await conn.fetchrow(
-            f"SELECT {identity.USER_COLUMNS} FROM users WHERE id = $1", UUID(principal.user))
-        refresh_token, _ = await identity.issue_refresh(conn, user["id"], body.organization_id)
-    return {"access_token": _access(request, user["id"], body.organization_id, target["role"]),
-            "refresh_token": refresh_token, "user": dict(user), "organization": _org(target)}
-
-
-def _org(row: Any) -> dict[str, Any]:
-    return {"id": row["organization_id"], "name": row["name"], "slug": row["slug"],
-            "role": row["role"]}
+    async with runtime_of(request).db.system_tx() as conn:
+        signed = await identity.switch_org(conn, UUID(principal.user), body.organization_id)
+    return _session(request, signed)

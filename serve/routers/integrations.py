@@ -2,8 +2,9 @@
 returned once as `secret`; inbound messages are signed with it and replies
 are POSTed, signed the same way, to `callback_url`, which must be an http(s)
 URL whose host resolves to addresses the engine may reach (channels.netguard;
-checked again at every send). Other channel types (Telegram, WhatsApp,
-email) join with their connectors."""
+checked again at every send). Both checks and the secret's format are the
+channel layer's; storage.integrations stores the result. Other channel types
+(Telegram, WhatsApp, email) join with their connectors."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -16,19 +17,14 @@ from pydantic import BaseModel, Field
 from channels import netguard
 from channels.signing import new_secret
 from core.crypto import Cipher
-from core.errors import NotFound
 from core.settings import Settings
 from serve.auth import Principal, require, runtime_of
-from serve.crud import delete_one, list_page
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from storage.audit import record
-from storage.integrations import seal
+from storage import integrations
 
 router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
 
-COLUMNS = "id, type, name, config - 'secrets' AS config, is_active, last_sync_at, created_at," \
-          " updated_at"
 CALLBACK_FIELD = "config.callback_url"
 URL_MAX = 2048
 
@@ -75,6 +71,10 @@ def _inbound_path(integration_id: UUID) -> str:
     return f"/v1/channels/api/{integration_id}/messages"
 
 
+def _cipher(settings: Settings) -> Cipher:
+    return Cipher(settings.encryption_key.get_secret_value())
+
+
 @router.post("", status_code=201, response_model=IntegrationCreated)
 async def create_integration(body: IntegrationIn, request: Request,
                              principal: Principal = Depends(
@@ -84,36 +84,27 @@ async def create_integration(body: IntegrationIn, request: Request,
     config: dict[str, Any] = {}
     if body.callback_url is not None:
         config["callback_url"] = await _checked(runtime.settings, body.callback_url)
-    sealed = seal(Cipher(runtime.settings.encryption_key.get_secret_value()), config,
-                  {"secret": secret})
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(
-            f"INSERT INTO integrations (organization_id, type, name, config) VALUES"
-            f" ($1, $2, $3, $4) RETURNING {COLUMNS}", UUID(principal.org_id), body.type,
-            body.name, sealed)
-        await record(conn, principal.actor, action="integration.create",
-                     resource_type="integration", resource_id=row["id"],
-                     changes={"type": body.type, "name": body.name, **config},
-                     event_type="integration.created",
-                     payload={"id": row["id"], "type": body.type, "name": body.name})
-    return {**dict(row), "secret": secret, "inbound_url": _inbound_path(row["id"])}
+        row = await integrations.create(conn, principal.actor, _cipher(runtime.settings),
+                                        type=body.type, name=body.name, config=config,
+                                        secrets={"secret": secret})
+    return {**row, "secret": secret, "inbound_url": _inbound_path(row["id"])}
 
 
 @router.get("", response_model=Page[IntegrationOut])
 async def list_integrations(request: Request, page: PageParams = Depends(page_params),
                             principal: Principal = Depends(require("org:read"))) -> Any:
-    return await list_page(request, principal, "integrations", COLUMNS, page)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        total, rows = await integrations.page(conn, page.limit, page.offset)
+    return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)
 async def get_integration(integration_id: UUID, request: Request,
                           principal: Principal = Depends(require("org:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(f"SELECT {COLUMNS} FROM integrations WHERE id = $1",
-                                  integration_id)
-    if row is None:
-        raise NotFound("integration not found")
-    return dict(row)
+        row = await integrations.get(conn, integration_id)
+    return row
 
 
 @router.patch("/{integration_id}", response_model=IntegrationOut)
@@ -125,18 +116,8 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
         changes["callback_url"] = await _checked(runtime_of(request).settings,
                                                  changes["callback_url"])
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        config_patch = {k: changes[k] for k in ("callback_url",) if k in changes}
-        row = await conn.fetchrow(
-            f"UPDATE integrations SET name = coalesce($2, name),"
-            f" is_active = coalesce($3, is_active), config = config || $4::jsonb,"
-            f" updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-            integration_id, changes.get("name"), changes.get("is_active"), config_patch)
-        if row is None:
-            raise NotFound("integration not found")
-        await record(conn, principal.actor, action="integration.update",
-                     resource_type="integration", resource_id=integration_id, changes=changes,
-                     event_type="integration.updated", payload={"id": integration_id, **changes})
-    return dict(row)
+        row = await integrations.update(conn, principal.actor, integration_id, changes)
+    return row
 
 
 @router.post("/{integration_id}/rotate-secret", response_model=IntegrationCreated)
@@ -144,23 +125,17 @@ async def rotate_secret(integration_id: UUID, request: Request,
                         principal: Principal = Depends(require("integrations:manage"))) -> Any:
     """A new signing secret (shown once); the old one stops working at once."""
     runtime = runtime_of(request)
-    cipher = Cipher(runtime.settings.encryption_key.get_secret_value())
     secret = new_secret()
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        row = await conn.fetchrow(
-            f"UPDATE integrations SET config = jsonb_set(config, '{{secrets}}', $2::jsonb),"
-            f" updated_at = now() WHERE id = $1 RETURNING {COLUMNS}", integration_id,
-            {"secret": cipher.encrypt(secret)})
-        if row is None:
-            raise NotFound("integration not found")
-        await record(conn, principal.actor, action="integration.rotate_secret",
-                     resource_type="integration", resource_id=integration_id, changes=None,
-                     event_type="integration.updated", payload={"id": integration_id})
-    return {**dict(row), "secret": secret, "inbound_url": _inbound_path(row["id"])}
+        row = await integrations.rotate_secret(conn, principal.actor, _cipher(runtime.settings),
+                                               integration_id, secret)
+    return {**row, "secret": secret, "inbound_url": _inbound_path(row["id"])}
 
 
 @router.delete("/{integration_id}", status_code=204, response_class=Response)
 async def delete_integration(integration_id: UUID, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Response:
-    return await delete_one(request, principal, "integrations", "integration", integration_id)
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        await integrations.delete(conn, principal.actor, integration_id)
+    return Response(status_code=204)

@@ -35,9 +35,8 @@ from serve.auth import (
 )
 from serve.models import Strict
 from serve.routers.auth import SessionOut
-from serve.routers.mfa import check_second_factor
-from serve.throttle import per_ip, reserve_code, throttles
-from storage import identity
+from serve.throttle import CodeGuesses, per_ip
+from storage import identity, mfa
 from storage.oauth import ExternalIdentity, sign_in
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -197,32 +196,30 @@ async def _session(request: Request, who: ExternalIdentity,
     async with runtime.db.system_tx() as conn:
         user, orgs, _ = await sign_in(conn, who, cipher,
                                       link_to=UUID(link["user_id"]) if link else None)
-        wanted = link["org_id"] if link else None
-        org = next((o for o in orgs if str(o["organization_id"]) == wanted),
-                   orgs[0] if orgs else None)
+        org = identity.choose(orgs, link["org_id"] if link else None)
         if org is None:
             raise Unauthorized("this account belongs to no organization")
         if user["mfa_enabled"] and link is None:  # a linking user is signed in already
             token = opaque_token()
             await runtime.redis.set(
                 _challenge_key(token), json.dumps({"user_id": str(user["id"]),
-                                                   "org_id": str(org["organization_id"])}),
+                                                   "org_id": str(org.org_id)}),
                 ex=MFA_CHALLENGE_TTL)
         else:
             token = None
-            refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
+            refresh, _ = await identity.issue_refresh(conn, user["id"], org.org_id)
     if token is not None:  # raised after COMMIT: the provider's fresh tokens are kept
         raise MfaRequired("this account has two-factor sign-in: send a code with this"
                           " mfa_token to /v1/auth/mfa/challenge", details={"mfa_token": token})
     return _session_body(runtime.settings.jwt_secret.get_secret_value(), user, org, refresh)
 
 
-def _session_body(secret: str, user: Any, org: Any, refresh: str) -> dict[str, Any]:
-    access = issue_access_token(secret, str(user["id"]), str(org["organization_id"]),
-                                org["role"])
+def _session_body(secret: str, user: Any, org: identity.Membership,
+                  refresh: str) -> dict[str, Any]:
+    access = issue_access_token(secret, str(user["id"]), str(org.org_id), org.role)
     return {"access_token": access, "refresh_token": refresh, "user": dict(user),
-            "organization": {"id": org["organization_id"], "name": org["name"],
-                             "slug": org["slug"], "role": org["role"]}}
+            "organization": {"id": org.org_id, "name": org.name, "slug": org.slug,
+                             "role": org.role}}
 
 
 def _challenge_key(token: str) -> str:
@@ -298,24 +295,21 @@ async def mfa_challenge(body: ChallengeIn, request: Request) -> Any:
     if stored is None:
         raise Unauthorized("unknown or expired mfa_token; sign in again")
     pending = json.loads(stored)
-    attempt = await reserve_code(request, pending["user_id"])
+    guesses = CodeGuesses(request, pending["user_id"])
+    await guesses.reserve()
     async with runtime.db.system_tx() as conn:
-        user = await conn.fetchrow(
-            f"SELECT {identity.USER_COLUMNS}, mfa_secret, mfa_recovery_codes FROM users"
-            " WHERE id = $1", UUID(pending["user_id"]))
+        user = await identity.user_by_id(conn, UUID(pending["user_id"]), factors=True)
         if user is None:
             raise Unauthorized("this account no longer exists")
         cipher = Cipher(runtime.settings.encryption_key.get_secret_value())
-        if not await check_second_factor(conn, user, body.code, cipher):
+        if not await mfa.check(conn, user, body.code, cipher):
             raise Invalid("wrong or already used code", field="code")
         if await runtime.redis.getdel(key) is None:  # the same token, used in parallel
             raise Unauthorized("unknown or expired mfa_token; sign in again")
-        orgs = await identity.memberships(conn, user["id"])
-        org = next((o for o in orgs if str(o["organization_id"]) == pending["org_id"]),
-                   orgs[0] if orgs else None)
+        org = identity.choose(await identity.memberships(conn, user["id"]), pending["org_id"])
         if org is None:
             raise Unauthorized("this account belongs to no organization")
-        refresh, _ = await identity.issue_refresh(conn, user["id"], org["organization_id"])
-    await throttles(request).codes.clear(attempt)
-    public = {k: user[k] for k in identity.USER_COLUMNS.split(", ")}
-    return _session_body(runtime.settings.jwt_secret.get_secret_value(), public, org, refresh)
+        refresh, _ = await identity.issue_refresh(conn, user["id"], org.org_id)
+    await guesses.clear()
+    return _session_body(runtime.settings.jwt_secret.get_secret_value(), identity.public(user),
+                         org, refresh)

@@ -1,0 +1,104 @@
+"""API keys of an organization: made (the secret is returned once and stored
+as SHA-256 with a lookup prefix), listed, revoked. A key belongs to the user
+who made it: it holds no scope they lack, and it dies with their membership
+(`revoke_created_by`). The header form of a key (`bidi_<prefix>_<secret>`)
+is the API's to write and read (serve.auth)."""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypedDict
+from uuid import UUID
+
+import asyncpg
+
+from core.errors import Forbidden, Invalid, NotFound
+from core.rbac import ALL_PERMISSIONS
+from core.security import digest, opaque_token
+from storage.audit import Actor, record
+
+COLUMNS = "id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
+
+
+class ApiKey(TypedDict):
+    id: UUID
+    name: str
+    prefix: str
+    scopes: list[str]
+    created_at: datetime | None
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    key: ApiKey
+    secret: str  # shown this once
+
+
+def _checked_scopes(scopes: Collection[str], allowed: Collection[str]) -> list[str]:
+    unknown = sorted(set(scopes) - ALL_PERMISSIONS)
+    if unknown:
+        raise Invalid(f"unknown scopes: {', '.join(unknown)}", field="scopes")
+    beyond = sorted(set(scopes) - set(allowed))
+    if beyond:
+        raise Forbidden(f"a key cannot have scopes its creator lacks: {', '.join(beyond)}")
+    return sorted(set(scopes))
+
+
+async def create(conn: asyncpg.Connection, actor: Actor, *, name: str, scopes: Collection[str],
+                 allowed: Collection[str], expires_at: datetime | None = None) -> NewKey:
+    """A key of `actor.user_id` with `scopes`, each of which must be among the
+    caller's own permissions (`allowed`)."""
+    granted = _checked_scopes(scopes, allowed)
+    # A key made with a key belongs to the same person (the actor is its
+    # creator): it lives only as long as their membership and never holds
+    # more than their role.
+    if actor.user_id is None:
+        raise Forbidden("this key has no creator to make keys for")
+    prefix, secret = secrets.token_hex(6), opaque_token(32)
+    row = await conn.fetchrow(
+        f"INSERT INTO api_keys (organization_id, created_by, name, prefix, key_hash, scopes,"
+        f" expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}",
+        UUID(actor.org_id), UUID(actor.user_id), name, prefix, digest(secret), granted,
+        expires_at)
+    await record(conn, actor, action="api_key.create", resource_type="api_key",
+                 resource_id=row["id"], changes={"name": name, "scopes": list(scopes)},
+                 event_type="api_key.created",
+                 payload={"id": row["id"], "name": name, "prefix": prefix})
+    return NewKey(_key(row), secret)
+
+
+async def page(conn: asyncpg.Connection, limit: int, offset: int) -> tuple[int, list[ApiKey]]:
+    """The total and one page of the org's keys, newest first."""
+    total = await conn.fetchval("SELECT count(*) FROM api_keys")
+    rows = await conn.fetch(f"SELECT {COLUMNS} FROM api_keys ORDER BY created_at DESC, id"
+                            " LIMIT $1 OFFSET $2", limit, offset)
+    return int(total), [_key(r) for r in rows]
+
+
+async def revoke(conn: asyncpg.Connection, actor: Actor, key_id: UUID) -> None:
+    """The key stops working (revoking it again changes nothing but the audit trail)."""
+    revoked = await conn.fetchval(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1"
+        " RETURNING id", key_id)
+    if revoked is None:
+        raise NotFound("API key not found")
+    await record(conn, actor, action="api_key.revoke", resource_type="api_key",
+                 resource_id=key_id, changes=None, event_type="api_key.revoked",
+                 payload={"id": key_id})
+
+
+async def revoke_created_by(conn: asyncpg.Connection, user_id: UUID) -> list[UUID]:
+    """Revoke every live key the user made in this org; return their ids."""
+    rows = await conn.fetch(
+        "UPDATE api_keys SET revoked_at = now() WHERE created_by = $1"
+        " AND revoked_at IS NULL RETURNING id", user_id)
+    return [r["id"] for r in rows]
+
+
+def _key(row: Any) -> ApiKey:
+    return ApiKey(**dict(row))  # type: ignore[typeddict-item]
