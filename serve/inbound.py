@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors.chat import Inbound
-from actors.chat_store import chat_id_for
 from actors.runtime.client import ActorSystem, retrying
 from core.crypto import Cipher
 from core.errors import NotFound
 from core.messages import InboundMessage
 from storage import integrations
+from storage.chats import chat_id_for
 from storage.db import Database
 from storage.integrations import Integration
 
