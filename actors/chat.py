@@ -6,7 +6,13 @@ Inbound: a turn resolves (or creates) the contact and the chat, then hands
 one statement per message to the host's group committer; the ask resolves
 after COMMIT. Message ids are derived from the chat and the channel's dedup
 key, so a redelivery maps to the same id and `ON CONFLICT DO NOTHING` keeps
-one row and one event, however many copies arrive at once.
+one row and one event, however many copies arrive at once. The actor
+remembers the last `SEEN` external ids to answer most redeliveries without
+a write; an older one is told by the write itself, which reports that it
+inserted nothing: a duplicate, counted once.
+
+The statements and ids are `storage.chats` and `storage.messages`; this
+module decides when to run them and keeps the hot state in step.
 
 Outbound: a turn persists the message as `pending` (an `Idempotency-Key`
 maps to a fixed id) and queues it; a per-chat delivery task sends queued
@@ -33,26 +39,6 @@ from uuid import UUID
 
 import msgspec
 
-from actors.chat_store import (
-    FIND_CONTACT,
-    INSERT_CHAT,
-    INSERT_CONTACT,
-    INSERT_INBOUND,
-    INSERT_OUTBOUND,
-    MARK_READ,
-    MESSAGE_STORED,
-    RECENT,
-    SCHEDULE_RETRY,
-    SEEN,
-    SELECT_MESSAGE,
-    SELECT_PENDING,
-    UPDATE_STATUS,
-    chat_id_for,
-    chat_loader,
-    contact_id_for,
-    derived_id,
-    message_view,
-)
 from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from actors.unread import UnreadMirror
@@ -66,9 +52,14 @@ from channels.base import (
 from core.errors import Invalid, NotFound
 from core.messages import InboundMessage, OutboundMessage, Receipt
 from core.settings import RETRY_SCHEDULE
+from storage import chats, messages
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
+from storage.db import Database
 
 log = logging.getLogger(__name__)
+
+RECENT = 20  # messages kept hot
+SEEN = 500  # external ids remembered for in-memory dedup
 
 
 # -- messages -------------------------------------------------------------
@@ -138,8 +129,14 @@ class ChatActor(VirtualActor):
             self._resume(pending)
 
     async def _load(self) -> dict[str, Any] | None:
-        loader = self.ctx.loader("chat", lambda: chat_loader(self))
+        loader = self.ctx.loader(
+            "chat", lambda: chats.loader(self._db(), recent=RECENT, seen=SEEN))
         return await loader.load((self.org_id, self.key))  # type: ignore[no-any-return]
+
+    def _db(self) -> Database:
+        db = self.ctx.db
+        assert db is not None
+        return db
 
     def _adopt(self, row: dict[str, Any] | None) -> None:
         """Take the chat's cached state from its row (None: not created yet)."""
@@ -215,9 +212,9 @@ class ChatActor(VirtualActor):
     @on(Inbound)
     async def inbound(self, command: Inbound) -> dict[str, Any]:
         message = command.message
-        if message.organization_id != self.org_id or chat_id_for(message) != self.key:
+        if message.organization_id != self.org_id or chats.chat_id_for(message) != self.key:
             raise Invalid("this message belongs to another chat")
-        message_id = derived_id("message", self.key, message.external_id)
+        message_id = messages.inbound_id(self.key, message.external_id)
         answer = {"id": message_id, "chat_id": self.key, "duplicate": True}
         if message.external_id in self.seen:
             if await self._stored(message_id):
@@ -227,16 +224,18 @@ class ChatActor(VirtualActor):
                 return answer
         at = message.received_at or now_utc()
         try:
-            await self._commit(await self._inbound_writes(message, message_id, at))
+            stored = await self._store_inbound(message, message_id, at)
         except CommitError as exc:
             if exc.sqlstate != FOREIGN_KEY_VIOLATION:
                 raise
             # The chat or its contact is gone (deleted since this actor cached
             # them): resolve both again, recreating them, and write once more.
             await self._reload()
-            await self._commit(await self._inbound_writes(message, message_id, at))
+            stored = await self._store_inbound(message, message_id, at)
         self.exists = True
         self._remember(message.external_id)
+        if not stored:  # stored before, longer ago than `seen` remembers
+            return answer
         self.unread += 1
         self.last_message_at = self.last_inbound_at = at
         self.recent.append({"id": message_id, "sender_type": "contact",
@@ -249,59 +248,34 @@ class ChatActor(VirtualActor):
     async def _stored(self, message_id: str) -> bool:
         """Whether a message seen before is still stored (a redelivery after
         its chat was deleted must be stored again, not called a duplicate)."""
-        db = self.ctx.db
-        assert db is not None
-        async with db.tenant_tx(self.org_id) as conn:
-            return bool(await conn.fetchval(MESSAGE_STORED, message_id))
+        async with self._db().tenant_tx(self.org_id) as conn:
+            return await messages.stored(conn, message_id)
 
-    async def _inbound_writes(self, message: InboundMessage, message_id: str,
-                              at: datetime) -> list[Write]:
+    async def _store_inbound(self, message: InboundMessage, message_id: str,
+                             at: datetime) -> bool:
+        """Commit `message` (creating the chat first if needed); whether it
+        was new (False: its row was there already)."""
         writes: list[Write] = []
         if not self.exists:
             writes.extend(await self._creation(message, at))
-        sender = msgspec.to_builtins(message.sender)
-        metadata = {"sender": sender, "thread_id": message.thread_id,
-                    "integration_id": message.integration_id}
-        if message.attachments:
-            metadata["attachments"] = msgspec.to_builtins(message.attachments)
-        if message.sent_at is not None:
-            metadata["sent_at"] = message.sent_at.isoformat()
-        view = {"id": message_id, "chat_id": self.key, "contact_id": self.contact_id,
-                "channel": message.channel, "sender_type": "contact", "sender": sender,
-                "content": message.text, "is_incoming": True, "status": "delivered",
-                "external_id": message.external_id, "created_at": at.isoformat()}
-        writes.append(Write(INSERT_INBOUND, (
-            message_id, self.key, self.org_id, message.text, message.external_id, metadata, at,
-            view)))
-        return writes
+        received = messages.inbound_write(self.org_id, self.key, self.contact_id, message,
+                                          message_id, at)
+        await self._commit([*writes, received])
+        return received.inserted
 
     async def _creation(self, message: InboundMessage, at: datetime) -> list[Write]:
         """The writes that create this chat (and its contact when new)."""
-        db = self.ctx.db
-        assert db is not None
-        sender = message.sender
-        wanted = contact_id_for(message)
-        async with db.tenant_tx(self.org_id) as conn:
-            found = await conn.fetchval(FIND_CONTACT, wanted, sender.email, sender.phone)
+        async with self._db().tenant_tx(self.org_id) as conn:
+            found = await chats.find_contact(conn, message)
         writes: list[Write] = []
         if found is None:
-            names = {"first_name": sender.name or sender.username or sender.id}
-            payload = {"id": wanted, **names, "email": sender.email, "phone": sender.phone,
-                       "source": message.channel}
-            writes.append(Write(INSERT_CONTACT, (
-                wanted, self.org_id, names["first_name"], sender.email, sender.phone,
-                sender.username, message.channel, {"channel_sender_id": sender.id}, payload)))
-            self.contact_id = wanted
+            writes.append(chats.contact_write(self.org_id, message))
+            self.contact_id = chats.contact_id_for(message)
         else:
-            self.contact_id = str(found)
+            self.contact_id = found
         self.channel, self.thread_id = message.channel, message.thread_id
         self.integration_id = message.integration_id
-        title = sender.name or sender.username or message.thread_id
-        writes.append(Write(INSERT_CHAT, (
-            self.key, self.org_id, self.contact_id, message.channel, message.thread_id,
-            message.integration_id, title[:255], at,
-            {"id": self.key, "contact_id": self.contact_id, "channel": message.channel,
-             "thread_id": message.thread_id, "title": title})))
+        writes.append(chats.chat_write(self.org_id, self.key, self.contact_id, message, at))
         return writes
 
     # -- reading ----------------------------------------------------------
@@ -311,10 +285,8 @@ class ChatActor(VirtualActor):
         self._require()
         if self.unread == 0:
             return {"chat_id": self.key, "unread": 0, "changed": False}
-        at = now_utc()
-        await self._commit([Write(MARK_READ, (
-            self.key, self.org_id, at, command.user_id,
-            {"chat_id": self.key, "read_by": command.user_id, "read_at": at.isoformat()}))])
+        await self._commit([chats.read_write(self.org_id, self.key, command.user_id,
+                                             now_utc())])
         self.unread = 0
         self._mirror_unread()
         return {"chat_id": self.key, "unread": 0, "changed": True}
@@ -327,26 +299,20 @@ class ChatActor(VirtualActor):
         if not command.text.strip():
             raise Invalid("a message needs text", field="content")
         if command.idempotency_key:
-            message_id = derived_id("outbound", self.key, command.idempotency_key)
-            db = self.ctx.db
-            assert db is not None
-            async with db.tenant_tx(self.org_id) as conn:
-                row = await conn.fetchrow(SELECT_MESSAGE, message_id, self.key)
-            if row is not None:
-                return {**message_view(dict(row)), "duplicate": True}
+            message_id = messages.outbound_id(self.key, command.idempotency_key)
+            async with self._db().tenant_tx(self.org_id) as conn:
+                found = await messages.find(conn, message_id, self.key)
+            if found is not None:
+                return {**found, "duplicate": True}
         else:
             message_id = str(uuid.uuid4())
         at = now_utc()
-        sender_type = "agent" if command.agent_id else "user"
-        view = {"id": message_id, "chat_id": self.key, "sender_type": sender_type,
-                "sender_id": command.user_id, "content": command.text, "is_incoming": False,
-                "is_read": True, "status": "pending", "external_id": None,
-                "created_at": at.isoformat()}
-        await self._commit([Write(INSERT_OUTBOUND, (
-            message_id, self.key, self.org_id, sender_type, command.user_id, command.text,
-            command.agent_id, {}, at, command.user_id, view))])
+        view, write = messages.outbound_write(
+            self.org_id, self.key, message_id, command.text, at,
+            user_id=command.user_id, agent_id=command.agent_id)
+        await self._commit([write])
         self.last_message_at = at
-        self.recent.append({"id": message_id, "sender_type": sender_type,
+        self.recent.append({"id": message_id, "sender_type": view["sender_type"],
                             "content": command.text, "is_incoming": False,
                             "status": "pending", "created_at": at})
         self._queue({"id": message_id, "content": command.text, "attempts": 0})
@@ -445,10 +411,8 @@ class ChatActor(VirtualActor):
             extra["provider_message_id"] = report.receipt.external_id
         if report.error:
             extra["error"] = report.error[:500]
-        payload = {"id": report.message_id, "chat_id": self.key, "status": status, **extra}
-        await self._commit([Write(UPDATE_STATUS, (
-            report.message_id, self.org_id, status, extra, self.key, payload,
-            report.attempt))])
+        await self._commit([messages.status_write(
+            self.org_id, self.key, report.message_id, status, extra, report.attempt)])
         for entry in self.recent:
             if str(entry["id"]) == report.message_id:
                 entry["status"] = status
@@ -459,9 +423,8 @@ class ChatActor(VirtualActor):
         """Keep the message pending; count the attempt and store when the next
         is due, so that a restart continues the schedule."""
         due = now_utc() + timedelta(seconds=delay)
-        await self._commit([Write(SCHEDULE_RETRY, (
-            report.message_id, self.org_id, report.attempt, due,
-            {"error": (report.error or "")[:500]}))])
+        await self._commit([messages.retry_write(
+            self.org_id, report.message_id, report.attempt, due, report.error or "")])
         if item is not None:  # else not ours in memory: the sweeper brings it back
             self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3)})
 
@@ -474,12 +437,10 @@ class ChatActor(VirtualActor):
         wanted = [i for i in command.message_ids if i not in self.sending]
         if not wanted:
             return 0
-        db = self.ctx.db
-        assert db is not None
-        async with db.tenant_tx(self.org_id) as conn:
-            rows = await conn.fetch(SELECT_PENDING, wanted, self.key)
+        async with self._db().tenant_tx(self.org_id) as conn:
+            rows = await messages.pending(conn, wanted, self.key)
         for row in rows:
-            self._resume(dict(row))
+            self._resume(row)
         return sum(1 for row in rows if row["wait"] <= 0)
 
     # -- state ------------------------------------------------------------

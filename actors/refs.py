@@ -23,12 +23,12 @@ from typing import Any, TypedDict
 
 from actors.agent import AgentActor, FinishRun, StartRun
 from actors.chat import ChatActor, Inbound, MarkRead, Resend, Send
-from actors.chat_store import chat_id_for
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
 from core.messages import InboundMessage
+from storage.chats import chat_id_for
 
 
 class Accepted(TypedDict):

@@ -14,7 +14,7 @@ import msgspec
 from channels import netguard, signing
 from channels.base import ChannelError
 from channels.netguard import Policy
-from core.errors import Invalid
+from core.errors import Invalid, MalformedJSON
 from core.messages import InboundMessage, OutboundMessage, Receipt, Sender
 from storage.integrations import Integration
 
@@ -48,13 +48,14 @@ def _clean(value: str | None, field: str) -> None:
 
 
 def parse_inbound(org_id: str, integration_id: str, body: bytes) -> InboundMessage:
-    """The signed body as an `InboundMessage` (raises `Invalid` with the reason)."""
+    """The signed body as an `InboundMessage`: `MalformedJSON` when it is
+    not JSON, `Invalid` with the reason when it is not a message."""
     try:
         data = _decoder.decode(body)
     except msgspec.ValidationError as exc:
         raise Invalid(f"invalid message: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise Invalid(f"malformed JSON: {exc}") from None
+        raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
     for field, value in (("external_message_id", data.external_message_id),
                          ("thread_id", data.thread_id), ("text", data.text),
                          ("sender.id", data.sender.id), ("sender.name", data.sender.name),

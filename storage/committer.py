@@ -7,6 +7,11 @@ single transaction as `bidi_app`: grouped by org (RLS context set per group)
 and, level by level, by statement, so each statement runs once per flush
 through `executemany` while each call's own writes keep their order.
 
+A write may report what it did: built with `Write.reporting`, its
+statement RETURNs its first argument for the row it wrote (`INSERT ... ON
+CONFLICT DO NOTHING RETURNING id`), and after COMMIT `write.inserted` says
+whether it did, so a turn can tell a stored row from a conflicting one.
+
 When a flush fails, each call is retried alone in its own transaction, so one
 bad turn fails only itself. Whatever a flush raises fails only its own calls:
 the loop lives on (and is started again should it ever end). Every call has a
@@ -42,10 +47,30 @@ COMMIT_GRACE = 2.0
 FOREIGN_KEY_VIOLATION = "23503"
 
 
+@dataclass(slots=True)
+class Outcome:
+    """What a reporting write did; None until its COMMIT (and after a failure)."""
+
+    inserted: bool | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Write:
     sql: str
     args: tuple[Any, ...]
+    outcome: Outcome | None = field(default=None, compare=False)
+
+    @classmethod
+    def reporting(cls, sql: str, args: tuple[Any, ...]) -> Write:
+        """A write whose statement RETURNs `$1` for at most one row it wrote."""
+        return cls(sql, args, Outcome())
+
+    @property
+    def inserted(self) -> bool:
+        """Whether the committed statement wrote its row (reporting writes only)."""
+        if self.outcome is None or self.outcome.inserted is None:
+            raise ValueError("only a committed reporting write knows what it wrote")
+        return self.outcome.inserted
 
 
 class CommitError(Unavailable):
@@ -247,16 +272,18 @@ class GroupCommitter:
             await conn.execute("SELECT set_config('app.org_id', $1, true)", org_id)
             depth = max(len(c.writes) for c in calls)
             for level in range(depth):
-                by_sql: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+                by_sql: dict[tuple[str, bool], list[Write]] = defaultdict(list)
                 for call in calls:
                     if level < len(call.writes):
                         write = call.writes[level]
-                        by_sql[write.sql].append(write.args)
-                for sql, args in by_sql.items():
-                    if len(args) == 1:
-                        await conn.execute(sql, *args[0])
+                        by_sql[(write.sql, write.outcome is not None)].append(write)
+                for (sql, reporting), writes in by_sql.items():
+                    if reporting:
+                        await _run_reporting(conn, sql, writes)
+                    elif len(writes) == 1:
+                        await conn.execute(sql, *writes[0].args)
                     else:
-                        await conn.executemany(sql, args)
+                        await conn.executemany(sql, [w.args for w in writes])
 
     async def _retry_alone(self, batch: list[_Call]) -> None:
         for call in batch:
@@ -273,8 +300,30 @@ class GroupCommitter:
     @staticmethod
     def _fail(calls: Sequence[_Call], error: CommitError) -> None:
         for call in calls:
+            for write in call.writes:
+                if write.outcome is not None:  # what a rolled back flush saw is void
+                    write.outcome.inserted = None
             if not call.future.done():  # one instance per waiter: tracebacks stay apart
                 call.future.set_exception(CommitError(error.message, sqlstate=error.sqlstate))
+
+
+async def _run_reporting(conn: asyncpg.Connection, sql: str, writes: list[Write]) -> None:
+    """Run one reporting statement for each write and record which wrote a
+    row. `fetchmany` returns the rows of all of them in one list, in the
+    writes' order, each echoing its write's `$1`: walking both in step
+    tells them apart, even when two writes share a key (the first wins)."""
+    if len(writes) == 1:
+        rows = await conn.fetch(sql, *writes[0].args)
+    else:
+        rows = await conn.fetchmany(sql, [w.args for w in writes])
+    returned = iter(rows)
+    row = next(returned, None)
+    for write in writes:
+        assert write.outcome is not None
+        hit = row is not None and str(row[0]) == str(write.args[0])
+        write.outcome.inserted = hit
+        if hit:
+            row = next(returned, None)
 
 
 async def _rollback(conn: asyncpg.Connection) -> None:

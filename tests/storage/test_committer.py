@@ -1,6 +1,7 @@
 """The group committer against a real Postgres: whatever a flush raises fails
 only its own calls and the loop lives on; a commit stuck on a lock fails
-with `CommitError` at its deadline instead of hanging every later turn."""
+with `CommitError` at its deadline instead of hanging every later turn; a
+reporting write says after COMMIT whether it inserted its row."""
 from __future__ import annotations
 
 import asyncio
@@ -17,6 +18,7 @@ from tests.waiting import eventually
 
 INSERT = "INSERT INTO contacts (id, organization_id, first_name) VALUES ($1, $2, $3)"
 RENAME = "UPDATE contacts SET first_name = $2 WHERE id = $1"
+INSERT_ONCE = INSERT + " ON CONFLICT DO NOTHING RETURNING id"
 GUARD = 15.0  # a hung committer fails the test instead of hanging it
 
 
@@ -91,3 +93,48 @@ async def _waiting_on_a_lock(db: Database) -> bool:
     return bool(await db.system.fetchval(
         "SELECT count(*) FROM pg_stat_activity WHERE usename = 'bidi_app'"
         " AND wait_event_type = 'Lock'"))
+
+
+def _once(org: Org, contact: str, name: str) -> Write:
+    return Write.reporting(INSERT_ONCE, (contact, str(org.id), name))
+
+
+async def test_reporting_writes_say_whether_they_inserted(db: Database, org: Org) -> None:
+    old, new, solo = (str(uuid.uuid4()) for _ in range(3))
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(INSERT, old, str(org.id), "Old")
+    writes = [[_once(org, new, "New"), _insert(org, "Plain")], [_once(org, old, "Again")],
+              [_once(org, new, "Twice"), _once(org, solo, "Solo")]]
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        await asyncio.gather(*(committer.commit(org.id, w) for w in writes))
+        # one flush: the two writes at level 0 ran as one statement
+        assert committer.stats.flushes == 1
+        alone = _once(org, old, "Alone")
+        await committer.commit(org.id, [alone])
+    assert [[w.inserted for w in call if w.outcome] for call in writes] == [
+        [True], [False], [False, True]]
+    assert alone.inserted is False
+    assert await _names(db, org) == {"Old", "New", "Plain", "Solo"}
+    with pytest.raises(ValueError):
+        _ = writes[0][1].inserted  # a plain write does not report
+
+
+async def test_reporting_writes_keep_their_outcome_through_the_one_by_one_retry(
+        db: Database, org: Org) -> None:
+    old, new = str(uuid.uuid4()), str(uuid.uuid4())
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(INSERT, old, str(org.id), "Old")
+    first, second = _once(org, new, "New"), _once(org, old, "Again")
+    failing = _once(org, str(uuid.uuid4()), "Failing")
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        results = await asyncio.gather(
+            committer.commit(org.id, [first]), committer.commit(org.id, [second]),
+            committer.commit(org.id, [failing, Write(INSERT, ("only one argument",))]),
+            return_exceptions=True)
+        assert committer.stats.retries == 1
+    assert results[0] is None and results[1] is None, results
+    assert isinstance(results[2], CommitError)
+    assert (first.inserted, second.inserted) == (True, False)
+    with pytest.raises(ValueError):
+        _ = failing.inserted  # rolled back: it inserted nothing that counts
+    assert await _names(db, org) == {"Old", "New"}

@@ -1,0 +1,211 @@
+"""Chats: the ids that follow from where a conversation happens, the row a
+chat actor activates from (batched), the writes that create a chat (and its
+contact on first contact) and mark it read, and the lists the API reads.
+
+Writes here are `storage.committer.Write`s: the chat actor, the only writer
+of a chat, hands them to its host's group committer. Each one appends its
+event in the same statement, so a row and its event commit together."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from core.errors import NotFound
+from core.messages import InboundMessage
+from storage.committer import Write
+from storage.db import Database
+from storage.loader import BatchLoader
+
+Key = tuple[str, str]  # (org_id, chat_id)
+IDS = uuid.UUID("6f1d2c9e-7d0b-4d43-9a51-2f9a1c3b5e10")  # namespace for derived ids
+
+# A chat's hot state in one row: unread count, its last $2 messages, the
+# external ids of its last $3 inbound ones, and its outbound still pending
+# with the seconds until each is due.
+ACTIVATION = """
+SELECT c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id,
+       c.last_message_at, c.last_inbound_at, c.metadata,
+       (SELECT count(*) FROM messages m
+         WHERE m.chat_id = c.id AND m.is_incoming AND NOT m.is_read) AS unread,
+       (SELECT coalesce(jsonb_agg(r ORDER BY r.created_at, r.id), '[]'::jsonb) FROM (
+          SELECT m.id, m.sender_type, m.content, m.is_incoming, m.status, m.created_at
+          FROM messages m WHERE m.chat_id = c.id
+          ORDER BY m.created_at DESC, m.id DESC LIMIT $2) r) AS recent,
+       (SELECT coalesce(array_agg(x.external_id), '{}') FROM (
+          SELECT m.external_id FROM messages m
+          WHERE m.chat_id = c.id AND m.is_incoming AND m.external_id IS NOT NULL
+          ORDER BY m.created_at DESC, m.id DESC LIMIT $3) x) AS seen,
+       (SELECT coalesce(jsonb_agg(p ORDER BY p.created_at, p.id), '[]'::jsonb) FROM (
+          SELECT m.id, m.content, m.created_at, m.delivery_attempts AS attempts,
+                 coalesce(extract(epoch FROM m.next_attempt_at - localtimestamp), 0)::float8 AS wait
+          FROM messages m
+          WHERE m.chat_id = c.id AND NOT m.is_incoming AND m.status = 'pending') p) AS pending
+FROM chats c WHERE c.id = ANY($1::uuid[])
+"""
+
+FIND_CONTACT = """
+SELECT id FROM contacts
+WHERE id = $1 OR ($2::text IS NOT NULL AND lower(email) = lower($2))
+   OR ($3::text IS NOT NULL AND phone = $3)
+ORDER BY (id = $1) DESC LIMIT 1
+"""
+
+INSERT_CONTACT = """
+WITH c AS (
+  INSERT INTO contacts (id, organization_id, first_name, email, phone, telegram_username,
+                        source, metadata)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, payload)
+SELECT $2, 'contact.created', 'contact', c.id, $9 FROM c
+"""
+
+INSERT_CHAT = """
+WITH c AS (
+  INSERT INTO chats (id, organization_id, contact_id, channel, channel_thread_id,
+                     integration_id, title, is_unread, created_at, updated_at)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, false, $8, $8) ON CONFLICT DO NOTHING RETURNING id)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+SELECT $2, 'chat.created', 'chat', c.id, c.id, $9 FROM c
+"""
+
+MARK_READ = """
+WITH r AS (
+  UPDATE messages SET is_read = true
+  WHERE chat_id = $1 AND is_incoming AND NOT is_read RETURNING 1),
+c AS (
+  UPDATE chats SET is_unread = false, unread_count = 0, updated_at = $3 WHERE id = $1)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, user_id,
+                    payload)
+VALUES ($2, 'chat.read', 'chat', $1, $1, $4, $5)
+"""
+
+COLUMNS = """
+c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id, c.title, c.is_unread,
+c.unread_count, c.last_message_at, c.last_inbound_at, c.created_at, c.updated_at,
+nullif(trim(coalesce(ct.first_name, '') || ' ' || coalesce(ct.last_name, '')), '')
+  AS contact_name,
+(SELECT to_jsonb(l) FROM (
+   SELECT m.id, m.content, m.is_incoming, m.sender_type, m.status, m.created_at
+   FROM messages m WHERE m.chat_id = c.id ORDER BY m.created_at DESC, m.id DESC LIMIT 1) l)
+  AS last_message
+"""
+JOINED = " FROM chats c LEFT JOIN contacts ct ON ct.id = c.contact_id"
+
+
+# -- ids ------------------------------------------------------------------
+
+def derived_id(*parts: str) -> str:
+    return str(uuid.uuid5(IDS, "\x1f".join(parts)))
+
+
+def chat_id_for(message: InboundMessage) -> str:
+    """A conversation's chat id follows from where it happens: same thread, same chat."""
+    return derived_id("chat", message.organization_id, message.channel,
+                      message.integration_id, message.thread_id)
+
+
+def contact_id_for(message: InboundMessage) -> str:
+    return derived_id("contact", message.organization_id, message.channel,
+                      message.integration_id, message.sender.id)
+
+
+# -- activation -----------------------------------------------------------
+
+def loader(db: Database, *, recent: int, seen: int) -> BatchLoader[Key, dict[str, Any]]:
+    """Chat rows by (org, chat) key, one query per org for the keys asked at
+    once; `recent` messages and `seen` inbound external ids each."""
+
+    async def fetch(keys: Sequence[Key]) -> dict[Key, dict[str, Any]]:
+        by_org: dict[str, list[str]] = {}
+        for org_id, chat_id in keys:
+            by_org.setdefault(org_id, []).append(chat_id)
+        found: dict[Key, dict[str, Any]] = {}
+        for org_id, chat_ids in by_org.items():
+            async with db.tenant_tx(org_id) as conn:
+                for row in await conn.fetch(ACTIVATION, chat_ids, recent, seen):
+                    found[(org_id, str(row["id"]))] = dict(row)
+        return found
+
+    return BatchLoader(fetch)
+
+
+# -- writes ---------------------------------------------------------------
+
+async def find_contact(conn: asyncpg.Connection, message: InboundMessage) -> str | None:
+    """The contact a first message comes from: its derived id, or one with
+    the sender's email or phone."""
+    sender = message.sender
+    found = await conn.fetchval(FIND_CONTACT, contact_id_for(message), sender.email,
+                                sender.phone)
+    return None if found is None else str(found)
+
+
+def contact_write(org_id: str, message: InboundMessage) -> Write:
+    """A new contact for the sender of `message` (id `contact_id_for`)."""
+    sender = message.sender
+    contact_id = contact_id_for(message)
+    first_name = sender.name or sender.username or sender.id
+    payload = {"id": contact_id, "first_name": first_name, "email": sender.email,
+               "phone": sender.phone, "source": message.channel}
+    return Write(INSERT_CONTACT, (
+        contact_id, org_id, first_name, sender.email, sender.phone, sender.username,
+        message.channel, {"channel_sender_id": sender.id}, payload))
+
+
+def chat_write(org_id: str, chat_id: str, contact_id: str, message: InboundMessage,
+               at: datetime) -> Write:
+    """The chat `message` opens, titled after its sender."""
+    sender = message.sender
+    title = sender.name or sender.username or message.thread_id
+    return Write(INSERT_CHAT, (
+        chat_id, org_id, contact_id, message.channel, message.thread_id,
+        message.integration_id, title[:255], at,
+        {"id": chat_id, "contact_id": contact_id, "channel": message.channel,
+         "thread_id": message.thread_id, "title": title}))
+
+
+def read_write(org_id: str, chat_id: str, user_id: str | None, at: datetime) -> Write:
+    """Every inbound message read, unread to 0, and `chat.read`."""
+    return Write(MARK_READ, (
+        chat_id, org_id, at, user_id,
+        {"chat_id": chat_id, "read_by": user_id, "read_at": at.isoformat()}))
+
+
+# -- reads ----------------------------------------------------------------
+
+async def list_page(conn: asyncpg.Connection, *, limit: int, offset: int,
+                    unread: bool | None = None, channel: str | None = None,
+                    contact_id: UUID | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """The total and one page of chats, most recent conversation first."""
+    parts: list[str] = []
+    args: list[Any] = []
+    if unread is not None:
+        parts.append("c.unread_count > 0" if unread else "c.unread_count = 0")
+    for column, value in (("c.channel", channel or None), ("c.contact_id", contact_id)):
+        if value is not None:
+            args.append(value)
+            parts.append(f"{column} = ${len(args)}")
+    where = f" WHERE {' AND '.join(parts)}" if parts else ""
+    total = await conn.fetchval(f"SELECT count(*) FROM chats c{where}", *args)
+    n = len(args)
+    rows = await conn.fetch(
+        f"SELECT {COLUMNS}{JOINED}{where} ORDER BY c.last_message_at DESC NULLS LAST, c.id"
+        f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
+    return int(total), [dict(r) for r in rows]
+
+
+async def get(conn: asyncpg.Connection, chat_id: UUID | str) -> dict[str, Any]:
+    """One chat, or `NotFound` (also for another org's)."""
+    row = await conn.fetchrow(f"SELECT {COLUMNS}{JOINED} WHERE c.id = $1", chat_id)
+    if row is None:
+        raise NotFound("chat not found")
+    return dict(row)
+
+
+async def exists(conn: asyncpg.Connection, chat_id: UUID | str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM chats WHERE id = $1", chat_id))

@@ -1,0 +1,211 @@
+"""Messages: their derived ids, the writes a chat actor hands to the group
+committer (an inbound message, an outbound one, a delivery status, a retry
+due later), and the reads behind them and behind the history API.
+
+A message id follows from where the message comes from: the same provider
+message in the same chat is the same row, so a redelivery conflicts
+(`ON CONFLICT DO NOTHING`) instead of storing a copy. The inbound write
+reports whether it inserted, so its turn can tell a redelivery from a new
+message however long ago the first copy came."""
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+
+from core.errors import Invalid, NotFound
+from core.messages import InboundMessage
+from storage import chats
+from storage.committer import Write
+
+# Returns the message's id ($1) only when it was inserted; the chat's unread
+# count and `message.received` follow the insert, never a conflict.
+INSERT_INBOUND = """
+WITH m AS (
+  INSERT INTO messages (id, chat_id, organization_id, sender_type, content, is_incoming,
+                        external_id, status, metadata, created_at)
+  VALUES ($1, $2, $3, 'contact', $4, true, $5, 'delivered', $6, $7)
+  ON CONFLICT DO NOTHING RETURNING id),
+c AS (
+  UPDATE chats SET last_message_at = $7, last_inbound_at = $7, is_unread = true,
+                   unread_count = unread_count + 1, updated_at = $7
+  WHERE id = $2 AND EXISTS (SELECT 1 FROM m)),
+e AS (
+  INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+  SELECT $3, 'message.received', 'message', m.id, $2, $8 FROM m)
+SELECT m.id FROM m
+"""
+
+INSERT_OUTBOUND = """
+WITH m AS (
+  INSERT INTO messages (id, chat_id, organization_id, sender_type, sender_id, content,
+                        is_incoming, is_read, status, ai_agent_id, metadata, created_at)
+  VALUES ($1, $2, $3, $4, $5, $6, false, true, 'pending', $7, $8, $9)
+  ON CONFLICT DO NOTHING RETURNING id),
+c AS (
+  UPDATE chats SET last_message_at = $9, updated_at = $9
+  WHERE id = $2 AND EXISTS (SELECT 1 FROM m))
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, user_id,
+                    payload)
+SELECT $3, 'message.created', 'message', m.id, $2, $10, $11 FROM m
+"""
+
+UPDATE_STATUS = """
+WITH u AS (
+  UPDATE messages SET status = $3,
+         metadata = coalesce(metadata, '{}'::jsonb) || $4::jsonb,
+         delivery_attempts = greatest(delivery_attempts, $7), next_attempt_at = NULL
+  WHERE id = $1 AND bidi_status_advances(status, $3) RETURNING id)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+SELECT $2, t.event_type, 'message', u.id, $5, $6
+FROM u, (VALUES (1, 'message.status.updated'), (2, 'message.sent')) t(n, event_type)
+WHERE t.n = 1 OR $3 = 'sent' ORDER BY t.n
+"""
+
+# A retryable failure: the message stays pending, due again at $4.
+SCHEDULE_RETRY = """
+UPDATE messages SET delivery_attempts = $3, next_attempt_at = $4,
+       metadata = coalesce(metadata, '{}'::jsonb) || $5::jsonb
+WHERE id = $1 AND organization_id = $2 AND status = 'pending'
+"""
+
+# Outbound messages of this chat still pending, and in how many seconds
+# each is due (the sweeper's or an activation's resend).
+SELECT_PENDING = """
+SELECT id, content, delivery_attempts AS attempts,
+       coalesce(extract(epoch FROM next_attempt_at - localtimestamp), 0)::float8 AS wait
+FROM messages WHERE id = ANY($1::uuid[]) AND chat_id = $2 AND NOT is_incoming
+  AND status = 'pending' ORDER BY created_at, id
+"""
+
+SELECT_MESSAGE = """
+SELECT id, chat_id, sender_type, sender_id, content, is_incoming, is_read, status,
+       external_id, created_at FROM messages WHERE id = $1 AND chat_id = $2
+"""
+
+COLUMNS = ("id, chat_id, sender_type, sender_id, content, is_incoming, is_read,"
+           " ai_draft, ai_agent_id, status, external_id, metadata, created_at")
+
+
+def inbound_id(chat_id: str, external_id: str) -> str:
+    return chats.derived_id("message", chat_id, external_id)
+
+
+def outbound_id(chat_id: str, idempotency_key: str) -> str:
+    return chats.derived_id("outbound", chat_id, idempotency_key)
+
+
+def view(row: dict[str, Any]) -> dict[str, Any]:
+    """A message row with its ids as strings, as the chat actor answers it."""
+    return {k: (str(v) if isinstance(v, UUID) else v) for k, v in row.items()}
+
+
+# -- writes ---------------------------------------------------------------
+
+def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: InboundMessage,
+                  message_id: str, at: datetime) -> Write:
+    """Store `message` as received at `at`; after COMMIT, `.inserted` is
+    False when its row was there already (a redelivery)."""
+    sender = msgspec.to_builtins(message.sender)
+    metadata = {"sender": sender, "thread_id": message.thread_id,
+                "integration_id": message.integration_id}
+    if message.attachments:
+        metadata["attachments"] = msgspec.to_builtins(message.attachments)
+    if message.sent_at is not None:
+        metadata["sent_at"] = message.sent_at.isoformat()
+    payload = {"id": message_id, "chat_id": chat_id, "contact_id": contact_id,
+               "channel": message.channel, "sender_type": "contact", "sender": sender,
+               "content": message.text, "is_incoming": True, "status": "delivered",
+               "external_id": message.external_id, "created_at": at.isoformat()}
+    return Write.reporting(INSERT_INBOUND, (
+        message_id, chat_id, org_id, message.text, message.external_id, metadata, at,
+        payload))
+
+
+def outbound_write(org_id: str, chat_id: str, message_id: str, text: str, at: datetime, *,
+                   user_id: str | None, agent_id: str | None) -> tuple[dict[str, Any], Write]:
+    """A reply stored `pending` (and `message.created`): its view and its write."""
+    sender_type = "agent" if agent_id else "user"
+    shown = {"id": message_id, "chat_id": chat_id, "sender_type": sender_type,
+             "sender_id": user_id, "content": text, "is_incoming": False,
+             "is_read": True, "status": "pending", "external_id": None,
+             "created_at": at.isoformat()}
+    return shown, Write(INSERT_OUTBOUND, (
+        message_id, chat_id, org_id, sender_type, user_id, text, agent_id, {}, at, user_id,
+        shown))
+
+
+def status_write(org_id: str, chat_id: str, message_id: str, status: str,
+                 extra: dict[str, Any], attempt: int) -> Write:
+    """Move the status forward (never back), merging `extra` into the
+    metadata; `message.status.updated`, and `message.sent` when sent."""
+    payload = {"id": message_id, "chat_id": chat_id, "status": status, **extra}
+    return Write(UPDATE_STATUS, (message_id, org_id, status, extra, chat_id, payload, attempt))
+
+
+def retry_write(org_id: str, message_id: str, attempt: int, due: datetime,
+                error: str) -> Write:
+    """Keep a pending message pending, `attempt` tries made, due again at `due`."""
+    return Write(SCHEDULE_RETRY, (message_id, org_id, attempt, due, {"error": error[:500]}))
+
+
+# -- reads ----------------------------------------------------------------
+
+async def stored(conn: asyncpg.Connection, message_id: str) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM messages WHERE id = $1)",
+                                    message_id))
+
+
+async def find(conn: asyncpg.Connection, message_id: str,
+               chat_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow(SELECT_MESSAGE, message_id, chat_id)
+    return None if row is None else view(dict(row))
+
+
+async def pending(conn: asyncpg.Connection, message_ids: list[str],
+                  chat_id: str) -> list[dict[str, Any]]:
+    """Those of `message_ids` still pending in this chat, with `wait`: the
+    seconds until each is due (0 or less: now)."""
+    return [dict(r) for r in await conn.fetch(SELECT_PENDING, message_ids, chat_id)]
+
+
+def cursor(created_at: datetime, message_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{message_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def uncursor(value: str) -> tuple[datetime, UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        stamp, _, ident = raw.partition("|")
+        return datetime.fromisoformat(stamp), UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("before is not a cursor from this API", field="before") from None
+
+
+async def history(conn: asyncpg.Connection, chat_id: UUID | str, *, limit: int,
+                  before: str | None = None) -> dict[str, Any]:
+    """A chat's messages newest first, `limit` at most, older than the
+    `before` cursor; `next_cursor` pages on (None: no older ones)."""
+    if not await chats.exists(conn, chat_id):
+        raise NotFound("chat not found")
+    if before:
+        stamp, ident = uncursor(before)
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM messages WHERE chat_id = $1"
+            " AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4",
+            chat_id, stamp, ident, limit + 1)
+    else:
+        rows = await conn.fetch(
+            f"SELECT {COLUMNS} FROM messages WHERE chat_id = $1"
+            " ORDER BY created_at DESC, id DESC LIMIT $2", chat_id, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
+    data = [{**dict(r), "metadata": r["metadata"] or {}} for r in rows]
+    return {"limit": limit, "next_cursor": next_cursor, "data": data}

@@ -1,0 +1,138 @@
+"""storage.chats and storage.messages against a real Postgres: derived ids,
+the writes a chat turn commits (a redelivery inserts nothing, bumps nothing
+and says so), the activation row, and the reads behind the chat API."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from core.errors import Invalid, NotFound
+from core.messages import InboundMessage, Sender
+from storage import chats, messages
+from storage.committer import GroupCommitter
+from storage.db import Database
+from tests.conftest import Org
+
+GUARD = 15.0
+
+
+async def _integration(db: Database, org: Org) -> str:
+    async with db.tenant_tx(org.id) as conn:
+        return str(await conn.fetchval(
+            "INSERT INTO integrations (organization_id, type, name, config)"
+            " VALUES ($1, 'api', 'Inbox', '{}') RETURNING id", org.id))
+
+
+def _message(org: Org, integration: str, thread: str, external: str,
+             sender: str = "s-1", text: str = "hello") -> InboundMessage:
+    return InboundMessage(
+        organization_id=str(org.id), integration_id=integration, channel="api",
+        thread_id=thread, external_id=external, sender=Sender(id=sender, name="Ada Lovelace"),
+        text=text)
+
+
+async def _receive(committer: GroupCommitter, db: Database, org: Org,
+                   message: InboundMessage, at: datetime, *, new_chat: bool) -> bool:
+    """What a chat turn commits for `message`; whether it was new."""
+    chat_id = chats.chat_id_for(message)
+    writes = []
+    contact_id = chats.contact_id_for(message)
+    if new_chat:
+        async with db.tenant_tx(org.id) as conn:
+            found = await chats.find_contact(conn, message)
+        if found is None:
+            writes.append(chats.contact_write(str(org.id), message))
+        else:
+            contact_id = found
+        writes.append(chats.chat_write(str(org.id), chat_id, contact_id, message, at))
+    received = messages.inbound_write(str(org.id), chat_id, contact_id, message,
+                                      messages.inbound_id(chat_id, message.external_id), at)
+    await committer.commit(org.id, [*writes, received])
+    return received.inserted
+
+
+def test_ids_follow_from_where_a_message_comes_from() -> None:
+    org = Org(uuid.uuid4(), "x")
+    one = _message(org, "i-1", "thread", "e-1")
+    assert chats.chat_id_for(one) == chats.chat_id_for(_message(org, "i-1", "thread", "e-2"))
+    assert chats.chat_id_for(one) != chats.chat_id_for(_message(org, "i-1", "other", "e-1"))
+    assert chats.chat_id_for(one) != chats.chat_id_for(_message(org, "i-2", "thread", "e-1"))
+    chat = chats.chat_id_for(one)
+    assert messages.inbound_id(chat, "e-1") == messages.inbound_id(chat, "e-1")
+    assert messages.inbound_id(chat, "k") != messages.outbound_id(chat, "k")
+    uuid.UUID(messages.inbound_id(chat, "e-1"))
+
+
+async def test_a_redelivery_inserts_nothing_and_says_so(db: Database, org: Org) -> None:
+    integration = await _integration(db, org)
+    first = _message(org, integration, "t", "e-1")
+    at = datetime.now(UTC)
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        assert await _receive(committer, db, org, first, at, new_chat=True) is True
+        assert await _receive(committer, db, org, first, at, new_chat=False) is False
+        assert await _receive(committer, db, org, _message(org, integration, "t", "e-2"),
+                              at + timedelta(seconds=1), new_chat=False) is True
+    chat_id = chats.chat_id_for(first)
+    async with db.tenant_tx(org.id) as conn:
+        assert await conn.fetchval("SELECT unread_count FROM chats WHERE id = $1",
+                                   chat_id) == 2
+        types = [r[0] for r in await conn.fetch("SELECT event_type FROM events ORDER BY seq")]
+        assert types == ["contact.created", "chat.created", "message.received",
+                         "message.received"]
+        assert await messages.stored(conn, messages.inbound_id(chat_id, "e-1"))
+        assert not await messages.stored(conn, messages.inbound_id(chat_id, "e-3"))
+    loaded = await chats.loader(db, recent=1, seen=5).load((str(org.id), chat_id))
+    assert loaded is not None
+    assert loaded["unread"] == 2 and loaded["seen"] == ["e-2", "e-1"]
+    assert [m["content"] for m in loaded["recent"]] == ["hello"] and len(loaded["recent"]) == 1
+    assert await chats.loader(db, recent=1, seen=5).load((str(org.id), str(uuid.uuid4()))) \
+        is None
+
+
+async def test_lists_get_and_history(db: Database, org: Org) -> None:
+    integration = await _integration(db, org)
+    start = datetime.now(UTC)
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        for n in range(5):
+            await _receive(committer, db, org, _message(org, integration, "a", f"a{n}",
+                                                        text=f"m{n}"),
+                           start + timedelta(seconds=n), new_chat=n == 0)
+        other = _message(org, integration, "b", "b0", sender="s-2")
+        await _receive(committer, db, org, other, start + timedelta(seconds=9), new_chat=True)
+        read_chat = chats.chat_id_for(other)
+        await committer.commit(org.id, [chats.read_write(str(org.id), read_chat, None,
+                                                         datetime.now(UTC))])
+    busy = chats.chat_id_for(_message(org, integration, "a", "a0"))
+    async with db.tenant_tx(org.id) as conn:
+        total, rows = await chats.list_page(conn, limit=10, offset=0)
+        assert total == 2 and [str(r["id"]) for r in rows] == [read_chat, busy]
+        assert [str(r["id"]) for r in (await chats.list_page(
+            conn, limit=10, offset=0, unread=True))[1]] == [busy]
+        assert (await chats.list_page(conn, limit=10, offset=0, unread=False))[0] == 1
+        assert (await chats.list_page(conn, limit=10, offset=0, channel="telegram"))[0] == 0
+        one = await chats.get(conn, busy)
+        assert one["unread_count"] == 5 and one["last_message"]["content"] == "m4"
+        assert one["contact_name"] == "Ada Lovelace"
+        contact = one["contact_id"]
+        assert (await chats.list_page(conn, limit=10, offset=0, channel="api",
+                                      contact_id=contact))[0] == 1
+        with pytest.raises(NotFound):
+            await chats.get(conn, uuid.uuid4())
+
+        seen: list[str] = []
+        before = None
+        while True:
+            page = await messages.history(conn, busy, limit=2, before=before)
+            seen += [m["content"] for m in page["data"]]
+            before = page["next_cursor"]
+            if before is None:
+                break
+        assert seen == ["m4", "m3", "m2", "m1", "m0"]
+        with pytest.raises(Invalid) as bad:
+            await messages.history(conn, busy, limit=2, before="garbage")
+        assert bad.value.field == "before"
+        with pytest.raises(NotFound):
+            await messages.history(conn, uuid.uuid4(), limit=2)
