@@ -42,19 +42,14 @@ import msgspec
 from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from actors.unread import UnreadMirror
-from channels.base import (
-    ChannelError,
-    Integration,
-    integration_loader,
-    retry_delay,
-    sender_for,
-)
+from channels.base import ChannelError, integration_loader, retry_delay, sender_for
 from core.errors import Invalid, NotFound
 from core.messages import InboundMessage, OutboundMessage, Receipt
 from core.settings import RETRY_SCHEDULE
 from storage import chats, messages
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
 from storage.db import Database
+from storage.integrations import Integration
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +141,9 @@ class ChatActor(VirtualActor):
         self.exists = row is not None
         if row is None:  # not yet: the first inbound message creates it
             self.contact_id = self.channel = self.thread_id = self.integration_id = None
-            self.unread, self.last_message_at, self.last_inbound_at = 0, None, None
+            self.unread = 0
+            self.last_message_at: datetime | None = None
+            self.last_inbound_at: datetime | None = None
             self.assigned_agent_id = None
             return
         self.contact_id = str(row["contact_id"]) if row["contact_id"] else None
@@ -154,8 +151,8 @@ class ChatActor(VirtualActor):
         self.thread_id = row["channel_thread_id"]
         self.integration_id = str(row["integration_id"]) if row["integration_id"] else None
         self.unread = int(row["unread"])
-        self.last_message_at: datetime | None = row["last_message_at"]
-        self.last_inbound_at: datetime | None = row["last_inbound_at"]
+        self.last_message_at = row["last_message_at"]
+        self.last_inbound_at = row["last_inbound_at"]
         self.assigned_agent_id = (row["metadata"] or {}).get("assigned_agent_id")
         self.recent.extend(row["recent"] or ())
         for external_id in reversed(row["seen"] or ()):

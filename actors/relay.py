@@ -38,7 +38,7 @@ from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
 from storage import events
-from storage.db import Database
+from storage.db import Database, connection
 from storage.events import Event, Position
 from storage.redis import open_redis
 
@@ -185,13 +185,13 @@ class EventRelay:
     async def _held(self) -> bool:
         assert self.db is not None and self.db.system is not None
         async with self.db.system.acquire() as conn:
-            return await events.pending_beyond(conn, self.cursor)
+            return await events.pending_beyond(connection(conn), self.cursor)
 
     async def step(self) -> int:
         """Publish the next batch of committed events; return how many."""
         assert self.db is not None and self.db.system is not None
         async with self.db.system.acquire() as conn:
-            batch = await events.read_all(conn, self.cursor, self.batch)
+            batch = await events.read_all(connection(conn), self.cursor, self.batch)
         if not batch:
             await self._save_cursor(force=False)
             return 0

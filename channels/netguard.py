@@ -90,7 +90,8 @@ def refusal(address: str | Address, policy: Policy = Policy()) -> str | None:
         return None
     if inner is not None:
         reason = refusal(inner, policy)
-        if reason is not None or ip.ipv4_mapped is not None or ip in NAT64:
+        mapped = isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None
+        if reason is not None or mapped or ip in NAT64:
             return reason
     if ip in METADATA:
         return "a cloud metadata address"

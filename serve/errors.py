@@ -5,6 +5,7 @@ already translated (`storage.errors`)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any
 
@@ -51,7 +52,7 @@ _HTTP_CODES = {
 
 
 def envelope(status: int, code: str, message: str, details: Any = None,
-             headers: dict[str, str] | None = None) -> JSONResponse:
+             headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details}}
     return JSONResponse(body, status_code=status, headers=headers)
 
@@ -59,7 +60,7 @@ def envelope(status: int, code: str, message: str, details: Any = None,
 def status_of(exc: e.BidiError) -> int:
     for cls in type(exc).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

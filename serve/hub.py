@@ -20,7 +20,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +71,7 @@ class Live:
     Fan-out to thousands of connections then costs no task switch per frame.
     """
 
-    send: Callable[[str], Awaitable[None]]
+    send: Callable[[str], Coroutine[Any, Any, None]]  # a coroutine: `send_now` steps it
     close: Callable[[int, str], Awaitable[None]]
     org_id: str
     families: frozenset[str] | None = None  # event families it may see; None: all

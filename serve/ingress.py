@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from ray import serve
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from core.settings import Settings, load_settings, prepare_data_dir
 from serve.app import build_app
@@ -30,10 +30,13 @@ class Ingress:
         return build_app(self.settings)
 
 
-def deployment(settings: Settings, replicas: int | None = None) -> Any:
+def deployment(settings: Settings, replicas: int | None = None) -> Deployment:
     """The ingress deployment configured from settings."""
-    return Ingress.options(num_replicas=replicas or settings.serve_replicas,
-                           logging_config={"enable_access_log": settings.access_log})
+    # mypy keeps a decorated class's own type: Serve's `.options` is not on it
+    configured: Deployment = Ingress.options(  # type: ignore[attr-defined]
+        num_replicas=replicas or settings.serve_replicas,
+        logging_config={"enable_access_log": settings.access_log})
+    return configured
 
 
 def build(args: dict[str, Any] | None = None) -> Application:

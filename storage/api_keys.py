@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import TypedDict, cast
 from uuid import UUID
 
 import asyncpg
@@ -18,6 +18,7 @@ from core.errors import Forbidden, Invalid, NotFound
 from core.rbac import ALL_PERMISSIONS
 from core.security import digest, opaque_token
 from storage.audit import Actor, record
+from storage.rows import one
 
 COLUMNS = "id, name, prefix, scopes, created_at, last_used_at, expires_at, revoked_at"
 
@@ -60,11 +61,11 @@ async def create(conn: asyncpg.Connection, actor: Actor, *, name: str, scopes: C
     if actor.user_id is None:
         raise Forbidden("this key has no creator to make keys for")
     prefix, secret = secrets.token_hex(6), opaque_token(32)
-    row = await conn.fetchrow(
+    row = one(await conn.fetchrow(
         f"INSERT INTO api_keys (organization_id, created_by, name, prefix, key_hash, scopes,"
         f" expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}",
         UUID(actor.org_id), UUID(actor.user_id), name, prefix, digest(secret), granted,
-        expires_at)
+        expires_at), "INSERT INTO api_keys")
     await record(conn, actor, action="api_key.create", resource_type="api_key",
                  resource_id=row["id"], changes={"name": name, "scopes": list(scopes)},
                  event_type="api_key.created",
@@ -100,5 +101,5 @@ async def revoke_created_by(conn: asyncpg.Connection, user_id: UUID) -> list[UUI
     return [r["id"] for r in rows]
 
 
-def _key(row: Any) -> ApiKey:
-    return ApiKey(**dict(row))  # type: ignore[typeddict-item]
+def _key(row: asyncpg.Record) -> ApiKey:
+    return cast(ApiKey, dict(row))

@@ -34,7 +34,7 @@ from uuid import UUID
 import asyncpg
 
 from core.errors import Unavailable
-from storage.db import Database
+from storage.db import Database, connection
 from storage.events import NOTIFY_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -250,9 +250,9 @@ class GroupCommitter:
             try:
                 async with asyncio.timeout_at(deadline):
                     await conn.execute("BEGIN")
-                    await self._statements(conn, batch)
+                    await self._statements(connection(conn), batch)
             except BaseException:
-                await _rollback(conn)
+                await _rollback(connection(conn))
                 raise
             try:
                 await asyncio.wait_for(conn.execute("COMMIT"), COMMIT_GRACE)

@@ -77,8 +77,9 @@ async def create(conn: asyncpg.Connection, actor: Actor, fields: Mapping[str, An
     if "name" not in values:
         raise Invalid("a company needs a name", field="name")
     names = ["organization_id", *values]
-    row = await conn.fetchrow(rows.insert_sql("companies", names, COLUMNS),
-                              UUID(actor.org_id), *values.values())
+    row = rows.one(await conn.fetchrow(rows.insert_sql("companies", names, COLUMNS),
+                                       UUID(actor.org_id), *values.values()),
+                   "INSERT INTO companies")
     company = _company(row)
     await record(conn, actor, action="company.create", resource_type="company",
                  resource_id=row["id"], changes=values, event_type="company.created",
@@ -97,9 +98,9 @@ async def update(conn: asyncpg.Connection, actor: Actor, company_id: UUID,
         raise NotFound("company not found")
     if not values:
         return _company(before)
-    row = await conn.fetchrow(
+    row = rows.one(await conn.fetchrow(  # `before` is locked FOR UPDATE
         f"UPDATE companies SET {rows.set_sql(values)}, updated_at = now() WHERE id = $1"
-        f" RETURNING {COLUMNS}", company_id, *values.values())
+        f" RETURNING {COLUMNS}", company_id, *values.values()), "UPDATE companies")
     changes = {k: [before[k], row[k]] for k in values if before[k] != row[k]}
     if changes:
         await record(conn, actor, action="company.update", resource_type="company",

@@ -202,8 +202,9 @@ def _values(fields: Mapping[str, Any]) -> dict[str, Any]:
 async def _insert(conn: asyncpg.Connection, actor: Actor,
                   values: dict[str, Any]) -> asyncpg.Record:
     await _check_company(conn, values.get("company_id"))
-    return await conn.fetchrow(rows.insert_sql("contacts", ["organization_id", *values], COLUMNS),
-                               UUID(actor.org_id), *values.values())
+    return rows.one(await conn.fetchrow(
+        rows.insert_sql("contacts", ["organization_id", *values], COLUMNS), UUID(actor.org_id),
+        *values.values()), "INSERT INTO contacts")
 
 
 async def _created(conn: asyncpg.Connection, actor: Actor, values: dict[str, Any],
@@ -234,9 +235,9 @@ async def update(conn: asyncpg.Connection, actor: Actor, contact_id: UUID,
     if not values:
         return _contact(before)
     await _check_company(conn, values.get("company_id"))
-    row = await conn.fetchrow(
+    row = rows.one(await conn.fetchrow(  # `before` is locked FOR UPDATE
         f"UPDATE contacts SET {rows.set_sql(values)}, updated_at = now() WHERE id = $1"
-        f" RETURNING {COLUMNS}", contact_id, *values.values())
+        f" RETURNING {COLUMNS}", contact_id, *values.values()), "UPDATE contacts")
     changes = {k: [before[k], row[k]] for k in values if before[k] != row[k]}
     await record(conn, actor, action="contact.update", resource_type="contact",
                  resource_id=contact_id, changes=changes, event_type="contact.updated",

@@ -12,9 +12,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 from uuid import UUID
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pgvector.asyncpg import register_vector
 
 from core.errors import StartupError
@@ -137,7 +139,8 @@ class Database:
         user = str(UUID(str(user_id))) if user_id is not None else ""
         plans = ", set_config('plan_cache_mode', 'force_generic_plan', true)" \
             if generic_plans else ""
-        async with self.app.acquire() as conn:
+        async with self.app.acquire() as proxy:
+            conn = connection(proxy)
             await conn.execute(f"BEGIN; SELECT set_config('app.org_id', '{org}', true),"
                                f" set_config('app.user_id', '{user}', true){plans}")
             try:
@@ -158,11 +161,17 @@ class Database:
         if self.system is None:
             raise RuntimeError("Database is not open")
         try:
-            async with self.system.acquire() as conn, conn.transaction():
-                yield conn
+            async with self.system.acquire() as proxy, proxy.transaction():
+                yield connection(proxy)
         except TRANSLATED as exc:
             _raise_translated(exc)
             raise
+
+
+def connection(proxy: PoolConnectionProxy[asyncpg.Record]) -> asyncpg.Connection:
+    """A pooled connection as the `asyncpg.Connection` storage functions take."""
+    # The pool's proxy forwards every Connection method to the connection it holds.
+    return cast(asyncpg.Connection, proxy)
 
 
 def _raise_translated(exc: BaseException) -> None:

@@ -123,8 +123,9 @@ async def create(conn: asyncpg.Connection, actor: Actor, fields: Mapping[str, An
     values["stage_id"] = await _resolve_stage(conn, values.get("pipeline_id"),
                                               values.get("stage_id"))
     await _check_refs(conn, values)
-    row = await conn.fetchrow(rows.insert_sql("deals", ["organization_id", *values], COLUMNS),
-                              UUID(actor.org_id), *values.values())
+    row = rows.one(await conn.fetchrow(
+        rows.insert_sql("deals", ["organization_id", *values], COLUMNS), UUID(actor.org_id),
+        *values.values()), "INSERT INTO deals")
     deal = from_row(row)
     await record(conn, actor, action="deal.create", resource_type="deal", resource_id=row["id"],
                  changes=values, event_type="deal.created", payload=dict(deal))
@@ -138,9 +139,10 @@ async def _apply(conn: asyncpg.Connection, before: asyncpg.Record,
         pipeline_id = values.get("pipeline_id", before["pipeline_id"])
         values["stage_id"] = await _resolve_stage(conn, pipeline_id, values.get("stage_id"))
     await _check_refs(conn, values)
-    return await conn.fetchrow(
+    # `before` is locked FOR UPDATE: the row is there to update
+    return rows.one(await conn.fetchrow(
         f"UPDATE deals SET {rows.set_sql(values)}, updated_at = now() WHERE id = $1"
-        f" RETURNING {COLUMNS}", before["id"], *values.values())
+        f" RETURNING {COLUMNS}", before["id"], *values.values()), "UPDATE deals")
 
 
 async def update(conn: asyncpg.Connection, actor: Actor, deal_id: UUID,

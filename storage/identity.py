@@ -23,6 +23,7 @@ from core.rbac import Role
 from core.security import REFRESH_TTL, digest, opaque_token, verify_password
 from storage import mfa
 from storage.audit import Actor, record
+from storage.rows import one
 
 USER_COLUMNS = "id, email, name, avatar_url, mfa_enabled, created_at"
 USER_FIELDS = tuple(USER_COLUMNS.split(", "))
@@ -68,14 +69,15 @@ async def create_user_and_org(conn: asyncpg.Connection, *, email: str, password_
     # Caught here rather than registered with storage.errors: sign-in with an
     # external identity answers the same clash differently (storage.oauth).
     try:
-        user = await conn.fetchrow(
+        user = one(await conn.fetchrow(
             f"INSERT INTO users (email, password_hash, name) VALUES ($1, $2, $3)"
-            f" RETURNING {USER_COLUMNS}", email, password_hash, name)
+            f" RETURNING {USER_COLUMNS}", email, password_hash, name), "INSERT INTO users")
     except asyncpg.UniqueViolationError:
         raise Conflict("an account with this email exists") from None
-    org = await conn.fetchrow(
+    org = one(await conn.fetchrow(
         "INSERT INTO organizations (name, slug, billing_email) VALUES ($1, $2, $3)"
-        " RETURNING id, name, slug, created_at", org_name, slugify(org_name), email)
+        " RETURNING id, name, slug, created_at", org_name, slugify(org_name), email),
+        "INSERT INTO organizations")
     await conn.execute(
         "INSERT INTO organization_members (organization_id, user_id, role)"
         " VALUES ($1, $2, 'owner')", org["id"], user["id"])
@@ -150,9 +152,10 @@ def choose(orgs: Sequence[Membership], wanted: Any = None) -> Membership | None:
 
 
 async def membership(conn: asyncpg.Connection, user_id: Any, org_id: Any) -> str | None:
-    return await conn.fetchval(
+    role = await conn.fetchval(
         "SELECT role FROM organization_members WHERE user_id = $1 AND organization_id = $2",
         user_id, org_id)
+    return None if role is None else str(role)
 
 
 async def me(conn: asyncpg.Connection, user_id: Any, org_id: Any) -> Me:

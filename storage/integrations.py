@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, cast
 from uuid import UUID
 
 import asyncpg
@@ -15,6 +15,7 @@ import asyncpg
 from core.crypto import Cipher
 from core.errors import Invalid, NotFound
 from storage.audit import Actor, record
+from storage.rows import one
 
 COLUMNS = "id, organization_id, type, name, config, is_active"
 
@@ -35,7 +36,7 @@ def seal(cipher: Cipher, config: dict[str, Any], secrets: Mapping[str, str]) -> 
     return {**config, "secrets": {k: cipher.encrypt(v) for k, v in secrets.items()}}
 
 
-def from_row(row: Mapping[str, Any], cipher: Cipher) -> Integration:
+def from_row(row: asyncpg.Record, cipher: Cipher) -> Integration:
     config = dict(row["config"] or {})
     sealed = config.pop("secrets", None) or {}
     return Integration(id=str(row["id"]), org_id=str(row["organization_id"]), type=row["type"],
@@ -68,8 +69,8 @@ class PublicIntegration(TypedDict):
     updated_at: datetime | None
 
 
-def _public(row: Any) -> PublicIntegration:
-    return PublicIntegration(**dict(row))  # type: ignore[typeddict-item]
+def _public(row: asyncpg.Record) -> PublicIntegration:
+    return cast(PublicIntegration, dict(row))
 
 
 async def create(conn: asyncpg.Connection, actor: Actor, cipher: Cipher, *, type: str,
@@ -78,10 +79,10 @@ async def create(conn: asyncpg.Connection, actor: Actor, cipher: Cipher, *, type
     """A new integration with its public `config` (already checked by the
     caller: callback URLs against channels.netguard) and its `secrets`
     (stored sealed)."""
-    row = await conn.fetchrow(
+    row = one(await conn.fetchrow(
         f"INSERT INTO integrations (organization_id, type, name, config) VALUES"
         f" ($1, $2, $3, $4) RETURNING {PUBLIC_COLUMNS}", UUID(actor.org_id), type, name,
-        seal(cipher, config, secrets))
+        seal(cipher, config, secrets)), "INSERT INTO integrations")
     await record(conn, actor, action="integration.create", resource_type="integration",
                  resource_id=row["id"], changes={"type": type, "name": name, **config},
                  event_type="integration.created",

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict
+from typing import TypedDict, cast
 from uuid import UUID
 
 import asyncpg
@@ -29,6 +29,7 @@ from storage.audit import Actor, record
 from storage.db import Database
 from storage.errors import expect
 from storage.revocations import revoke_sessions
+from storage.rows import one
 
 INVITE_TTL = timedelta(days=7)
 MEMBER_SQL = ("SELECT m.user_id, u.email, u.name, m.role, m.created_at AS joined_at"
@@ -91,7 +92,7 @@ async def page(conn: asyncpg.Connection, limit: int, offset: int) -> tuple[int, 
     total = await conn.fetchval("SELECT count(*) FROM organization_members")
     rows = await conn.fetch(f"{MEMBER_SQL} ORDER BY m.created_at, m.user_id"
                             " LIMIT $1 OFFSET $2", limit, offset)
-    return int(total), [Member(**dict(r)) for r in rows]  # type: ignore[typeddict-item]
+    return int(total), [_member(r) for r in rows]
 
 
 async def invite(conn: asyncpg.Connection, actor: Actor, *, acting_role: str, email: str,
@@ -102,11 +103,12 @@ async def invite(conn: asyncpg.Connection, actor: Actor, *, acting_role: str, em
             " WHERE lower(u.email) = lower($1)", email):
         raise Conflict("already a member")
     token = opaque_token()
-    row = await conn.fetchrow(
+    row = one(await conn.fetchrow(
         "INSERT INTO invitations (organization_id, email, role, token_hash, invited_by,"
         f" expires_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING {INVITATION_COLUMNS}",
         UUID(actor.org_id), email, role.value, digest(token),
-        actor.user_id and UUID(actor.user_id), datetime.now(UTC) + INVITE_TTL)
+        actor.user_id and UUID(actor.user_id), datetime.now(UTC) + INVITE_TTL),
+        "INSERT INTO invitations")
     await record(conn, actor, action="member.invite", resource_type="invitation",
                  resource_id=row["id"], changes={"email": email, "role": role},
                  event_type="member.invited",
@@ -175,14 +177,15 @@ async def change_role(db: Database, redis: aioredis.Redis, actor: Actor, user_id
             raise Conflict("the last owner cannot be demoted")
         await conn.execute("UPDATE organization_members SET role = $2 WHERE user_id = $1",
                            user_id, role.value)
-        row = await conn.fetchrow(f"{MEMBER_SQL} WHERE m.user_id = $1", user_id)
+        row = one(await conn.fetchrow(f"{MEMBER_SQL} WHERE m.user_id = $1", user_id),
+                  "SELECT FROM organization_members")  # locked by _locked_role
         await record(conn, actor, action="member.role", resource_type="user",
                      resource_id=user_id, changes={"role": [current, role.value]},
                      event_type="member.role.changed",
                      payload={"user_id": user_id, "from": current, "to": role.value})
     if current != role.value:
         await revoke_sessions(redis, actor.org_id, str(user_id), f"role changed to {role.value}")
-    return RoleChange(Member(**dict(row)), current)  # type: ignore[typeddict-item]
+    return RoleChange(_member(row), current)
 
 
 async def remove(db: Database, redis: aioredis.Redis, actor: Actor, user_id: UUID, *,
@@ -207,5 +210,9 @@ async def remove(db: Database, redis: aioredis.Redis, actor: Actor, user_id: UUI
     return Removal(current, keys)
 
 
-def _invitation(row: Any) -> Invitation:
-    return Invitation(**dict(row))  # type: ignore[typeddict-item]
+def _member(row: asyncpg.Record) -> Member:
+    return cast(Member, dict(row))
+
+
+def _invitation(row: asyncpg.Record) -> Invitation:
+    return cast(Invitation, dict(row))

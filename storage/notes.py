@@ -11,6 +11,7 @@ import asyncpg
 
 from core.errors import NotFound
 from storage.audit import Actor, record
+from storage.rows import one
 
 Parent = Literal["contact", "deal"]
 COLUMNS = "id, body, author_id, contact_id, deal_id, created_at"
@@ -49,10 +50,10 @@ async def add(conn: asyncpg.Connection, actor: Actor, parent: Parent, parent_id:
     if not await conn.fetchval(f"SELECT 1 FROM {_table(parent)} WHERE id = $1 FOR KEY SHARE",
                                parent_id):
         raise NotFound(f"{parent} not found")
-    row = await conn.fetchrow(
+    row = one(await conn.fetchrow(
         f"INSERT INTO notes (organization_id, {parent}_id, author_id, body)"
         f" VALUES ($1, $2, bidi_user(), $3) RETURNING {COLUMNS}", UUID(actor.org_id),
-        parent_id, body)
+        parent_id, body), "INSERT INTO notes")
     note = cast(Note, dict(row))
     await record(conn, actor, action="note.create", resource_type="note", resource_id=row["id"],
                  changes={f"{parent}_id": parent_id}, event_type="note.created",

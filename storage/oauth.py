@@ -14,6 +14,7 @@ import asyncpg
 from core.crypto import Cipher
 from core.errors import Conflict, Unauthorized
 from storage import identity
+from storage.rows import one
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ async def sign_in(conn: asyncpg.Connection, who: ExternalIdentity, cipher: Ciphe
         encrypt(who.refresh_token) if who.refresh_token else None, who.expires_at)
     if owner is None:  # linked to someone else since the first look
         raise Conflict(f"this {who.provider} account is linked to another user")
-    user = await identity.user_by_id(conn, user_id)
+    # the connection just written holds the user's row (its foreign key)
+    user = one(await identity.user_by_id(conn, user_id), "SELECT FROM users")
     return dict(user), await identity.memberships(conn, user_id), created
 
 

@@ -13,6 +13,7 @@ import asyncpg
 from core.errors import Invalid, NotFound
 from storage.audit import Actor, record
 from storage.db import Database
+from storage.rows import one
 
 COLUMNS = "id, name, slug, settings, billing_email, created_at, updated_at"
 FIELDS = ("name", "settings", "billing_email")  # what an update may set
@@ -57,7 +58,8 @@ async def update(conn: asyncpg.Connection, actor: Actor,
         sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, 1))
         await conn.execute(f"UPDATE organizations SET {sets}, updated_at = now()",
                            *fields.values())
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM organizations")
+    row = one(await conn.fetchrow(f"SELECT {COLUMNS} FROM organizations"),  # locked above
+              "SELECT FROM organizations")
     changes = {k: [before[k], row[k]] for k in fields if before[k] != row[k]}
     await record(conn, actor, action="organization.update", resource_type="organization",
                  resource_id=row["id"], changes=changes, event_type="organization.updated",

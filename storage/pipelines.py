@@ -134,10 +134,10 @@ async def create(conn: asyncpg.Connection, actor: Actor, name: str, *,
     """A pipeline with `stages` ({name, color}) in that order; the org's one
     default when `is_default`."""
     new = [NewStage(name=s["name"], color=s.get("color")) for s in stages]
-    row = await conn.fetchrow(
+    row = rows.one(await conn.fetchrow(
         f"INSERT INTO pipelines (organization_id, name, description, is_default)"
         f" VALUES ($1, $2, $3, $4) RETURNING {COLUMNS}",
-        UUID(actor.org_id), name, description, is_default)
+        UUID(actor.org_id), name, description, is_default), "INSERT INTO pipelines")
     await conn.execute(
         "INSERT INTO pipeline_stages (organization_id, pipeline_id, name, color, order_index)"
         " SELECT $1, $2, s.name, s.color, s.i - 1"
@@ -166,9 +166,10 @@ async def update(conn: asyncpg.Connection, actor: Actor, pipeline_id: UUID,
     changes = {k: [before[k], v] for k, v in values.items() if before[k] != v}
     if not changes:
         return await _full(conn, before)
-    row = await conn.fetchrow(
+    row = rows.one(await conn.fetchrow(  # `before` is locked FOR NO KEY UPDATE
         f"UPDATE pipelines SET {rows.set_sql(changes)}, updated_at = now() WHERE id = $1"
-        f" RETURNING {COLUMNS}", pipeline_id, *(new for _, new in changes.values()))
+        f" RETURNING {COLUMNS}", pipeline_id, *(new for _, new in changes.values())),
+        "UPDATE pipelines")
     if "is_default" in changes and changes["is_default"][1]:
         await _clear_default(conn, actor, pipeline_id)
     await record(conn, actor, action="pipeline.update", resource_type="pipeline",
@@ -201,11 +202,11 @@ async def add_stage(conn: asyncpg.Connection, actor: Actor, pipeline_id: UUID, n
                     color: str | None = None) -> Stage:
     """A stage after the pipeline's last one."""
     await _pipeline(conn, pipeline_id, "FOR NO KEY UPDATE")
-    row = await conn.fetchrow(
+    row = rows.one(await conn.fetchrow(  # an aggregate without GROUP BY: one row
         f"INSERT INTO pipeline_stages (organization_id, pipeline_id, name, color,"
         f" order_index) SELECT $1, $2, $3, $4, coalesce(max(order_index), -1) + 1"
         f" FROM pipeline_stages WHERE pipeline_id = $2 RETURNING {STAGE_COLUMNS}",
-        UUID(actor.org_id), pipeline_id, name, color)
+        UUID(actor.org_id), pipeline_id, name, color), "INSERT INTO pipeline_stages")
     await record(conn, actor, action="pipeline.stage.create", resource_type="pipeline_stage",
                  resource_id=row["id"], changes={"name": name, "color": color},
                  event_type="pipeline.stage.created", payload=dict(row))
@@ -234,7 +235,8 @@ async def reorder_stages(conn: asyncpg.Connection, actor: Actor, pipeline_id: UU
     return (await _stages(conn, [pipeline_id]))[pipeline_id]
 
 
-async def _stage(conn: asyncpg.Connection, pipeline_id: UUID, stage_id: UUID) -> Any:
+async def _stage(conn: asyncpg.Connection, pipeline_id: UUID,
+                 stage_id: UUID) -> asyncpg.Record:
     await _pipeline(conn, pipeline_id, "FOR NO KEY UPDATE")
     row = await conn.fetchrow(f"SELECT {STAGE_COLUMNS} FROM pipeline_stages"
                               " WHERE id = $1 AND pipeline_id = $2 FOR UPDATE",
@@ -252,9 +254,10 @@ async def update_stage(conn: asyncpg.Connection, actor: Actor, pipeline_id: UUID
     changes = {k: [before[k], v] for k, v in values.items() if before[k] != v}
     if not changes:
         return cast(Stage, dict(before))
-    row = await conn.fetchrow(
+    row = rows.one(await conn.fetchrow(  # `before` is locked FOR UPDATE
         f"UPDATE pipeline_stages SET {rows.set_sql(changes)} WHERE id = $1"
-        f" RETURNING {STAGE_COLUMNS}", stage_id, *(new for _, new in changes.values()))
+        f" RETURNING {STAGE_COLUMNS}", stage_id, *(new for _, new in changes.values())),
+        "UPDATE pipeline_stages")
     await record(conn, actor, action="pipeline.stage.update", resource_type="pipeline_stage",
                  resource_id=stage_id, changes=changes, event_type="pipeline.stage.updated",
                  payload={"id": stage_id, "pipeline_id": pipeline_id, "changes": changes})

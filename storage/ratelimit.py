@@ -115,7 +115,7 @@ class TokenBucket:
             for key, cost, _ in batch:
                 pipe.execute_command("EVALSHA", self._sha, 1, key, self.capacity,
                                      self.per_second, now, cost)
-            return await pipe.execute(raise_on_error=False)  # type: ignore[no-any-return]
+            return await pipe.execute(raise_on_error=False)
 
 
 class Attempts:

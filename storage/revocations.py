@@ -110,7 +110,7 @@ class Revocations:
                             exc, delay)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 

@@ -123,6 +123,14 @@ def writable(fields: Mapping[str, Any], allowed: Collection[str],
     return dict(fields)
 
 
+def one(row: asyncpg.Record | None, statement: str) -> asyncpg.Record:
+    """The row of a statement that always returns one (an INSERT .. RETURNING,
+    an aggregate, an UPDATE of a row known to exist); `statement` names it."""
+    if row is None:
+        raise RuntimeError(f"{statement} returned no row")
+    return row
+
+
 async def get_one(conn: asyncpg.Connection, table: str, columns: str, resource: str,
                   row_id: UUID) -> asyncpg.Record:
     """One tenant row by id, or `NotFound` (also for another org's id)."""

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ray.util import metrics
 
 LATENCY_BOUNDARIES_MS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 1000]
-BATCH_BOUNDARIES = [1, 10, 50, 100, 500, 1000, 2500, 5000, 10000]
+BATCH_BOUNDARIES: list[float] = [1, 10, 50, 100, 500, 1000, 2500, 5000, 10000]
 SAMPLE_EVERY = 16
 
 

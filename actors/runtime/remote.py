@@ -173,10 +173,10 @@ RemoteHost = ray.remote(ActorHost)
 def start_hosts(settings: Settings, *, kinds: Sequence[type[VirtualActor]] = DEFAULT_KINDS,
                 config: HostConfig | None = None, timeout: float = 60.0) -> list[Any]:
     """Create (or find) the `settings.hosts` named hosts and wait until they answer."""
-    handles = []
+    handles: list[Any] = []  # actor handles: their methods' `.remote` is untyped
     for index in range(settings.hosts):
         handles.append(
-            RemoteHost.options(  # type: ignore[attr-defined]
+            RemoteHost.options(
                 name=host_name(index), namespace=NAMESPACE, lifetime="detached",
                 get_if_exists=True, max_restarts=-1, max_task_retries=0,
                 max_concurrency=100_000, num_cpus=HOST_CPUS, scheduling_strategy="SPREAD",

@@ -54,7 +54,7 @@ def _cache(state: Any) -> IntegrationCache:
         runtime = state.runtime
         cache = state.integrations = IntegrationCache(
             runtime.db, Cipher(runtime.settings.encryption_key.get_secret_value()))
-    return cache  # type: ignore[no-any-return]
+    return cache
 
 
 async def accept(state: Any, integration_id: str, headers: Mapping[str, str],

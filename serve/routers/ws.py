@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import msgspec
@@ -76,7 +77,7 @@ def hub_of(websocket: WebSocket) -> Hub:
     hub = getattr(state, "hub", None)
     if hub is None:
         hub = state.hub = Hub(state.runtime.redis)
-    return hub  # type: ignore[no-any-return]
+    return hub
 
 
 def _encode(frame: dict[str, Any]) -> str:
@@ -235,7 +236,8 @@ class Session:
         self.live.send_now(_encode({"type": "subscribed", "topics": frame.get("topics"),
                                     "position": self.live.position[1], "ref": frame.get("ref")}))
 
-    def _scope(self, topics: list[str], chats: set[str] = frozenset()) -> list[str] | None:
+    def _scope(self, topics: list[str],
+               chats: AbstractSet[str] = frozenset()) -> list[str] | None:
         """The chats a replay of `topics` covers (None: the whole org)."""
         if org_topic(self.principal.org_id) in topics:
             return None
