@@ -4,6 +4,14 @@ Postgres and Redis (unless URLs are given), migrations, Ray (local or
 
 `bidi up`, the test fixtures and the benchmarks all start the engine with
 this one class.
+
+Each part, once started, is pushed on one exit stack: `stop()` unwinds it in
+reverse order (Serve with its HAProxy, the outbox sweeper, the relay, the
+actor hosts, Ray, Redis, Postgres) and reports one line per part. Every step
+is bounded in time and a part of Ray that is gone (Ctrl-C reaches Ray's own
+processes too) is skipped, not waited for; what Ray leaves behind is found by
+the mark its processes inherit (`core.processes`) and ended by pid. A start
+first ends what an engine killed on the same data dir left running.
 """
 from __future__ import annotations
 
@@ -12,23 +20,30 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psutil
 
 from actors.runtime.host import HostConfig
 from actors.runtime.remote import start_hosts, stop_hosts
+from core import processes
 from core.errors import StartupError
-from core.paths import runtime_dir
+from core.paths import find_runtime_dir, runtime_dir
 from core.settings import Settings, prepare_data_dir
 from storage.db import connect_admin
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.migrate import migrate
 
 NAMESPACE = "bidi"
+HAPROXY_BUDGET = 28  # HAProxy adds a 56-char folder under this and caps socket paths at 97
+STOP_BUDGET = 10.0  # seconds for the parts in Ray; Redis and Postgres stop after them
 log = logging.getLogger("bidi")
 
 
@@ -65,8 +80,7 @@ def serve_env(settings: Settings, haproxy: bool) -> dict[str, str]:
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if haproxy else "0",
     }
     if haproxy:
-        # HAProxy adds a 56-char folder under this and caps socket paths at 97.
-        base = runtime_dir(settings.data_dir, "haproxy", budget=28)
+        base = runtime_dir(settings.data_dir, "haproxy", budget=HAPROXY_BUDGET)
         base.mkdir(parents=True, exist_ok=True)
         env.update({
             "RAY_SERVE_HAPROXY_MAXCONN": str(settings.haproxy_maxconn),
@@ -89,6 +103,8 @@ class Stack:
     kinds: dict[str, str] | None = None
     host_config: HostConfig | None = None
     ready_timeout: float = 120.0
+    report: Callable[[str], object] = field(default=log.info, repr=False)
+    _parts: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
     _pg: EmbeddedPostgres | None = field(default=None, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, repr=False)
     _ray_started: bool = False
@@ -96,6 +112,9 @@ class Stack:
     _hosts_started: bool = False
     _relay_started: bool = False
     _outbox_started: bool = False
+    _deadline: float = 0.0
+    _seen: dict[int, psutil.Process] = field(default_factory=dict, repr=False)
+    stuck: bool = False  # a part did not answer in time: a thread may still wait on Ray
     dashboard_url: str | None = None
 
     @property
@@ -113,25 +132,42 @@ class Stack:
         update: dict[str, str] = {}
         if self.settings.database_url is None:
             self._pg = EmbeddedPostgres(self.settings.data_dir)
+            self._parts.callback(self._stop_postgres)
             update["database_url"] = self._pg.start()
+            if self._pg.stale:
+                self.report(self._pg.stale)
+            if self._pg.adopted:
+                self.report(f"took over Postgres (pid {self._pg.pid}), left running in "
+                            f"{self.settings.data_dir} by an engine that was killed")
         if self.settings.redis_url is None:
             self._redis = EmbeddedRedis(self.settings.data_dir)
+            self._parts.callback(self._stop_redis)
             update["redis_url"] = self._redis.start()
+            if self._redis.adopted:
+                self.report(f"took over Redis (pid {self._redis.pid}), left running in "
+                            f"{self.settings.data_dir} by an engine that was killed")
         self.settings = self.settings.model_copy(update=update)
         return asyncio.run(run_migrations(self.settings))
 
     def start(self) -> Stack:
         try:
+            self._end_leftovers()
             if self.serve:
                 ensure_port_free(self.settings.host, self.settings.port)
             self.start_storage()
             self._start_ray()
+            self._parts.callback(self._stop_ray)
+            self._parts.callback(self._stop_hosts)
             self._start_hosts()
+            self._parts.callback(self._stop_relay)
             self._start_relay()
+            self._parts.callback(self._stop_outbox)
             self._start_outbox()
             if self.serve:
+                self._parts.callback(self._stop_serve)
                 self._start_serve()
                 self.wait_ready()
+            self._remember()
         except BaseException:
             self.stop()
             raise
@@ -149,10 +185,14 @@ class Stack:
             "log_to_driver": False,
         }
         if self.settings.ray_address is None:
+            os.environ.update(processes.mark(self.settings.data_dir))
             dashboard_port = self.settings.dashboard_port
             if self.dashboard:
                 ensure_port_free(self.settings.host, dashboard_port)
             kwargs.update(
+                # "local": a new cluster of our own, never one found on the
+                # machine (`ray start`'s, another engine's).
+                address="local",
                 include_dashboard=self.dashboard,
                 dashboard_host=self.settings.host,
                 dashboard_port=dashboard_port,
@@ -214,37 +254,25 @@ class Stack:
         raise StartupError(f"the API did not become ready at {self.api_url}: {last}")
 
     def stop(self) -> None:
-        if self._serve_started and self.settings.ray_address is not None:
-            # A shared cluster outlives us: remove only our application.
-            from ray import serve
+        """Stop what was started, last first; each part within its time."""
+        self._deadline = time.monotonic() + STOP_BUDGET
+        self._remember()
+        parts, self._parts = self._parts, contextlib.ExitStack()
+        parts.close()
 
-            from serve.ingress import APP_NAME
-
-            serve.delete(APP_NAME)
-        self._serve_started = False
-        if self._outbox_started:
-            from actors.outbox import stop_outbox
-
-            stop_outbox()
-            self._outbox_started = False
-        if self._relay_started:
-            from actors.relay import stop_relay
-
-            stop_relay()
-            self._relay_started = False
-        if self._hosts_started:
-            stop_hosts(self.settings.hosts)  # flushes actor state first
-            self._hosts_started = False
-        if self._ray_started:
-            import ray
-
-            ray.shutdown()  # a local cluster: its Serve goes with it
-            self._ray_started = False
-            _kill_orphans(runtime_dir(self.settings.data_dir, "haproxy", budget=28))
-        for svc in (self._redis, self._pg):
-            if svc is not None:
-                svc.stop()
-        self._redis = self._pg = None
+    def kill(self) -> list[str]:
+        """What a second Ctrl-C does: end at once all that is left (Postgres
+        by its immediate shutdown, which keeps the data); return their names."""
+        procs = self._ours()
+        if self._redis is not None and self._redis.pid is not None:
+            procs += _existing(self._redis.pid)
+        names = [processes.describe([p]) for p in procs]
+        processes.end(procs, grace=0.5, sig=signal.SIGKILL)
+        pg = self._pg.pid if self._pg is not None else None
+        for proc in _existing(pg):
+            names.append(f"Postgres (pid {proc.pid})")
+            processes.end([proc], grace=5.0, sig=signal.SIGQUIT)
+        return names
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -252,14 +280,185 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # The parts' stops, in the order stop() runs them.
 
-def _kill_orphans(haproxy_dir: Path) -> None:
-    """HAProxy is a grandchild of Ray's worker: it can outlive the cluster."""
-    import psutil
+    def _stop_serve(self) -> None:
+        if not self._serve_started:
+            return
+        self._serve_started = False
+        from ray import serve
 
-    marker = str(haproxy_dir)
-    for proc in psutil.process_iter(attrs=["name", "cmdline"]):
-        cmdline = proc.info.get("cmdline") or []
-        if proc.info.get("name") == "haproxy" and any(marker in arg for arg in cmdline):
-            with contextlib.suppress(psutil.Error):
-                proc.kill()
+        from serve.ingress import APP_NAME
+
+        if self.settings.ray_address is not None:
+            # A shared cluster outlives us: remove only our application.
+            self._ray_part(f"the Serve application {APP_NAME}",
+                           lambda: serve.delete(APP_NAME), 5.0)
+        elif self.haproxy:
+            # serve.shutdown() would wait out the ~30 s drain Serve gives a
+            # replica behind HAProxy (made for rolling updates); the cluster
+            # ends next anyway. Closing the ingress first refuses new calls.
+            ingress = self._haproxy()
+            self._bounded(f"Serve's HAProxy ingress ({processes.describe(ingress)})",
+                          lambda: processes.end(ingress, grace=2.0), 3.0)
+        else:
+            self.report("Serve: its proxy and replicas stop with Ray")
+
+    def _stop_outbox(self) -> None:
+        if self._outbox_started:
+            from actors.outbox import stop_outbox
+
+            self._outbox_started = False
+            self._ray_part("the outbox sweeper", lambda: stop_outbox(timeout=2.0), 3.0)
+
+    def _stop_relay(self) -> None:
+        if self._relay_started:
+            from actors.relay import stop_relay
+
+            self._relay_started = False
+            self._ray_part("the event relay", lambda: stop_relay(timeout=2.0), 3.0)
+
+    def _stop_hosts(self) -> None:
+        if self._hosts_started:
+            self._hosts_started = False  # their shutdown flushes actor state first
+            self._ray_part("the actor hosts",
+                           lambda: stop_hosts(self.settings.hosts, timeout=4.0), 5.0)
+
+    def _stop_ray(self) -> None:
+        if not self._ray_started:
+            return
+        self._ray_started = False
+        import ray
+
+        local = self.settings.ray_address is None
+        if self._ray_alive():
+            self._bounded("Ray" if local else "the connection to Ray", ray.shutdown, 4.0)
+        else:
+            self.stuck = True  # ray.shutdown() would wait for the GCS, here and at exit
+        if local:
+            left = self._ours()
+            if left:
+                names = processes.describe(left)
+                self._bounded(f"what Ray left running: {names}",
+                              lambda: processes.end(left, grace=2.0), 4.0, budget=False)
+
+    def _stop_redis(self) -> None:
+        if self._redis is not None and self._redis.pid is not None:
+            self._bounded(f"Redis (pid {self._redis.pid})", self._redis.stop, 8.0,
+                          budget=False)
+        self._redis = None
+
+    def _stop_postgres(self) -> None:
+        if self._pg is not None and self._pg.pid is not None:
+            self._bounded(f"Postgres (pid {self._pg.pid})", self._pg.stop, 15.0,
+                          budget=False)
+        self._pg = None
+
+    # Helpers of the stops.
+
+    def _ray_part(self, what: str, stop: Callable[[], object], cap: float) -> None:
+        if self._ray_alive():
+            self._bounded(what, stop, cap)
+        else:
+            self.report(f"skipped {what}: Ray's GCS or raylet is gone")
+
+    def _ray_alive(self) -> bool:
+        """False when a local cluster lost its GCS or raylet: every call would
+        wait a minute for them (and then end this process)."""
+        if self.settings.ray_address is not None:
+            return True
+        import ray
+
+        node = getattr(ray._private.worker, "_global_node", None)
+        if node is None:
+            return False
+        return all(info.process.poll() is None
+                   for kind in ("gcs_server", "raylet")
+                   for info in node.all_processes.get(kind, []))
+
+    def _bounded(self, what: str, stop: Callable[[], object], cap: float, *,
+                 budget: bool = True) -> None:
+        """Run `stop` for at most `cap` seconds (and within the stop budget
+        unless `budget` is False) in a thread, so that a part that does not
+        answer is left behind and signals still reach the main thread."""
+        timeout = cap if not budget else max(1.0, min(cap, self._deadline - time.monotonic()))
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                stop()
+            except BaseException as exc:  # reported, and the next part still stops
+                failure.append(exc)
+
+        began = time.monotonic()
+        worker = threading.Thread(target=run, name=f"stop {what}", daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            self.stuck = True
+            self.report(f"gave up on {what}: no answer within {timeout:.0f} s")
+        elif failure:
+            self.report(f"stopping {what} failed: {failure[0]!r}")
+        else:
+            self.report(f"stopped {what} ({time.monotonic() - began:.1f} s)")
+
+    def _haproxy_dir(self) -> Path | None:
+        return find_runtime_dir(self.settings.data_dir, "haproxy", budget=HAPROXY_BUDGET)
+
+    def _haproxy(self) -> list[psutil.Process]:
+        """The HAProxy processes of this data dir (their config is in our folder)."""
+        folder = self._haproxy_dir()
+        return processes.with_arg("haproxy", str(folder)) if folder is not None else []
+
+    def _remember(self) -> None:
+        """Note the processes under ours (but Redis): Ray's agents rename
+        themselves over their environment, which loses the mark, and outlive
+        a raylet that died first, no longer under us."""
+        if not self._ray_started or self.settings.ray_address is not None:
+            return
+        redis = self._redis.pid if self._redis is not None else None
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process().children(recursive=True):
+                if proc.pid != redis:
+                    self._seen.setdefault(proc.pid, proc)
+
+    def _ours(self) -> list[psutil.Process]:
+        """The processes of our local cluster still running (HAProxy among them)."""
+        seen = [p for p in self._seen.values() if p.is_running() and processes.alive(p.pid)]
+        return _unique(processes.marked(self.settings.data_dir, owner=os.getpid())
+                       + seen + self._haproxy())
+
+    def _end_leftovers(self) -> None:
+        """End what an engine that was killed on this data dir left running:
+        its Ray processes and the HAProxy that may still hold the API port.
+        (Its Postgres and Redis are taken over by their start.)"""
+        left = _unique(processes.orphans(self.settings.data_dir)
+                       + [p for p in self._haproxy() if not _owned_by_live_engine(p)])
+        if not left:
+            return
+        names = processes.describe(left)
+        port = [p.pid for p in processes.listening_on(left, self.settings.port)]
+        processes.end(left, grace=2.0)
+        held = f"; pid {port[0]} held port {self.settings.port}" if port else ""
+        self.report(f"stopped what an engine killed on {self.settings.data_dir} left "
+                    f"running: {names}{held}")
+
+
+def _existing(pid: int | None) -> list[psutil.Process]:
+    try:
+        return [psutil.Process(pid)] if pid is not None else []
+    except psutil.Error:
+        return []
+
+
+def _unique(procs: list[psutil.Process]) -> list[psutil.Process]:
+    return list({p.pid: p for p in procs}.values())
+
+
+def _owned_by_live_engine(proc: psutil.Process) -> bool:
+    try:
+        value = proc.environ().get(processes.MARK, "")
+    except psutil.Error:
+        return False
+    owner = value.partition(":")[0]
+    return owner.isdigit() and int(owner) != os.getpid() and processes.alive(int(owner))
