@@ -200,10 +200,16 @@ class Stack:
             )
         else:
             kwargs["address"] = self.settings.ray_address
+        # ray.init() makes SIGTERM a sys.exit() wherever the main thread is:
+        # the process's own handler (the CLI's orderly stop) stays.
+        on_term = signal.getsignal(signal.SIGTERM)
         try:
             context = ray.init(**kwargs)  # type: ignore[arg-type]
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise StartupError(f"cannot start or join Ray: {exc}") from exc
+        finally:
+            if threading.current_thread() is threading.main_thread() and on_term is not None:
+                signal.signal(signal.SIGTERM, on_term)
         self._ray_started = True
         url = getattr(context, "dashboard_url", None)
         self.dashboard_url = f"http://{url}" if url else None
@@ -335,7 +341,9 @@ class Stack:
             self._bounded("Ray" if local else "the connection to Ray", ray.shutdown, 4.0)
         else:
             self.stuck = True  # ray.shutdown() would wait for the GCS, here and at exit
+            self.report("skipped Ray's own shutdown: its GCS or raylet is gone")
         if local:
+            os.environ.pop(processes.MARK, None)  # what starts from now on is not Ray's
             left = self._ours()
             if left:
                 names = processes.describe(left)
@@ -425,8 +433,10 @@ class Stack:
     def _ours(self) -> list[psutil.Process]:
         """The processes of our local cluster still running (HAProxy among them)."""
         seen = [p for p in self._seen.values() if p.is_running() and processes.alive(p.pid)]
-        return _unique(processes.marked(self.settings.data_dir, owner=os.getpid())
-                       + seen + self._haproxy())
+        found = _unique(processes.marked(self.settings.data_dir, owner=os.getpid())
+                        + seen + self._haproxy())
+        storage = {self._redis.pid if self._redis else None, self._pg.pid if self._pg else None}
+        return [p for p in found if p.pid not in storage]  # they stop last, on their own
 
     def _end_leftovers(self) -> None:
         """End what an engine that was killed on this data dir left running:
