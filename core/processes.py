@@ -50,9 +50,19 @@ def marked(data_dir: Path, *, owner: int | None = None) -> list[psutil.Process]:
     return found
 
 
+def owner(proc: psutil.Process) -> int | None:
+    """The pid of the engine whose mark `proc` bears."""
+    got = _mark_of(proc)
+    return got[0] if got is not None else None
+
+
 def orphans(data_dir: Path) -> list[psutil.Process]:
     """Processes marked for `data_dir` by an engine that is no longer alive."""
-    return [p for p in marked(data_dir) if not alive((_mark_of(p) or (0, ""))[0])]
+    return [p for p in marked(data_dir) if not alive(owner(p) or 0)]
+
+
+def unique(procs: Iterable[psutil.Process]) -> list[psutil.Process]:
+    return list({p.pid: p for p in procs}.values())
 
 
 def with_arg(name: str, fragment: str) -> list[psutil.Process]:

@@ -16,7 +16,6 @@ first ends what an engine killed on the same data dir left running.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -26,7 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import psutil
@@ -35,14 +33,14 @@ from actors.runtime.host import HostConfig
 from actors.runtime.remote import start_hosts, stop_hosts
 from core import processes
 from core.errors import StartupError
-from core.paths import find_runtime_dir, runtime_dir
+from core.paths import runtime_dir
 from core.settings import Settings, prepare_data_dir
+from serve.supervisor import HAPROXY_BUDGET, LocalCluster, Supervisor
 from storage.db import connect_admin
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from storage.migrate import migrate
 
 NAMESPACE = "bidi"
-HAPROXY_BUDGET = 28  # HAProxy adds a 56-char folder under this and caps socket paths at 97
 STOP_BUDGET = 10.0  # seconds for the parts in Ray; Redis and Postgres stop after them
 log = logging.getLogger("bidi")
 
@@ -104,7 +102,6 @@ class Stack:
     host_config: HostConfig | None = None
     ready_timeout: float = 120.0
     report: Callable[[str], object] = field(default=log.info, repr=False)
-    _parts: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False)
     _pg: EmbeddedPostgres | None = field(default=None, repr=False)
     _redis: EmbeddedRedis | None = field(default=None, repr=False)
     _ray_started: bool = False
@@ -112,10 +109,11 @@ class Stack:
     _hosts_started: bool = False
     _relay_started: bool = False
     _outbox_started: bool = False
-    _deadline: float = 0.0
-    _seen: dict[int, psutil.Process] = field(default_factory=dict, repr=False)
-    stuck: bool = False  # a part did not answer in time: a thread may still wait on Ray
     dashboard_url: str | None = None
+
+    def __post_init__(self) -> None:
+        self._parts = Supervisor(self.report)
+        self._cluster = LocalCluster(self.settings.data_dir)
 
     @property
     def api_url(self) -> str:
@@ -167,7 +165,8 @@ class Stack:
                 self._parts.callback(self._stop_serve)
                 self._start_serve()
                 self.wait_ready()
-            self._remember()
+            if self.settings.ray_address is None:
+                self._cluster.remember(besides=self._storage_pids())
         except BaseException:
             self.stop()
             raise
@@ -185,7 +184,7 @@ class Stack:
             "log_to_driver": False,
         }
         if self.settings.ray_address is None:
-            os.environ.update(processes.mark(self.settings.data_dir))
+            self._cluster.mark()
             dashboard_port = self.settings.dashboard_port
             if self.dashboard:
                 ensure_port_free(self.settings.host, dashboard_port)
@@ -261,21 +260,24 @@ class Stack:
 
     def stop(self) -> None:
         """Stop what was started, last first; each part within its time."""
-        self._deadline = time.monotonic() + STOP_BUDGET
-        self._remember()
-        parts, self._parts = self._parts, contextlib.ExitStack()
-        parts.close()
+        if self._ray_started and self.settings.ray_address is None:
+            self._cluster.remember(besides=self._storage_pids())
+        self._parts.close(STOP_BUDGET)
+
+    @property
+    def stuck(self) -> bool:
+        """A part did not answer: a thread may still wait inside Ray."""
+        return self._parts.stuck
 
     def kill(self) -> list[str]:
         """What a second Ctrl-C does: end at once all that is left (Postgres
         by its immediate shutdown, which keeps the data); return their names."""
-        procs = self._ours()
+        procs = self._cluster.ours(besides=self._storage_pids())
         if self._redis is not None and self._redis.pid is not None:
             procs += _existing(self._redis.pid)
         names = [processes.describe([p]) for p in procs]
         processes.end(procs, grace=0.5, sig=signal.SIGKILL)
-        pg = self._pg.pid if self._pg is not None else None
-        for proc in _existing(pg):
+        for proc in _existing(self._pg.pid if self._pg is not None else None):
             names.append(f"Postgres (pid {proc.pid})")
             processes.end([proc], grace=5.0, sig=signal.SIGQUIT)
         return names
@@ -304,8 +306,8 @@ class Stack:
             # serve.shutdown() would wait out the ~30 s drain Serve gives a
             # replica behind HAProxy (made for rolling updates); the cluster
             # ends next anyway. Closing the ingress first refuses new calls.
-            ingress = self._haproxy()
-            self._bounded(f"Serve's HAProxy ingress ({processes.describe(ingress)})",
+            ingress = self._cluster.haproxy()
+            self._parts.bounded(f"Serve's HAProxy ingress ({processes.describe(ingress)})",
                           lambda: processes.end(ingress, grace=2.0), 3.0)
         else:
             self.report("Serve: its proxy and replicas stop with Ray")
@@ -338,27 +340,27 @@ class Stack:
 
         local = self.settings.ray_address is None
         if self._ray_alive():
-            self._bounded("Ray" if local else "the connection to Ray", ray.shutdown, 4.0)
+            self._parts.bounded("Ray" if local else "the connection to Ray", ray.shutdown, 4.0)
         else:
-            self.stuck = True  # ray.shutdown() would wait for the GCS, here and at exit
+            self._parts.stuck = True  # ray.shutdown() would wait for the GCS, here and at exit
             self.report("skipped Ray's own shutdown: its GCS or raylet is gone")
         if local:
-            os.environ.pop(processes.MARK, None)  # what starts from now on is not Ray's
-            left = self._ours()
+            self._cluster.unmark()
+            left = self._cluster.ours(besides=self._storage_pids())
             if left:
                 names = processes.describe(left)
-                self._bounded(f"what Ray left running: {names}",
+                self._parts.bounded(f"what Ray left running: {names}",
                               lambda: processes.end(left, grace=2.0), 4.0, budget=False)
 
     def _stop_redis(self) -> None:
         if self._redis is not None and self._redis.pid is not None:
-            self._bounded(f"Redis (pid {self._redis.pid})", self._redis.stop, 8.0,
+            self._parts.bounded(f"Redis (pid {self._redis.pid})", self._redis.stop, 8.0,
                           budget=False)
         self._redis = None
 
     def _stop_postgres(self) -> None:
         if self._pg is not None and self._pg.pid is not None:
-            self._bounded(f"Postgres (pid {self._pg.pid})", self._pg.stop, 15.0,
+            self._parts.bounded(f"Postgres (pid {self._pg.pid})", self._pg.stop, 15.0,
                           budget=False)
         self._pg = None
 
@@ -366,84 +368,20 @@ class Stack:
 
     def _ray_part(self, what: str, stop: Callable[[], object], cap: float) -> None:
         if self._ray_alive():
-            self._bounded(what, stop, cap)
+            self._parts.bounded(what, stop, cap)
         else:
             self.report(f"skipped {what}: Ray's GCS or raylet is gone")
 
     def _ray_alive(self) -> bool:
-        """False when a local cluster lost its GCS or raylet: every call would
-        wait a minute for them (and then end this process)."""
-        if self.settings.ray_address is not None:
-            return True
-        import ray
+        return self.settings.ray_address is not None or self._cluster.alive()
 
-        node = getattr(ray._private.worker, "_global_node", None)
-        if node is None:
-            return False
-        return all(info.process.poll() is None
-                   for kind in ("gcs_server", "raylet")
-                   for info in node.all_processes.get(kind, []))
-
-    def _bounded(self, what: str, stop: Callable[[], object], cap: float, *,
-                 budget: bool = True) -> None:
-        """Run `stop` for at most `cap` seconds (and within the stop budget
-        unless `budget` is False) in a thread, so that a part that does not
-        answer is left behind and signals still reach the main thread."""
-        timeout = cap if not budget else max(1.0, min(cap, self._deadline - time.monotonic()))
-        failure: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                stop()
-            except BaseException as exc:  # reported, and the next part still stops
-                failure.append(exc)
-
-        began = time.monotonic()
-        worker = threading.Thread(target=run, name=f"stop {what}", daemon=True)
-        worker.start()
-        worker.join(timeout)
-        if worker.is_alive():
-            self.stuck = True
-            self.report(f"gave up on {what}: no answer within {timeout:.0f} s")
-        elif failure:
-            self.report(f"stopping {what} failed: {failure[0]!r}")
-        else:
-            self.report(f"stopped {what} ({time.monotonic() - began:.1f} s)")
-
-    def _haproxy_dir(self) -> Path | None:
-        return find_runtime_dir(self.settings.data_dir, "haproxy", budget=HAPROXY_BUDGET)
-
-    def _haproxy(self) -> list[psutil.Process]:
-        """The HAProxy processes of this data dir (their config is in our folder)."""
-        folder = self._haproxy_dir()
-        return processes.with_arg("haproxy", str(folder)) if folder is not None else []
-
-    def _remember(self) -> None:
-        """Note the processes under ours (but Redis): Ray's agents rename
-        themselves over their environment, which loses the mark, and outlive
-        a raylet that died first, no longer under us."""
-        if not self._ray_started or self.settings.ray_address is not None:
-            return
-        redis = self._redis.pid if self._redis is not None else None
-        with contextlib.suppress(psutil.Error):
-            for proc in psutil.Process().children(recursive=True):
-                if proc.pid != redis:
-                    self._seen.setdefault(proc.pid, proc)
-
-    def _ours(self) -> list[psutil.Process]:
-        """The processes of our local cluster still running (HAProxy among them)."""
-        seen = [p for p in self._seen.values() if p.is_running() and processes.alive(p.pid)]
-        found = _unique(processes.marked(self.settings.data_dir, owner=os.getpid())
-                        + seen + self._haproxy())
-        storage = {self._redis.pid if self._redis else None, self._pg.pid if self._pg else None}
-        return [p for p in found if p.pid not in storage]  # they stop last, on their own
+    def _storage_pids(self) -> set[int | None]:
+        return {self._redis.pid if self._redis else None, self._pg.pid if self._pg else None}
 
     def _end_leftovers(self) -> None:
-        """End what an engine that was killed on this data dir left running:
-        its Ray processes and the HAProxy that may still hold the API port.
-        (Its Postgres and Redis are taken over by their start.)"""
-        left = _unique(processes.orphans(self.settings.data_dir)
-                       + [p for p in self._haproxy() if not _owned_by_live_engine(p)])
+        """End what an engine killed on this data dir left running (its
+        Postgres and Redis are taken over by their start instead)."""
+        left = self._cluster.leftovers()
         if not left:
             return
         names = processes.describe(left)
@@ -459,16 +397,3 @@ def _existing(pid: int | None) -> list[psutil.Process]:
         return [psutil.Process(pid)] if pid is not None else []
     except psutil.Error:
         return []
-
-
-def _unique(procs: list[psutil.Process]) -> list[psutil.Process]:
-    return list({p.pid: p for p in procs}.values())
-
-
-def _owned_by_live_engine(proc: psutil.Process) -> bool:
-    try:
-        value = proc.environ().get(processes.MARK, "")
-    except psutil.Error:
-        return False
-    owner = value.partition(":")[0]
-    return owner.isdigit() and int(owner) != os.getpid() and processes.alive(int(owner))
