@@ -115,7 +115,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_migrate(args: argparse.Namespace) -> int:
     from serve.stack import Stack
 
-    stack = Stack(_settings(args))
+    stack = Stack(_settings(args), report=say)
     try:
         applied = stack.start_storage()
         print(f"migrations applied now: {', '.join(applied) or 'none (up to date)'}")
