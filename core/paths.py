@@ -32,6 +32,18 @@ def runtime_dir(data_dir: Path, name: str, budget: int = 40) -> Path:
     return fresh
 
 
+def find_runtime_dir(data_dir: Path, name: str, budget: int = 40) -> Path | None:
+    """The folder `runtime_dir` gave `name`, if it exists; creates nothing
+    (for looking at what an earlier engine left before preparing anything)."""
+    path = data_dir / name
+    if len(str(path)) > budget:
+        try:
+            path = Path((data_dir / f"{name}.runtime").read_text().strip())
+        except (OSError, ValueError):
+            return None
+    return path if is_private(path) else None
+
+
 def is_private(path: Path) -> bool:
     """A real folder (not a link) of ours that nobody else may enter."""
     try:

