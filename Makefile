@@ -29,6 +29,8 @@ run: install
 	$(BIN)/bidi up $(ARGS)
 
 test: install-test system-test-deps
+	$(BIN)/ruff check core storage channels agents actors serve bench tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: install-test

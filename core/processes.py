@@ -79,7 +79,7 @@ def with_arg(name: str, fragment: str) -> list[psutil.Process]:
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie does not: it only waits to be reaped)."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

@@ -17,6 +17,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 import redis
@@ -34,11 +35,11 @@ class EmbeddedPostgres:
     database: str = "bidi"
     adopted: bool = False  # left running by an engine that was killed: ours now
     stale: str | None = None  # what was wrong with the pid files, when something was
-    _server: object | None = field(default=None, repr=False)
+    _server: Any = field(default=None, repr=False)  # pgserver's server: untyped
 
     @property
     def pid(self) -> int | None:
-        return self._server.get_pid() if self._server is not None else None  # type: ignore[attr-defined]
+        return self._server.get_pid() if self._server is not None else None
 
     def start(self) -> str:
         """Start (or attach to) the server; return the admin DSN of `database`."""
@@ -51,16 +52,17 @@ class EmbeddedPostgres:
             with PostgresServer._lock:
                 self._clear_stale(pgdata)
             try:
-                self._server = pgserver.get_server(pgdata, cleanup_mode="stop")
+                self._server = pgserver.get_server(  # type: ignore[attr-defined]
+                    pgdata, cleanup_mode="stop")
             except Exception as exc:  # pgserver raises bare CalledProcessError/RuntimeError
                 raise StartupError(f"embedded Postgres failed to start in {pgdata}: {exc}") from exc
         server = self._server
-        exists = server.psql(  # type: ignore[attr-defined]
+        exists = server.psql(
             f"SELECT 1 FROM pg_database WHERE datname = '{self.database}';"
         )
         if "(1 row)" not in exists:
-            server.psql(f"CREATE DATABASE {self.database};")  # type: ignore[attr-defined]
-        return server.get_uri(self.database)  # type: ignore[attr-defined]
+            server.psql(f"CREATE DATABASE {self.database};")
+        return str(server.get_uri(self.database))
 
     def _clear_stale(self, pgdata: Path) -> None:
         """pgserver stops the server when its last handle (a pid in
@@ -85,7 +87,7 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.cleanup()  # type: ignore[attr-defined]
+            self._server.cleanup()
             self._server = None
 
 
@@ -99,7 +101,7 @@ def _postmaster_pid(pgdata: Path) -> int | None:
 
 def _is_postgres(pid: int) -> bool:
     try:
-        return psutil.Process(pid).name() == "postgres"
+        return bool(psutil.Process(pid).name() == "postgres")
     except psutil.Error:
         return False
 
