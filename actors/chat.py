@@ -48,7 +48,6 @@ from core.messages import InboundMessage, OutboundMessage, Receipt
 from core.settings import RETRY_SCHEDULE
 from storage import chats, messages
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
-from storage.db import Database
 from storage.integrations import Integration
 
 log = logging.getLogger(__name__)
@@ -125,13 +124,8 @@ class ChatActor(VirtualActor):
 
     async def _load(self) -> dict[str, Any] | None:
         loader = self.ctx.loader(
-            "chat", lambda: chats.loader(self._db(), recent=RECENT, seen=SEEN))
+            "chat", lambda: chats.loader(self.ctx.db, recent=RECENT, seen=SEEN))
         return await loader.load((self.org_id, self.key))  # type: ignore[no-any-return]
-
-    def _db(self) -> Database:
-        db = self.ctx.db
-        assert db is not None
-        return db
 
     def _adopt(self, row: dict[str, Any] | None) -> None:
         """Take the chat's cached state from its row (None: not created yet)."""
@@ -194,13 +188,9 @@ class ChatActor(VirtualActor):
             self.seen.discard(self.seen_order.popleft())
 
     async def _commit(self, writes: list[Write]) -> None:
-        committer = self.ctx.committer
-        assert committer is not None
-        await committer.commit(self.org_id, writes)
+        await self.ctx.committer.commit(self.org_id, writes)
 
     def _mirror_unread(self) -> None:
-        if self.ctx.redis is None:
-            return
         mirror = self.ctx.loader("unread-mirror", lambda: UnreadMirror(self.ctx.redis))
         mirror.set(self.key, self.unread)
 
@@ -245,7 +235,7 @@ class ChatActor(VirtualActor):
     async def _stored(self, message_id: str) -> bool:
         """Whether a message seen before is still stored (a redelivery after
         its chat was deleted must be stored again, not called a duplicate)."""
-        async with self._db().tenant_tx(self.org_id) as conn:
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
             return await messages.stored(conn, message_id)
 
     async def _store_inbound(self, message: InboundMessage, message_id: str,
@@ -262,7 +252,7 @@ class ChatActor(VirtualActor):
 
     async def _creation(self, message: InboundMessage, at: datetime) -> list[Write]:
         """The writes that create this chat (and its contact when new)."""
-        async with self._db().tenant_tx(self.org_id) as conn:
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
             found = await chats.find_contact(conn, message)
         writes: list[Write] = []
         if found is None:
@@ -297,7 +287,7 @@ class ChatActor(VirtualActor):
             raise Invalid("a message needs text", field="content")
         if command.idempotency_key:
             message_id = messages.outbound_id(self.key, command.idempotency_key)
-            async with self._db().tenant_tx(self.org_id) as conn:
+            async with self.ctx.db.tenant_tx(self.org_id) as conn:
                 found = await messages.find(conn, message_id, self.key)
             if found is not None:
                 return {**found, "duplicate": True}
@@ -354,9 +344,6 @@ class ChatActor(VirtualActor):
             item = self.outbox[0]
             report = await self._deliver(item)
             self.outbox.popleft()
-            if system is None:
-                self.sending.pop(item["id"], None)
-                continue
             try:
                 await system.ask(self.kind, self.org_id, self.key, report)
             except Exception as exc:  # stays pending: the sweeper sends it again
@@ -434,7 +421,7 @@ class ChatActor(VirtualActor):
         wanted = [i for i in command.message_ids if i not in self.sending]
         if not wanted:
             return 0
-        async with self._db().tenant_tx(self.org_id) as conn:
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
             rows = await messages.pending(conn, wanted, self.key)
         for row in rows:
             self._resume(row)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 from collections import defaultdict
+from contextlib import AsyncExitStack
 
 import ray
 
@@ -55,14 +56,23 @@ class OutboxSweeper:
         self.db: Database | None = None
         self.system: ActorSystem | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stack = AsyncExitStack()  # what start() opened, closed by stop()
 
     async def start(self) -> None:
+        """One attempt: running, or nothing left open (one exit stack)."""
         settings = self.settings
         if settings.database_url is None:
             raise StartupError("the outbox sweeper needs a resolved DATABASE_URL")
-        db = await Database(settings.database_url, settings.app_db_password.get_secret_value(),
-                            max_size=2).__aenter__()
-        self.db, self.system = db, ActorSystem(settings.hosts)
+        stack = AsyncExitStack()
+        try:
+            self.db = await stack.enter_async_context(Database(
+                settings.database_url, settings.app_db_password.get_secret_value(),
+                max_size=2))
+            self.system = await stack.enter_async_context(ActorSystem(settings.hosts))
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
         self._task = asyncio.create_task(self._run(), name="outbox-sweeper")
 
     async def _run(self) -> None:
@@ -98,10 +108,9 @@ class OutboxSweeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.system is not None:
-            await self.system.close()
-        if self.db is not None:
-            await self.db.close()
+        stack, self._stack = self._stack, AsyncExitStack()
+        await stack.aclose()
+        self.db = self.system = None
 
 
 class OutboxActor:

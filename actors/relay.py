@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 import time
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -94,6 +95,7 @@ class EventRelay:
         self.db: Database | None = None
         self.redis: Any = None
         self._listener: asyncpg.Connection | None = None
+        self._stack = AsyncExitStack()  # what start() opened, closed by stop()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._saved: Position | None = None
@@ -105,20 +107,25 @@ class EventRelay:
                                   "insert-to-publish delay of the newest event published")
 
     async def start(self) -> None:
-        """One attempt: running, or (on failure) nothing left open."""
+        """One attempt: running, or (on failure) nothing left open. What it
+        opens goes into one exit stack, closed in reverse by `stop()`."""
         settings = self.settings
         if settings.database_url is None or settings.redis_url is None:
             raise StartupError("the relay needs resolved DATABASE_URL and REDIS_URL")
+        stack = AsyncExitStack()
         try:
-            self.db = await Database(settings.database_url,
-                                     settings.app_db_password.get_secret_value(),
-                                     max_size=2).__aenter__()
+            self.db = await stack.enter_async_context(Database(
+                settings.database_url, settings.app_db_password.get_secret_value(),
+                max_size=2))
             self.redis = open_redis(settings.redis_url)
+            stack.push_async_callback(self.redis.aclose)
             self.cursor = await self._load_cursor()
+            stack.push_async_callback(self._unlisten)
             await self._listen()
         except BaseException:
-            await self._close()
+            await stack.aclose()
             raise
+        self._stack = stack
         self._progress_at = time.monotonic()
         self._task = asyncio.create_task(self._run(), name="event-relay")
 
@@ -252,20 +259,15 @@ class EventRelay:
             self._task = None
             with contextlib.suppress(Exception):
                 await self._save_cursor(force=True)
-        await self._close()
+        stack, self._stack = self._stack, AsyncExitStack()
+        await stack.aclose()
+        self.db = self.redis = None
 
-    async def _close(self) -> None:
+    async def _unlisten(self) -> None:
         if self._listener is not None:
             with contextlib.suppress(Exception):
                 await self._listener.close(timeout=5)
             self._listener = None
-        if self.redis is not None:
-            with contextlib.suppress(Exception):
-                await self.redis.aclose()
-            self.redis = None
-        if self.db is not None:
-            await self.db.close()
-            self.db = None
 
 
 def _notify(event: Event) -> list[str]:
