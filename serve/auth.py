@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
 from typing import TYPE_CHECKING
@@ -23,7 +22,9 @@ from fastapi.security.utils import get_authorization_scheme_param
 
 from core.errors import Forbidden, RateLimited, Unauthorized
 from core.rbac import permissions_of
-from core.security import AccessClaims, decode_access_token, digest, same
+from core.security import AccessClaims, decode_access_token
+from storage import api_keys
+from storage.api_keys import KeyGrant
 from storage.audit import Actor
 
 if TYPE_CHECKING:
@@ -125,38 +126,13 @@ def bearer_of(authorization: str | None) -> str | None:
     return credentials
 
 
-@dataclass(frozen=True)
-class KeyGrant:
-    org_id: str
-    key_id: str
-    created_by: str
-    scopes: frozenset[str]
-
-
 async def _from_api_key(runtime: Runtime, raw: str) -> KeyGrant:
     parts = raw.split("_", 2)
     if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
         raise Unauthorized("invalid API key")
     _, prefix, secret = parts
     async with runtime.db.system_tx() as conn:
-        # The creator's membership is read with the key: a key can never hold
-        # more than its creator's current role, nor outlive their membership.
-        row = await conn.fetchrow(
-            "SELECT k.id, k.organization_id, k.created_by, k.key_hash, k.scopes, k.revoked_at,"
-            " k.expires_at, m.role AS creator_role FROM api_keys k"
-            " LEFT JOIN organization_members m ON m.organization_id = k.organization_id"
-            " AND m.user_id = k.created_by WHERE k.prefix = $1", prefix)
-        if row is None or not same(row["key_hash"], digest(secret)):
-            raise Unauthorized("invalid API key")
-        if row["revoked_at"] is not None:
-            raise Unauthorized("API key revoked")
-        if row["expires_at"] is not None and row["expires_at"] < datetime.now(UTC):
-            raise Unauthorized("API key expired")
-        if row["creator_role"] is None:
-            raise Unauthorized("API key revoked: its creator is no longer a member")
-        await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
-    scopes = frozenset(row["scopes"]) & permissions_of(row["creator_role"])
-    return KeyGrant(str(row["organization_id"]), str(row["id"]), str(row["created_by"]), scopes)
+        return await api_keys.authenticate(conn, prefix, secret)
 
 
 def session_claims(runtime: Runtime, token: str) -> AccessClaims:

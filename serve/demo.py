@@ -2,8 +2,12 @@
 Idempotent: a second run finds the org by its slug and leaves it alone."""
 from __future__ import annotations
 
+from core.errors import ConfigError
 from core.settings import Settings
-from storage.db import connect_admin
+from storage import contacts, organizations, pipelines
+from storage.audit import Actor, append_event
+from storage.db import Database
+from storage.rows import Page
 
 STAGES = [("Lead", "#94a3b8"), ("Qualified", "#60a5fa"), ("Proposal", "#f59e0b"),
           ("Negotiation", "#a78bfa"), ("Won", "#22c55e"), ("Lost", "#ef4444")]
@@ -15,34 +19,29 @@ CONTACTS = [
 
 
 async def seed_demo(settings: Settings) -> str:
-    assert settings.database_url is not None
-    conn = await connect_admin(settings.database_url)
-    try:
-        async with conn.transaction():
-            org_id = await conn.fetchval("SELECT id FROM organizations WHERE slug = 'demo'")
-            if org_id is not None:
+    """Seed through the storage functions the API uses, in a tenant
+    transaction as the application role (row-level security applies), so the
+    demo has the same rules, audit rows and events as anything made through
+    the API. Idempotent: an org that has its pipeline is left alone."""
+    if settings.database_url is None:
+        raise ConfigError("the demo needs a resolved DATABASE_URL")
+    async with Database(settings.database_url, settings.app_db_password.get_secret_value(),
+                        max_size=2) as db:
+        async with db.system_tx() as conn:
+            org_id = (await organizations.by_slug(conn, "demo")
+                      or await organizations.create(conn, "Demo", "demo"))
+        async with db.tenant_tx(org_id) as conn:
+            if (await pipelines.page(conn, Page(1, 1))).total:
                 return str(org_id)
-            org_id = await conn.fetchval(
-                "INSERT INTO organizations (name, slug) VALUES ('Demo', 'demo') RETURNING id"
-            )
-            pipeline_id = await conn.fetchval(
-                "INSERT INTO pipelines (organization_id, name, is_default)"
-                " VALUES ($1, 'Sales', true) RETURNING id", org_id)
-            await conn.executemany(
-                "INSERT INTO pipeline_stages (organization_id, pipeline_id, name, order_index,"
-                " color) VALUES ($1, $2, $3, $4, $5)",
-                [(org_id, pipeline_id, name, i, color) for i, (name, color) in enumerate(STAGES)],
-            )
-            await conn.executemany(
-                "INSERT INTO contacts (organization_id, first_name, last_name, email,"
-                " telegram_username, tags, source) VALUES ($1, $2, $3, $4, $5, $6, 'manual')",
-                [(org_id, *c) for c in CONTACTS],
-            )
-            await conn.execute(
-                "INSERT INTO events (organization_id, event_type, entity_type, entity_id, payload)"
-                " VALUES ($1, 'organization.seeded', 'organization', $1, $2)",
-                org_id, {"pipeline_id": str(pipeline_id), "contacts": len(CONTACTS)},
-            )
-        return str(org_id)
-    finally:
-        await conn.close()
+            actor = Actor(str(org_id))
+            pipeline = await pipelines.create(
+                conn, actor, "Sales", is_default=True,
+                stages=[{"name": name, "color": color} for name, color in STAGES])
+            for first, last, email, telegram, tags in CONTACTS:
+                await contacts.create(conn, actor, {
+                    "first_name": first, "last_name": last, "email": email,
+                    "telegram_username": telegram, "tags": tags, "source": "manual"})
+            await append_event(conn, str(org_id), "organization.seeded", "organization",
+                               org_id, {"pipeline_id": str(pipeline["id"]),
+                                        "contacts": len(CONTACTS)})
+    return str(org_id)

@@ -8,15 +8,15 @@ from __future__ import annotations
 import secrets
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TypedDict, cast
 from uuid import UUID
 
 import asyncpg
 
-from core.errors import Forbidden, Invalid, NotFound
-from core.rbac import ALL_PERMISSIONS
-from core.security import digest, opaque_token
+from core.errors import Forbidden, Invalid, NotFound, Unauthorized
+from core.rbac import ALL_PERMISSIONS, permissions_of
+from core.security import digest, opaque_token, same
 from storage.audit import Actor, record
 from storage.rows import one
 
@@ -103,3 +103,37 @@ async def revoke_created_by(conn: asyncpg.Connection, user_id: UUID) -> list[UUI
 
 def _key(row: asyncpg.Record) -> ApiKey:
     return cast(ApiKey, dict(row))
+
+
+@dataclass(frozen=True)
+class KeyGrant:
+    """What a presented key may do: its org, and its scopes cut down to its
+    creator's current role."""
+
+    org_id: str
+    key_id: str
+    created_by: str
+    scopes: frozenset[str]
+
+
+async def authenticate(conn: asyncpg.Connection, prefix: str, secret: str) -> KeyGrant:
+    """The grant of the key `prefix` + `secret` (owner role: before any tenant
+    is known), or Unauthorized. The creator's membership is read with the
+    key: a key never holds more than its creator's current role, nor outlives
+    their membership."""
+    row = await conn.fetchrow(
+        "SELECT k.id, k.organization_id, k.created_by, k.key_hash, k.scopes, k.revoked_at,"
+        " k.expires_at, m.role AS creator_role FROM api_keys k"
+        " LEFT JOIN organization_members m ON m.organization_id = k.organization_id"
+        " AND m.user_id = k.created_by WHERE k.prefix = $1", prefix)
+    if row is None or not same(row["key_hash"], digest(secret)):
+        raise Unauthorized("invalid API key")
+    if row["revoked_at"] is not None:
+        raise Unauthorized("API key revoked")
+    if row["expires_at"] is not None and row["expires_at"] < datetime.now(UTC):
+        raise Unauthorized("API key expired")
+    if row["creator_role"] is None:
+        raise Unauthorized("API key revoked: its creator is no longer a member")
+    await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
+    scopes = frozenset(row["scopes"]) & permissions_of(row["creator_role"])
+    return KeyGrant(str(row["organization_id"]), str(row["id"]), str(row["created_by"]), scopes)

@@ -8,7 +8,7 @@ event in the same statement, so a row and its event commit together."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -209,3 +209,9 @@ async def get(conn: asyncpg.Connection, chat_id: UUID | str) -> dict[str, Any]:
 
 async def exists(conn: asyncpg.Connection, chat_id: UUID | str) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM chats WHERE id = $1", chat_id))
+
+
+async def owned(conn: asyncpg.Connection, chat_ids: Collection[str]) -> set[str]:
+    """Which of `chat_ids` are chats of the transaction's org (RLS decides)."""
+    return {str(r["id"]) for r in await conn.fetch(
+        "SELECT id FROM chats WHERE id = ANY($1::uuid[])", list(chat_ids))}

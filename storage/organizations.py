@@ -80,3 +80,17 @@ async def delete(db: Database, actor: Actor, confirm_slug: str) -> None:
     # delete organizations, so this one statement runs as the owner role.
     async with db.system_tx() as conn:
         await conn.execute("DELETE FROM organizations WHERE id = $1", UUID(actor.org_id))
+
+
+async def by_slug(conn: asyncpg.Connection, slug: str) -> UUID | None:
+    """The id of the organization with `slug` (owner role: before any tenant)."""
+    found = await conn.fetchval("SELECT id FROM organizations WHERE slug = $1", slug)
+    return None if found is None else UUID(str(found))
+
+
+async def create(conn: asyncpg.Connection, name: str, slug: str) -> UUID:
+    """An organization with no member yet (owner role), e.g. a seeded demo;
+    a sign-up makes one with its owner (`identity.create_user_and_org`)."""
+    return UUID(str(one(await conn.fetchrow(
+        "INSERT INTO organizations (name, slug) VALUES ($1, $2) RETURNING id", name, slug),
+        "INSERT INTO organizations")["id"]))

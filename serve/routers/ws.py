@@ -52,6 +52,7 @@ from serve.errors import Close
 from serve.hub import QUEUE_LIMIT, Hub, Live
 from serve.routers.chats import send
 from storage import events, identity
+from storage.chats import owned as owned_chats
 
 router = APIRouter(tags=["websocket"])
 
@@ -187,8 +188,7 @@ class Session:
         if unknown:
             async with self.runtime.db.tenant_tx(self.principal.org_id,
                                                  self.principal.user_id) as conn:
-                self.own_chats |= {str(r["id"]) for r in await conn.fetch(
-                    "SELECT id FROM chats WHERE id = ANY($1::uuid[])", list(unknown))}
+                self.own_chats |= await owned_chats(conn, unknown)
         return chats <= self.own_chats
 
     async def subscribe(self, frame: dict[str, Any]) -> None:
