@@ -186,8 +186,7 @@ async def current_principal(
 async def session(principal: Principal = Depends(current_principal)) -> Principal:
     """A signed-in user, never an API key: the dependency of every route about
     a person (profile, sessions, second factor, org switch, invitations)."""
-    if principal.caller is not Caller.USER or principal.user_id is None:
-        raise Forbidden("this needs a signed-in user; an API key is not a user")
+    principal.user  # noqa: B018 -- Forbidden for an API key: it has no user
     return principal
 
 

@@ -56,8 +56,6 @@ from storage.chats import owned as owned_chats
 
 router = APIRouter(tags=["websocket"])
 
-BAD_TOKEN, FORBIDDEN_TOPIC, TOO_MANY_FRAMES = (Close.BAD_TOKEN, Close.FORBIDDEN_TOPIC,
-                                               Close.TOO_MANY_FRAMES)
 REPLAY_BATCH = 1000
 REPLAY_MAX = 10_000  # events one subscribe may replay
 MAX_FRAME = 128 * 1024
@@ -128,11 +126,11 @@ class Session:
             self._expiry.cancel()
         loop = asyncio.get_running_loop()
         delay = max(0.0, expires_at - time.time())
-        self._expiry = loop.call_later(delay, self._end, BAD_TOKEN, "access token expired")
+        self._expiry = loop.call_later(delay, self._end, Close.BAD_TOKEN, "access token expired")
 
     def _revoked(self, at: float, reason: str) -> None:
         if self.principal.issued_at <= at:
-            self._end(BAD_TOKEN, f"session revoked ({reason})"[:80])
+            self._end(Close.BAD_TOKEN, f"session revoked ({reason})"[:80])
 
     def release(self) -> None:
         if self._expiry is not None:
@@ -167,18 +165,19 @@ class Session:
                 wanted.append(org_topic(org))
             elif kind == "user" and ident in ("", self.principal.user_id or "-"):
                 if self.principal.user_id is None:
-                    raise Closing(FORBIDDEN_TOPIC, "no user to notify")
+                    raise Closing(Close.FORBIDDEN_TOPIC, "no user to notify")
                 wanted.append(user_topic(self.principal.user_id))
             elif kind == "chat" and ident:
                 try:
                     chats.add(str(uuid.UUID(ident)))
                 except ValueError:
-                    raise Closing(FORBIDDEN_TOPIC, f"forbidden topic {name!r}") from None
+                    raise Closing(Close.FORBIDDEN_TOPIC, f"forbidden topic {name!r}") from None
             else:
-                raise Closing(FORBIDDEN_TOPIC, f"forbidden topic {name!r}")
+                raise Closing(Close.FORBIDDEN_TOPIC, f"forbidden topic {name!r}")
         if chats:
             if not await self._own(chats):
-                raise Closing(FORBIDDEN_TOPIC, "forbidden topic: no such chat in this organization")
+                raise Closing(Close.FORBIDDEN_TOPIC,
+                              "forbidden topic: no such chat in this organization")
             wanted.extend(chat_topic(c) for c in sorted(chats))
         return wanted, chats
 
@@ -349,7 +348,7 @@ class Session:
             if wait:
                 self.refused += 1
                 if self.refused > REFUSED_IN_A_ROW:
-                    raise Closing(TOO_MANY_FRAMES, "too many frames")
+                    raise Closing(Close.TOO_MANY_FRAMES, "too many frames")
                 raise RateLimited("too many frames; slow down", retry_after=wait)
             self.refused = 0
             if len(text) > MAX_FRAME:
@@ -416,7 +415,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         claims = await verify(runtime, token)
     except BidiError as exc:
-        await websocket.close(BAD_TOKEN, exc.message[:120])
+        await websocket.close(Close.BAD_TOKEN, exc.message[:120])
         return
     session = Session(websocket, runtime, _principal(claims), claims.expires_at)
     session.hub.connections += 1
