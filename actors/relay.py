@@ -38,7 +38,8 @@ from actors.runtime.startup import Startup
 from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
-from storage import events
+from core.timings import TIMINGS
+from storage import events, timings
 from storage.db import Database, connection
 from storage.events import Event, Position
 from storage.redis import open_redis
@@ -81,7 +82,7 @@ def _decode_position(raw: bytes | str | None) -> Position | None:
 
 class EventRelay:
     def __init__(self, settings: Settings, name: str = "main", batch: int = 2000,
-                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.005,
+                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.0,
                  stall_after: float = STALL_AFTER) -> None:
         self.settings = settings
         self.name = name
@@ -100,6 +101,7 @@ class EventRelay:
         self._task: asyncio.Task[None] | None = None
         self._saved: Position | None = None
         self._saved_at = 0.0
+        self._notified_at: float | None = None  # the first NOTIFY not yet read after
         self._progress_at = time.monotonic()  # last publish, or last time caught up
         self.last_error: str | None = None
         self._published = metrics.Counter("bidi_relay_events_total", "events published")
@@ -122,6 +124,7 @@ class EventRelay:
             self.cursor = await self._load_cursor()
             stack.push_async_callback(self._unlisten)
             await self._listen()
+            await stack.enter_async_context(timings.publishing(self.redis, "relay"))
         except BaseException:
             await stack.aclose()
             raise
@@ -145,6 +148,8 @@ class EventRelay:
             await self._listen()
 
     def _notified(self, *_: Any) -> None:
+        if self._notified_at is None:
+            self._notified_at = time.perf_counter()
         self._wake.set()
 
     async def _load_cursor(self) -> Position:
@@ -185,8 +190,9 @@ class EventRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 continue
-            # Woken by a commit: let the commits of the next few milliseconds
-            # join this read (one read per window, not one per commit).
+            # Woken by a commit: read at once. Commits that land during a read
+            # and its publish wait for the next one, so batches grow with the
+            # load; `coalesce` adds a window (fewer reads, more latency).
             await asyncio.sleep(self.coalesce)
 
     async def _held(self) -> bool:
@@ -197,12 +203,15 @@ class EventRelay:
     async def step(self) -> int:
         """Publish the next batch of committed events; return how many."""
         assert self.db is not None and self.db.system is not None
+        notified, self._notified_at = self._notified_at, None
         async with self.db.system.acquire() as conn:
             batch = await events.read_all(connection(conn), self.cursor, self.batch)
         if not batch:
             await self._save_cursor(force=False)
             return 0
         await self.publish(batch)
+        if notified is not None:
+            TIMINGS.observe("relay", time.perf_counter() - notified, len(batch))
         self.cursor = batch[-1].position
         self.published += len(batch)
         self._published.inc(len(batch))

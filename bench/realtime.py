@@ -268,6 +268,45 @@ def run_phase(phase: str, args: dict[str, Any]) -> dict[str, float]:
     return result
 
 
+async def _timings(redis_url: str) -> dict[str, Any]:
+    from storage.redis import open_redis
+    from storage.timings import collect
+
+    client = open_redis(redis_url)
+    try:
+        return await collect(client)
+    finally:
+        await client.aclose()
+
+
+def timings_now(redis_url: str) -> dict[str, Any]:
+    """Every process's hop histograms, after their next push."""
+    time.sleep(1.5)
+    return asyncio.run(_timings(redis_url))
+
+
+def hop_table(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """p50 / p99 / mean in ms and the count of each hop between two snapshots."""
+    from core.timings import HOPS, diff, mean, quantile
+
+    table: dict[str, dict[str, float]] = {}
+    for hop, snap in sorted(diff(after, before).items(),
+                            key=lambda kv: HOPS.index(kv[0]) if kv[0] in HOPS else 99):
+        if snap["count"] <= 0:
+            continue
+        table[hop] = {"p50_ms": (quantile(snap, 0.5) or 0) * 1000,
+                      "p99_ms": (quantile(snap, 0.99) or 0) * 1000,
+                      "mean_ms": (mean(snap) or 0) * 1000, "count": snap["count"]}
+    return table
+
+
+def print_hops(title: str, table: dict[str, dict[str, float]]) -> None:
+    print(f"{title} (engine's own histograms; p50/p99 are bucket upper bounds, <=8% high):")
+    for hop, row in table.items():
+        print(f"  {hop:<13} p50 {row['p50_ms']:8.2f} ms  p99 {row['p99_ms']:8.2f} ms"
+              f"  mean {row['mean_ms']:8.2f} ms  n={row['count']:,.0f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
@@ -296,13 +335,19 @@ def main() -> None:
                       "secret": secret, "seconds": args.seconds}
             phases = args.phases.split(",")
             if "ingest" in phases:
+                before = timings_now(settings.redis_url)
                 got = run_phase("ingest", {**common, "connections": args.connections,
                                            "ingest_requests": int(3000 * args.seconds)})
+                print_hops("hops at full ingest",
+                           hop_table(before, timings_now(settings.redis_url)))
                 print(f"ingest: {got['accepted']:,.0f} accepted, {got['delivered']:,.0f}"
                       f" delivered: {got['ingest_msgs_per_s']:,.0f} msg/s", flush=True)
                 figures["ingest_msgs_per_s"] = got["ingest_msgs_per_s"]
             if "latency" in phases:
+                before = timings_now(settings.redis_url)
                 got = run_phase("latency", {**common, "rate": args.rate})
+                print_hops(f"hops at {args.rate:.0f} msg/s",
+                           hop_table(before, timings_now(settings.redis_url)))
                 print(f"e2e at {args.rate:.0f} msg/s: p50 {got['e2e_p50_ms']:.1f} ms, p99"
                       f" {got['e2e_p99_ms']:.1f} ms ({got['samples']:.0f} samples,"
                       f" {got['errors']:.0f} errors)", flush=True)

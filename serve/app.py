@@ -18,6 +18,7 @@ from serve import errors, health, openapi
 from serve.fastpath import FastPath
 from serve.limits import BodyLimit, json_depth
 from serve.routers.channels_api import MAX_BODY
+from storage import timings
 from storage.db import Database
 from storage.ratelimit import TokenBucket
 from storage.redis import open_redis
@@ -57,6 +58,7 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
         stack.push_async_callback(actors.close)
         bucket = TokenBucket(client, settings.rate_burst, settings.rate_per_minute / 60)
         revocations = await stack.enter_async_context(Revocations(client))
+        await stack.enter_async_context(timings.publishing(client, "api"))
         yield Runtime(settings=settings, db=db, redis=client, actors=actors, bucket=bucket,
                       revocations=revocations)
 

@@ -16,6 +16,7 @@ UUID) goes on to the app unchanged, whose validation answers it. Errors are
 answered with the same envelopes as the app's handlers (`serve.errors`)."""
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -23,6 +24,7 @@ from uuid import UUID
 from starlette.responses import Response
 
 from core.errors import Invalid
+from core.timings import TIMINGS
 from serve.auth import authenticate, authorize, bearer_of, forwarded_ip
 from serve.errors import EXPECTED, expected_response
 from serve.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE, PageParams
@@ -83,8 +85,12 @@ def _canonical_uuid(text: str) -> str | None:
 
 
 async def _inbound(scope: dict[str, Any], receive: Any, integration_id: str) -> Response:
+    started = time.perf_counter()
     body = await _read(receive)
-    answer = await accept(scope["app"].state, integration_id, _headers(scope), body)
+    try:
+        answer = await accept(scope["app"].state, integration_id, _headers(scope), body)
+    finally:
+        TIMINGS.observe("handler", time.perf_counter() - started)
     return Response(answer, status_code=202, media_type="application/json")
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from core.timings import TIMINGS
 from serve.errors import Close
 from storage.events import Position
 
@@ -249,6 +250,7 @@ class Hub:
             if kind not in (b"message", "message"):
                 continue
             self.received += 1
+            started = time.perf_counter()
             frame = parse(message["data"])
             if frame is None:
                 continue
@@ -256,6 +258,7 @@ class Hub:
             for live in listeners:
                 live.offer(frame)
             self.delivered += len(listeners)
+            TIMINGS.observe("hub", time.perf_counter() - started)
             self._push_metrics()
 
     def _push_metrics(self) -> None:

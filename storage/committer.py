@@ -2,8 +2,9 @@
 
 A turn hands its writes to `commit(org_id, writes)` and is resumed only
 after the COMMIT that contains them, so "acknowledged" always means durable.
-Every few milliseconds (or at `max_rows`) the pending calls are flushed in a
-single transaction as `bidi_app`: grouped by org (RLS context set per group)
+As soon as one of `max_flushes` transactions is free (or after
+`max_delay`, when set), the pending calls are flushed in a single
+transaction as `bidi_app`: grouped by org (RLS context set per group)
 and, level by level, by statement, so each statement runs once per flush
 through `executemany` while each call's own writes keep their order.
 
@@ -35,6 +36,7 @@ from uuid import UUID
 import asyncpg
 
 from core.errors import Unavailable
+from core.timings import TIMINGS
 from storage.db import Database, connection
 from storage.events import NOTIFY_CHANNEL
 
@@ -102,6 +104,7 @@ class _Call:
     writes: Sequence[Write]
     future: asyncio.Future[None]
     deadline: float  # on the event loop's clock
+    queued_at: float = 0.0  # perf_counter
 
 
 @dataclass
@@ -117,7 +120,12 @@ class CommitStats:
 @dataclass
 class GroupCommitter:
     db: Database
-    max_delay: float = 0.002
+    # No linger by default: a flush starts as soon as a transaction is free,
+    # with the calls of the current loop tick, and the calls that arrive while
+    # every transaction is busy form the next one (batches grow with the load,
+    # latency stays one commit when it is light).
+    max_delay: float = 0.0
+    max_flushes: int = 2  # transactions in flight at once
     max_rows: int = 5000
     notify: str | None = NOTIFY_CHANNEL  # wakes the event relay
     timeout: float = COMMIT_TIMEOUT
@@ -127,7 +135,9 @@ class GroupCommitter:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _watchdog: asyncio.Task[None] | None = None
-    _inflight: list[_Call] = field(default_factory=list)
+    _inflight: list[list[_Call]] = field(default_factory=list)  # the batches being flushed
+    _flushing: set[asyncio.Task[None]] = field(default_factory=set)
+    _slot: asyncio.Event = field(default_factory=asyncio.Event)
     _closed: bool = False
 
     async def __aenter__(self) -> GroupCommitter:
@@ -143,6 +153,8 @@ class GroupCommitter:
             except Exception:
                 log.exception("the group committer ended with an error")
             self._task = None
+        if self._flushing:
+            await asyncio.gather(*list(self._flushing), return_exceptions=True)
         if self._watchdog is not None:
             self._watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -165,7 +177,7 @@ class GroupCommitter:
         while not self._closed:
             await asyncio.sleep(WATCH_EVERY)
             limit = asyncio.get_running_loop().time() - 2 * COMMIT_GRACE
-            late = [c for c in (*self._pending, *self._inflight)
+            late = [c for c in (*self._pending, *(c for b in self._inflight for c in b))
                     if c.deadline <= limit and not c.future.done()]
             self._fail(late, CommitError(
                 f"the commit did not finish within {self.timeout:g} s"))
@@ -179,7 +191,8 @@ class GroupCommitter:
             raise CommitError("the committer is shut down")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        call = _Call(str(org_id), writes, future, loop.time() + self.timeout)
+        call = _Call(str(org_id), writes, future, loop.time() + self.timeout,
+                     time.perf_counter())
         self._pending.append(call)
         self._pending_rows += len(writes)
         self._ensure_running()
@@ -194,23 +207,37 @@ class GroupCommitter:
             await self._wake.wait()
             if not self._pending and self._closed:
                 return
-            # Linger a little so that concurrent turns share the transaction.
-            if self._pending_rows < self.max_rows and not self._closed:
-                await asyncio.sleep(self.max_delay)
+            # The turns of this loop tick (a delivered batch) share the flush.
+            linger = self.max_delay if self._pending_rows < self.max_rows else 0.0
+            await asyncio.sleep(0.0 if self._closed else linger)
             self._wake.clear()
             while self._pending:
+                while len(self._flushing) >= self.max_flushes:
+                    self._slot.clear()
+                    await self._slot.wait()
                 batch, self._pending = self._take()
-                try:
-                    await self._flush(batch)
-                except asyncio.CancelledError as exc:
-                    current = asyncio.current_task()
-                    if current is not None and current.cancelling():
-                        self._fail(batch, CommitError("the committer is shut down"))
-                        raise
-                    self._fail(batch, CommitError.of(exc))  # a query's, not ours
-                except Exception as exc:  # never let one flush end the loop
-                    log.exception("group commit of %d calls failed", len(batch))
-                    self._fail(batch, CommitError.of(exc))
+                if batch:
+                    task = asyncio.create_task(self._flush_guarded(batch))
+                    self._flushing.add(task)
+                    task.add_done_callback(self._flushed)
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        self._flushing.discard(task)
+        self._slot.set()
+
+    async def _flush_guarded(self, batch: list[_Call]) -> None:
+        """One flush; whatever it raises fails its own calls only."""
+        try:
+            await self._flush(batch)
+        except asyncio.CancelledError as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                self._fail(batch, CommitError("the committer is shut down"))
+                raise
+            self._fail(batch, CommitError.of(exc))  # a query's, not ours
+        except Exception as exc:
+            log.exception("group commit of %d calls failed", len(batch))
+            self._fail(batch, CommitError.of(exc))
 
     def _take(self) -> tuple[list[_Call], list[_Call]]:
         rows, cut = 0, 0
@@ -230,8 +257,10 @@ class GroupCommitter:
         if not batch:
             return
         started = time.perf_counter()
+        for call in batch:
+            TIMINGS.observe("commit_queue", started - call.queued_at)
         rows = sum(len(c.writes) for c in batch)
-        self._inflight = batch
+        self._inflight.append(batch)
         try:
             await self._execute(batch)
         except TimeoutError as exc:
@@ -248,12 +277,15 @@ class GroupCommitter:
             for call in batch:
                 if not call.future.done():
                     call.future.set_result(None)
-        self._inflight = []
+        finally:
+            self._inflight.remove(batch)
         self.stats.flushes += 1
         self.stats.calls += len(batch)
         self.stats.rows += rows
         self.stats.last_batch_rows = rows
-        self.stats.flush_seconds += time.perf_counter() - started
+        took = time.perf_counter() - started
+        self.stats.flush_seconds += took
+        TIMINGS.observe("commit", took, len(batch))
 
     async def _execute(self, batch: list[_Call]) -> None:
         """One transaction for `batch`. Its statements are cancelled (and

@@ -53,7 +53,8 @@ class VirtualActor:
         self.org_id = org_id
         self.key = key
         self.ctx = ctx
-        self._mailbox: deque[tuple[Any, asyncio.Future[Any] | None]] | None = None
+        # (message, reply future, when it was queued)
+        self._mailbox: deque[tuple[Any, asyncio.Future[Any] | None, float]] | None = None
         self._running = False
         self._active = False
         self._retired = False

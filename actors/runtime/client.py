@@ -1,9 +1,10 @@
 """The caller's side: `ActorSystem.tell()` / `ask()` with per-host batching.
 
-Each host gets one ordered stream from this process. Calls made within
-`linger` seconds (or up to `max_batch` of them) travel in one Ray call;
-while `max_inflight` batches are on the wire, new calls gather into the
-next. Batches carry a sequence number so the host applies them in order,
+Each host gets one ordered stream from this process. The calls made in one
+loop tick (or within `linger` seconds, when set; up to `max_batch` of them)
+travel in one Ray call; while `max_inflight` batches are on the wire, new
+calls gather into the next, so batches grow with the load and a lone call
+leaves at once. Batches carry a sequence number so the host applies them in order,
 which keeps every actor's messages from one caller in the order sent.
 
 A batch lost with its host fails every call in it with `HostUnavailable`
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +29,7 @@ import ray
 from actors.runtime.placement import owner
 from actors.runtime.protocol import ASK, TELL, Envelope, HostUnavailable, decode_error
 from core.errors import Unavailable
+from core.timings import TIMINGS
 
 if TYPE_CHECKING:
     from actors.runtime.host import Host
@@ -59,7 +62,7 @@ class ActorRef:
 class _Stream:
     index: int
     name: str
-    pending: list[tuple[Envelope, asyncio.Future[Any]]] = field(default_factory=list)
+    pending: list[tuple[Envelope, asyncio.Future[Any], float]] = field(default_factory=list)
     seq: itertools.count[int] = field(default_factory=itertools.count)
     flusher: asyncio.Task[None] | None = None
     inflight: int = 0
@@ -67,7 +70,7 @@ class _Stream:
 
 
 class ActorSystem:
-    def __init__(self, hosts: int, *, namespace: str = NAMESPACE, linger: float = 0.001,
+    def __init__(self, hosts: int, *, namespace: str = NAMESPACE, linger: float = 0.0,
                  max_batch: int = 5000, max_inflight: int = 4) -> None:
         self.hosts = hosts
         self.namespace = namespace
@@ -120,7 +123,7 @@ class ActorSystem:
         if stream is None:
             stream = self._streams[index] = _Stream(index, self._stream_name(index))
         future: asyncio.Future[Any] = loop.create_future()
-        stream.pending.append((envelope, future))
+        stream.pending.append((envelope, future, time.perf_counter()))
         if stream.flusher is None or stream.flusher.done():
             stream.flusher = loop.create_task(self._flush_loop(stream))
         return future
@@ -130,28 +133,34 @@ class ActorSystem:
 
     async def _flush_loop(self, stream: _Stream) -> None:
         while stream.pending:
-            if len(stream.pending) < self.max_batch:
-                await asyncio.sleep(self.linger)
+            # The calls of this loop tick travel together (and those of
+            # `linger` seconds, when set); while `max_inflight` batches are
+            # out, the next one grows.
+            await asyncio.sleep(self.linger if len(stream.pending) < self.max_batch else 0.0)
             while stream.inflight >= self.max_inflight:
                 stream.slot_free.clear()
                 await stream.slot_free.wait()
             batch = stream.pending[: self.max_batch]
             del stream.pending[: self.max_batch]
+            now = time.perf_counter()
+            for _, _, submitted in batch:
+                TIMINGS.observe("queue", now - submitted)
             stream.inflight += 1
             task = asyncio.create_task(self._send(stream, next(stream.seq), batch))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def _send(self, stream: _Stream, seq: int,
-                    batch: list[tuple[Envelope, asyncio.Future[Any]]]) -> None:
+                    batch: list[tuple[Envelope, asyncio.Future[Any], float]]) -> None:
         try:
             handle = self._handle(stream.index)
-            failures, results = await handle.deliver.remote(
-                stream.name, seq, [envelope for envelope, _ in batch])
+            failures, results, replied_at = await handle.deliver.remote(
+                stream.name, seq, [envelope for envelope, _, _ in batch], time.time())
+            TIMINGS.observe("reply", time.time() - replied_at, len(batch))
         except (ray.exceptions.RayError, ValueError) as exc:
             self._reset(stream)
             error = HostUnavailable(f"host {stream.index} unavailable: {type(exc).__name__}")
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
             return
@@ -159,7 +168,7 @@ class ActorSystem:
             stream.inflight -= 1
             stream.slot_free.set()
         failed = {i: (code, text) for i, code, text in failures}
-        for i, (_, future) in enumerate(batch):
+        for i, (_, future, _) in enumerate(batch):
             if future.done():
                 continue
             if i in failed:

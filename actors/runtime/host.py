@@ -34,6 +34,7 @@ from actors.runtime.protocol import (
     Reply,
     encode_error,
 )
+from core.timings import TIMINGS
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -156,7 +157,7 @@ class Host:
                     failures.append((i, *encode_error(future.exception())))  # type: ignore[arg-type]
                 else:
                     results[i] = future.result()
-        return failures, results
+        return failures, results, time.time()
 
     def enqueue(self, kind: str, org_id: str, key: str, message: Any, want_reply: bool,
                 now: float | None = None) -> asyncio.Future[Any] | None:
@@ -171,6 +172,7 @@ class Host:
         actor._last_used = now if now is not None else time.monotonic()
         future = asyncio.get_running_loop().create_future() if want_reply else None
         if actor._active and not actor._running and not actor._mailbox:
+            TIMINGS.observe("mailbox", 0.0)
             self._run_inline(actor, message, future)
             return future
         if actor._mailbox is None:
@@ -178,7 +180,7 @@ class Host:
         elif len(actor._mailbox) >= self.config.mailbox_limit:
             raise MailboxFull(f"{kind} {key} has {len(actor._mailbox)} messages queued; "
                               "retry later")
-        actor._mailbox.append((message, future))
+        actor._mailbox.append((message, future, time.perf_counter()))
         self.queued += 1
         if not actor._running:
             self._start(actor, None)
@@ -205,9 +207,14 @@ class Host:
         if inspect.isawaitable(result):
             return result, started
         _settle(future, result)
-        if self._turns % SAMPLE_EVERY == 0:
-            self.metrics.turn(time.perf_counter() - started)
+        self._timed(started)
         return None
+
+    def _timed(self, started: float) -> None:
+        took = time.perf_counter() - started
+        TIMINGS.observe("turn", took)
+        if self._turns % SAMPLE_EVERY == 0:
+            self.metrics.turn(took)
 
     def _start(self, actor: VirtualActor, first: tuple[Awaitable[Any], Any, float] | None) -> None:
         actor._running = True
@@ -227,12 +234,13 @@ class Host:
                     return
                 if not actor._mailbox:
                     return
-                message, future = actor._mailbox.popleft()
+                message, future, queued_at = actor._mailbox.popleft()
                 self.queued -= 1
                 if message is _PASSIVATE:
                     if not actor._mailbox:
                         await self._deactivate(actor)
                     continue
+                TIMINGS.observe("mailbox", time.perf_counter() - queued_at)
                 pending = self._begin_turn(actor, message, future)
                 if pending is not None:
                     await self._finish(actor, pending[0], future, pending[1])
@@ -249,8 +257,7 @@ class Host:
             _settle(future, exc=exc, actor=actor)
         else:
             _settle(future, result)
-        if self._turns % SAMPLE_EVERY == 0:
-            self.metrics.turn(time.perf_counter() - started)
+        self._timed(started)
 
     async def _activate(self, actor: VirtualActor) -> bool:
         try:
@@ -258,7 +265,7 @@ class Host:
         except Exception as exc:
             log.warning("activation of %s %s failed: %s", actor.kind, actor.key, exc)
             while actor._mailbox:
-                _, future = actor._mailbox.popleft()
+                _, future, _ = actor._mailbox.popleft()
                 self.queued -= 1
                 _settle(future, exc=exc)
             self._drop(actor)
@@ -338,7 +345,7 @@ class Host:
             return
         if actor._mailbox is None:
             actor._mailbox = deque()
-        actor._mailbox.append((_PASSIVATE, None))
+        actor._mailbox.append((_PASSIVATE, None, 0.0))
         self.queued += 1
         if not actor._running:
             self._start(actor, None)

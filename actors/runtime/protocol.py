@@ -1,9 +1,11 @@
 """What travels between callers and hosts.
 
 An envelope is a plain tuple `(kind, org_id, key, message, mode, timeout)`;
-a batch reply is `(failures, results)`: failures as `(index, code, text)`,
-results as `{index: value}` for asks. Errors cross the wire as codes and are
-raised again on the caller's side as the same `core.errors` class.
+a batch reply is `(failures, results, replied_at)`: failures as `(index,
+code, text)`, results as `{index: value}` for asks, and the host's wall
+clock when it answered (the reply's travel time is a hop, `core.timings`).
+Errors cross the wire as codes and are raised again on the caller's side
+as the same `core.errors` class.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ ASK = 1
 
 Envelope = tuple[str, str, str, Any, int, float]
 Failure = tuple[int, str, str]
-Reply = tuple[list[Failure], dict[int, Any]]
+Reply = tuple[list[Failure], dict[int, Any], float]
 
 MAILBOX_FULL = "mailbox_full"
 TIMEOUT = "timeout"

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -32,6 +33,8 @@ from channels import netguard
 from channels.api import ApiChannel
 from core.errors import StartupError
 from core.settings import Settings
+from core.timings import TIMINGS
+from storage import timings
 from storage.committer import GroupCommitter
 from storage.db import Database
 from storage.redis import open_redis
@@ -75,6 +78,7 @@ async def open_host(index: int, settings: Settings, kinds: Sequence[type[Virtual
     async with AsyncExitStack() as stack:
         ctx = await stack.enter_async_context(open_context(index, settings))
         host = await stack.enter_async_context(Host(ctx, kinds, config))
+        await stack.enter_async_context(timings.publishing(ctx.redis, "host"))
         ctx.system.serve_locally(index, host)
         maintenance = asyncio.create_task(_maintain(host), name=f"host {index} maintenance")
         stack.push_async_callback(_cancel, maintenance)
@@ -129,7 +133,10 @@ class ActorHost:
             self._stack = stack.pop_all()
         self.host = host
 
-    async def deliver(self, stream: str, seq: int, envelopes: list[Envelope]) -> Reply:
+    async def deliver(self, stream: str, seq: int, envelopes: list[Envelope],
+                      sent_at: float | None = None) -> Reply:
+        if sent_at is not None:
+            TIMINGS.observe("transport", time.time() - sent_at, len(envelopes))
         host = await self._ready()
         return await host.deliver(stream, seq, envelopes)
 

@@ -3,6 +3,7 @@ Webhooks signature over the raw bytes) before it is parsed, and the answer
 (202) is sent only after the message is committed."""
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -15,6 +16,7 @@ from channels import signing
 from channels.api import CHANNEL, MAX_TEXT, parse_inbound
 from core.crypto import Cipher
 from core.errors import Invalid, Unauthorized
+from core.timings import TIMINGS
 from serve.inbound import IntegrationCache, deliver
 
 router = APIRouter(prefix="/v1/channels/api", tags=["channels"])
@@ -61,6 +63,7 @@ async def accept(state: Any, integration_id: str, headers: Mapping[str, str],
                  body: bytes) -> bytes:
     """Verify, parse and commit one inbound message; the 202 body. Shared by
     the route below and the raw-ASGI fast path (serve/fastpath.py)."""
+    started = time.perf_counter()
     integration = await _cache(state).get(integration_id, CHANNEL)
     if len(body) > MAX_BODY:
         raise Invalid(f"the body is larger than {MAX_BODY} bytes")
@@ -69,7 +72,11 @@ async def accept(state: Any, integration_id: str, headers: Mapping[str, str],
     except (signing.SignatureError, KeyError) as exc:
         raise Unauthorized(f"invalid signature: {exc}") from None
     message = parse_inbound(integration.org_id, integration.id, body)
-    return msgspec.json.encode(await deliver(state.runtime.actors, message))
+    called = time.perf_counter()
+    TIMINGS.observe("verify", called - started)
+    accepted = await deliver(state.runtime.actors, message)
+    TIMINGS.observe("actor_call", time.perf_counter() - called)
+    return msgspec.json.encode(accepted)
 
 
 @router.post(
