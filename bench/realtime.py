@@ -1,15 +1,27 @@
-"""Realtime messaging through Serve's HTTP ingress, load generator included.
+"""Realtime messaging through Serve's HTTP ingress, load generator included,
+beside what it is compared with, in the same run.
 
-1. ingest: signed inbound messages (API channel) POSTed as fast as the engine
-   takes them over keep-alive connections, spread over many chats, while one
-   WebSocket subscriber of the org counts `message.received` frames. Figure:
-   messages persisted AND delivered to the subscriber per second.
-2. end to end: a steady 300 msg/s; each message carries its send time, and the
-   subscriber's clock (same process) gives inbound POST -> WS frame latency.
+1. ingest, in interleaved rounds with the same load generator and
+   connections (distinct, correctly signed API-channel messages over
+   keep-alive connections, spread over 500 chats, after a warm-up):
+   - the engine: one WebSocket subscriber of the org counts the
+     `message.received` frames; figure: messages persisted AND delivered
+     per second;
+   - the baseline, the service a team would write without the engine
+     (bench/baseline.py: verify, one INSERT in its own transaction, one
+     Redis PUBLISH), counted by a Redis subscriber the same way;
+   - the no-op ceiling: `GET /healthz` with the same headers, answered by
+     the engine's ingress fast path (HAProxy, the replica, serve/fastpath.py)
+     doing nothing: what the HTTP path alone allows.
+2. end to end at a steady 300 msg/s: each message carries its send time;
+   the subscriber's clock (same process) gives inbound POST -> WebSocket
+   frame latency (engine) and POST -> Redis subscriber (baseline), with the
+   engine's hop histograms (core.timings) over the same interval.
 3. fan-out: 5,000 WebSocket connections on the org topic; messages at a fixed
    rate; figure: event frames delivered per second across all connections.
 
-Last line: {"ingest_msgs_per_s", "e2e_p50_ms", "e2e_p99_ms", "ws_connections",
+Last line: {"ingest_msgs_per_s", "baseline_msgs_per_s", "ingest_ratio",
+"noop_rps", "ingest_vs_noop", "e2e_p50_ms", "e2e_p99_ms", "ws_connections",
 "ws_deliveries_per_s"}.
 """
 from __future__ import annotations
@@ -18,6 +30,8 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import os
+import platform
 import resource
 import sys
 import tempfile
@@ -28,7 +42,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadgen import exchange, raw_request, same_priority  # noqa: E402
+from bench.baseline import CHANNEL as BASELINE_CHANNEL  # noqa: E402
+from bench.baseline import run_baseline  # noqa: E402
+from bench.loadgen import RAY_NICE, exchange, raw_request, same_priority  # noqa: E402
 from channels import signing  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
@@ -114,14 +130,68 @@ class Subscriber:
             pass
 
 
-async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
+class RedisSubscriber:
+    """The baseline's subscriber: one Redis pub/sub connection on its channel,
+    counting frames and timing those whose text carries a send time."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.count = 0
+        self.last_at = 0.0
+        self.latencies: list[float] = []
+        self.ws: Any = self  # close() as the WebSocket subscriber's
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self, measure: bool) -> None:
+        from redis.asyncio import Redis
+
+        self.client = Redis.from_url(self.url)
+        self.pubsub = self.client.pubsub()
+        await self.pubsub.subscribe(BASELINE_CHANNEL)
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.pubsub.listen():
+            if message["type"] != "message":
+                continue
+            now = time.perf_counter()
+            text = json.loads(message["data"])["text"]
+            if text.startswith("t="):
+                self.latencies.append((now - float(text[2:])) * 1000)
+            self.last_at = now
+            self.count += 1
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+        await self.pubsub.aclose()
+        await self.client.aclose()
+
+
+def _subscriber(args: dict[str, Any]) -> Subscriber | RedisSubscriber | None:
+    if args["target"] == "engine":
+        return Subscriber(args["ws_url"])
+    if args["target"] == "baseline":
+        return RedisSubscriber(args["redis_url"])
+    return None
+
+
+def _request(args: dict[str, Any], thread: str, text: str) -> bytes:
     host, port = args["host"], args["port"]
-    sub = Subscriber(args["ws_url"])
-    await sub.start(measure=True)
-    requests = [inbound(host, port, args["integration"], args["secret"], f"chat-{i % 500}",
-                        f"n{i}") for i in range(args["ingest_requests"])]
+    if args["target"] == "noop":
+        # The same headers as an inbound message, no body: a request that does
+        # nothing, answered by the ingress's fast path.
+        headers = signing.headers(args["secret"], "msg_" + uuid.uuid4().hex, b"{}")
+        return raw_request("GET", host, port, "/healthz", headers)
+    return inbound(host, port, args["integration"], args["secret"], thread, text)
+
+
+async def _hammer(args: dict[str, Any], requests: list[bytes], seconds: float) -> tuple[int, float]:
+    """POST `requests` over `connections` keep-alive connections for `seconds`;
+    (how many got a 2xx, seconds spent)."""
+    host, port = args["host"], args["port"]
     accepted = 0
-    stop_at = time.monotonic() + args["seconds"]
+    stop_at = time.monotonic() + seconds
     cursor = iter(requests)
 
     async def worker() -> None:
@@ -138,30 +208,50 @@ async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(args["connections"])))
-    posted_for = time.perf_counter() - started
+    return accepted, time.perf_counter() - started
+
+
+async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
+    """Full speed for `seconds` (after a warm-up of distinct messages): what
+    was accepted AND reached the subscriber, per second."""
+    sub = _subscriber(args)
+    if sub is not None:
+        await sub.start(measure=True)
+    tag = uuid.uuid4().hex[:6]
+    warm = [_request(args, f"chat-{tag}-{i % 500}", f"w{i}") for i in range(3000)]
+    await _hammer(args, warm, args["warmup"])
+    base = sub.count if sub is not None else 0
+    requests = [_request(args, f"chat-{tag}-{i % 500}", f"n{i}")
+                for i in range(args["ingest_requests"])]
+    started = time.perf_counter()
+    accepted, posted_for = await _hammer(args, requests, args["seconds"])
+    if sub is None:
+        return {"accepted": accepted, "delivered": accepted, "posted_s": posted_for,
+                "rate": accepted / posted_for}
     deadline = time.monotonic() + 60
-    while sub.count < accepted and time.monotonic() < deadline:
+    while sub.count - base < accepted and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    delivered_for = sub.last_at - started
+    delivered = sub.count - base
     await sub.ws.close()
-    return {"accepted": accepted, "delivered": sub.count, "posted_s": posted_for,
-            "ingest_msgs_per_s": min(accepted, sub.count) / delivered_for}
+    return {"accepted": accepted, "delivered": delivered, "posted_s": posted_for,
+            "rate": min(accepted, delivered) / max(sub.last_at - started, posted_for)}
 
 
 async def latency_phase(args: dict[str, Any]) -> dict[str, float]:
     host, port, rate = args["host"], args["port"], args["rate"]
-    sub = Subscriber(args["ws_url"])
+    sub = _subscriber(args)
+    assert sub is not None
     await sub.start(measure=True)
     pool: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
     for _ in range(64):
         pool.put_nowait(await asyncio.open_connection(host, port))
     errors = 0
+    tag = uuid.uuid4().hex[:6]
 
     async def one(n: int) -> None:
         nonlocal errors
         conn = await pool.get()
-        request = inbound(host, port, args["integration"], args["secret"], f"lat-{n % 200}",
-                          f"t={time.perf_counter()!r}")
+        request = _request(args, f"lat-{tag}-{n % 200}", f"t={time.perf_counter()!r}")
         if not await exchange(*conn, request):
             errors += 1
         pool.put_nowait(conn)
@@ -307,54 +397,82 @@ def print_hops(title: str, table: dict[str, dict[str, float]]) -> None:
               f"  mean {row['mean_ms']:8.2f} ms  n={row['count']:,.0f}", flush=True)
 
 
+def cpu_note() -> str:
+    """This machine, in one line: its cores and the time of a fixed Python loop."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return (f"nproc {os.cpu_count()}, 10M-iteration Python loop"
+            f" {time.perf_counter() - started:.2f} s, {platform.processor() or platform.machine()}")
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--seconds", type=float, default=10, help="seconds per measured phase")
+    parser.add_argument("--warmup", type=float, default=2)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds of baseline, no-op and engine ingest, interleaved")
     parser.add_argument("--connections", type=int, default=64, help="ingest HTTP connections")
     parser.add_argument("--rate", type=float, default=300, help="latency phase msg/s")
     parser.add_argument("--ws", type=int, default=5000, help="fan-out WebSocket connections")
     parser.add_argument("--fanout-rate", type=float, default=10, help="fan-out events/s")
     parser.add_argument("--fanout-procs", type=int, default=2)
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--baseline-workers", type=int, default=1)
     parser.add_argument("--phases", default="ingest,latency,fanout")
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # HAProxy inherits it
+    print(f"machine: {cpu_note()}", flush=True)
     figures: dict[str, float] = {}
+    phases = args.phases.split(",")
     with tempfile.TemporaryDirectory(prefix="bidi-bench-") as tmp:
         settings = load_settings(data_dir=tmp, port=free_port(), hosts=2,
                                  serve_replicas=args.replicas, rate_per_minute=10**9,
                                  rate_burst=10**9, pool_size=20)
         with Stack(settings, dashboard=False) as stack:
             settings = stack.settings
+            assert settings.database_url is not None and settings.redis_url is not None
             org, user, integration, secret = asyncio.run(seed(settings))
             token = issue_access_token(settings.jwt_secret.get_secret_value(), user, org, "owner",
                                        ttl=3600)
-            common = {"host": settings.host, "port": settings.port,
+            baseline_port = free_port()
+            engine = {"target": "engine", "host": settings.host, "port": settings.port,
                       "ws_url": f"{stack.ws_url}?token={token}", "integration": integration,
-                      "secret": secret, "seconds": args.seconds}
-            phases = args.phases.split(",")
-            if "ingest" in phases:
-                before = timings_now(settings.redis_url)
-                got = run_phase("ingest", {**common, "connections": args.connections,
-                                           "ingest_requests": int(3000 * args.seconds)})
-                print_hops("hops at full ingest",
-                           hop_table(before, timings_now(settings.redis_url)))
-                print(f"ingest: {got['accepted']:,.0f} accepted, {got['delivered']:,.0f}"
-                      f" delivered: {got['ingest_msgs_per_s']:,.0f} msg/s", flush=True)
-                figures["ingest_msgs_per_s"] = got["ingest_msgs_per_s"]
-            if "latency" in phases:
-                before = timings_now(settings.redis_url)
-                got = run_phase("latency", {**common, "rate": args.rate})
-                print_hops(f"hops at {args.rate:.0f} msg/s",
-                           hop_table(before, timings_now(settings.redis_url)))
-                print(f"e2e at {args.rate:.0f} msg/s: p50 {got['e2e_p50_ms']:.1f} ms, p99"
-                      f" {got['e2e_p99_ms']:.1f} ms ({got['samples']:.0f} samples,"
-                      f" {got['errors']:.0f} errors)", flush=True)
-                figures["e2e_p50_ms"] = got["e2e_p50_ms"]
-                figures["e2e_p99_ms"] = got["e2e_p99_ms"]
+                      "secret": secret, "seconds": args.seconds, "warmup": args.warmup,
+                      "connections": args.connections,
+                      "ingest_requests": int(4000 * args.seconds)}
+            baseline = {**engine, "target": "baseline", "port": baseline_port,
+                        "redis_url": settings.redis_url}
+            noop = {**engine, "target": "noop"}
+            with run_baseline(settings.database_url, settings.redis_url, secret,
+                              port=baseline_port, workers=args.baseline_workers,
+                              nice=RAY_NICE):
+                if "ingest" in phases:
+                    figures.update(ingest_rounds(settings.redis_url, args.rounds,
+                                                 engine, baseline, noop))
+                if "latency" in phases:
+                    got = run_phase("latency", {**baseline, "rate": args.rate})
+                    print(f"baseline e2e (POST -> Redis subscriber) at {args.rate:.0f} msg/s:"
+                          f" p50 {got['e2e_p50_ms']:.1f} ms, p99 {got['e2e_p99_ms']:.1f} ms",
+                          flush=True)
+                    before = timings_now(settings.redis_url)
+                    got = run_phase("latency", {**engine, "rate": args.rate})
+                    print_hops(f"engine hops at {args.rate:.0f} msg/s",
+                               hop_table(before, timings_now(settings.redis_url)))
+                    print(f"engine e2e (POST -> WebSocket frame) at {args.rate:.0f} msg/s:"
+                          f" p50 {got['e2e_p50_ms']:.1f} ms, p99 {got['e2e_p99_ms']:.1f} ms"
+                          f" ({got['samples']:.0f} samples, {got['errors']:.0f} errors)",
+                          flush=True)
+                    figures["e2e_p50_ms"] = got["e2e_p50_ms"]
+                    figures["e2e_p99_ms"] = got["e2e_p99_ms"]
             if "fanout" in phases:
-                got = run_phase("fanout", {**common, "ws_connections": args.ws,
+                got = run_phase("fanout", {**engine, "ws_connections": args.ws,
                                            "fanout_rate": args.fanout_rate,
                                            "fanout_procs": args.fanout_procs})
                 print(f"fan-out: {got['ws_connections']:,.0f} connections,"
@@ -362,9 +480,38 @@ def main() -> None:
                       f" {got['events_per_s']:.0f} events/s", flush=True)
                 figures["ws_connections"] = got["ws_connections"]
                 figures["ws_deliveries_per_s"] = got["ws_deliveries_per_s"]
-    keys = ("ingest_msgs_per_s", "e2e_p50_ms", "e2e_p99_ms", "ws_connections",
+    keys = ("ingest_msgs_per_s", "baseline_msgs_per_s", "ingest_ratio", "noop_rps",
+            "ingest_vs_noop", "e2e_p50_ms", "e2e_p99_ms", "ws_connections",
             "ws_deliveries_per_s")
-    print(json.dumps({k: round(figures.get(k, 0.0), 2) for k in keys}))
+    print(json.dumps({k: round(figures.get(k, 0.0), 3 if "ratio" in k or "vs" in k else 2)
+                      for k in keys}))
+
+
+def ingest_rounds(redis_url: str, rounds: int, engine: dict[str, Any],
+                  baseline: dict[str, Any], noop: dict[str, Any]) -> dict[str, float]:
+    """Baseline, no-op and engine at full speed with the same load generator,
+    interleaved `rounds` times; each figure the mean of its rounds."""
+    rates: dict[str, list[float]] = {"baseline": [], "noop": [], "engine": []}
+    hops: list[dict[str, dict[str, float]]] = []
+    for n in range(1, rounds + 1):
+        for name, args in (("baseline", baseline), ("noop", noop), ("engine", engine)):
+            before = timings_now(redis_url) if name == "engine" else None
+            got = run_phase("ingest", args)
+            if before is not None:
+                hops.append(hop_table(before, timings_now(redis_url)))
+            rates[name].append(got["rate"])
+            print(f"round {n} {name:<8}: {got['accepted']:,.0f} accepted,"
+                  f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
+    if hops:
+        print_hops("engine hops at full ingest (last round)", hops[-1])
+    engine_rate, baseline_rate, noop_rate = (_mean(rates[k]) for k in ("engine", "baseline",
+                                                                        "noop"))
+    print(f"ingest: engine {engine_rate:,.0f} msg/s, baseline {baseline_rate:,.0f} msg/s"
+          f" ({engine_rate / baseline_rate:.2f}x), no-op ceiling {noop_rate:,.0f} req/s"
+          f" ({engine_rate / noop_rate:.2f}x)", flush=True)
+    return {"ingest_msgs_per_s": engine_rate, "baseline_msgs_per_s": baseline_rate,
+            "ingest_ratio": engine_rate / baseline_rate, "noop_rps": noop_rate,
+            "ingest_vs_noop": engine_rate / noop_rate}
 
 
 if __name__ == "__main__":

@@ -140,6 +140,10 @@ class GroupCommitter:
     _slot: asyncio.Event = field(default_factory=asyncio.Event)
     _closed: bool = False
 
+    def __post_init__(self) -> None:
+        if self.notify is not None and not self.notify.isidentifier():
+            raise ValueError(f"notify channel {self.notify!r} is not an identifier")
+
     async def __aenter__(self) -> GroupCommitter:
         self._ensure_running()
         return self
@@ -300,8 +304,7 @@ class GroupCommitter:
         try:
             try:
                 async with asyncio.timeout_at(deadline):
-                    await conn.execute("BEGIN")
-                    await self._statements(connection(conn), batch)
+                    await self._statements(connection(conn), batch)  # BEGIN included
             except BaseException:
                 await _rollback(connection(conn))
                 raise
@@ -317,10 +320,14 @@ class GroupCommitter:
         by_org: dict[str, list[_Call]] = defaultdict(list)
         for call in batch:
             by_org[call.org_id].append(call)
-        if self.notify:  # delivered at COMMIT, once per transaction
-            await conn.execute("SELECT pg_notify($1, '')", self.notify)
+        # One round trip opens the transaction, asks for the NOTIFY (sent at
+        # COMMIT, once per transaction) and sets the first org; the org ids
+        # are inlined as canonical UUIDs, which hold no quote.
+        prelude = "BEGIN; " + (f"NOTIFY {self.notify}; " if self.notify else "")
         for org_id, calls in by_org.items():
-            await conn.execute("SELECT set_config('app.org_id', $1, true)", org_id)
+            await conn.execute(
+                f"{prelude}SELECT set_config('app.org_id', '{UUID(org_id)}', true)")
+            prelude = ""
             depth = max(len(c.writes) for c in calls)
             for level in range(depth):
                 by_sql: dict[tuple[str, bool], list[Write]] = defaultdict(list)

@@ -1,8 +1,9 @@
 """The host: many virtual actors in one process.
 
-`Host.deliver()` takes a batch of envelopes from one caller stream, puts
-each message in its actor's mailbox in stream order, and answers with the
-tells' acknowledgements and the asks' results. Actors are created on first
+`Host.accept()` takes a batch of envelopes from one caller (in the order of
+its connection, `actors.runtime.wire`), puts each message in its actor's
+mailbox in that order, and gives back what to answer: a future of each
+ask's result, or why a message was refused. Actors are created on first
 message, activated by their consumer, passivated after `idle_ttl` or when
 more than `max_resident` are resident (least recently used first).
 
@@ -31,7 +32,6 @@ from actors.runtime.protocol import (
     Envelope,
     Failure,
     MailboxFull,
-    Reply,
     encode_error,
 )
 from core.timings import TIMINGS
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PASSIVATE = object()
-ORDER_WAIT = 2.0  # how long a batch that overtook an earlier one waits for it
+Refusal = tuple[str, str]  # (error code, text): a message the host did not take
 
 
 @dataclass(frozen=True)
@@ -80,13 +80,6 @@ class HostContext:
         return found
 
 
-@dataclass
-class _Stream:
-    expected: int
-    parked: dict[int, asyncio.Future[None]] = field(default_factory=dict)
-    seen: float = 0.0
-
-
 def by_kind(kinds: Iterable[type[VirtualActor]]) -> dict[str, type[VirtualActor]]:
     """The actor classes a host runs, by their `kind` (each named once)."""
     found: dict[str, type[VirtualActor]] = {}
@@ -113,7 +106,6 @@ class Host:
         self.resident_by_kind: dict[str, int] = dict.fromkeys(self.kinds, 0)
         self.queued = 0
         self.metrics = HostMetrics(host=str(ctx.index))
-        self._streams: dict[str, _Stream] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._turns = 0
 
@@ -125,39 +117,42 @@ class Host:
 
     # -- delivery ---------------------------------------------------------
 
-    async def deliver(self, stream: str, seq: int, envelopes: list[Envelope]) -> Reply:
-        await self._in_order(stream, seq)
-        failures: list[Failure] = []
-        asks: list[tuple[int, asyncio.Future[Any], float]] = []
-        try:
-            now = time.monotonic()
-            for i, (kind, org_id, key, message, mode, timeout) in enumerate(envelopes):
-                try:
-                    future = self.enqueue(kind, org_id, key, message, mode == ASK, now)
-                except MailboxFull as exc:
-                    failures.append((i, MAILBOX_FULL, exc.message))
-                    continue
-                except KeyError:
-                    failures.append((i, "unknown_kind", f"no actor kind {kind!r}"))
-                    continue
-                if future is not None:
-                    asks.append((i, future, timeout))
-        finally:
-            self._advance(stream, seq)
+    def accept(self, envelopes: list[Envelope]) -> list[asyncio.Future[Any] | Refusal | None]:
+        """Put each envelope in its actor's mailbox, in order: a future of its
+        turn's result for an ask, None for a tell taken, or why it was refused."""
+        now = time.monotonic()
+        slots: list[asyncio.Future[Any] | Refusal | None] = []
+        for kind, org_id, key, message, mode, _ in envelopes:
+            try:
+                slots.append(self.enqueue(kind, org_id, key, message, mode == ASK, now))
+            except MailboxFull as exc:
+                slots.append((MAILBOX_FULL, exc.message))
+            except KeyError:
+                slots.append(("unknown_kind", f"no actor kind {kind!r}"))
         self.metrics.batch(len(envelopes))
+        return slots
+
+    async def deliver(self, envelopes: list[Envelope]) -> tuple[list[Failure], dict[int, Any]]:
+        """`accept` a batch and wait for its asks (in-process callers and tests):
+        the failures as `(index, code, text)` and the results by index."""
+        slots = self.accept(envelopes)
+        failures: list[Failure] = []
         results: dict[int, Any] = {}
-        if asks:
-            pending = [f for _, f, _ in asks if not f.done()]
-            if pending:
-                await asyncio.wait(pending, timeout=max(t for _, _, t in asks))
-            for i, future, _ in asks:
-                if not future.done():
-                    failures.append((i, TIMEOUT, "the turn did not finish in time"))
-                elif future.exception() is not None:
-                    failures.append((i, *encode_error(future.exception())))  # type: ignore[arg-type]
-                else:
-                    results[i] = future.result()
-        return failures, results, time.time()
+        waits = [s for s in slots if isinstance(s, asyncio.Future)]
+        if waits:
+            await asyncio.wait(waits, timeout=max(e[5] for e in envelopes))
+        for i, slot in enumerate(slots):
+            if isinstance(slot, tuple):
+                failures.append((i, *slot))
+            elif slot is None:
+                continue
+            elif not slot.done():
+                failures.append((i, TIMEOUT, "the turn did not finish in time"))
+            elif slot.exception() is not None:
+                failures.append((i, *encode_error(slot.exception())))  # type: ignore[arg-type]
+            else:
+                results[i] = slot.result()
+        return failures, results
 
     def enqueue(self, kind: str, org_id: str, key: str, message: Any, want_reply: bool,
                 now: float | None = None) -> asyncio.Future[Any] | None:
@@ -293,33 +288,6 @@ class Host:
             self.resident_by_kind[actor.kind] -= 1
         actor._retired = True
 
-    # -- per-stream order -------------------------------------------------
-
-    async def _in_order(self, stream: str, seq: int) -> None:
-        state = self._streams.get(stream)
-        if state is None:
-            state = self._streams[stream] = _Stream(expected=seq)
-        state.seen = time.monotonic()
-        if seq <= state.expected:
-            return
-        parked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        state.parked[seq] = parked
-        try:
-            await asyncio.wait_for(parked, ORDER_WAIT)
-        except TimeoutError:
-            log.warning("stream %s: batch %d waited for %d; going on", stream, seq,
-                        state.expected)
-            state.expected = seq
-        finally:
-            state.parked.pop(seq, None)
-
-    def _advance(self, stream: str, seq: int) -> None:
-        state = self._streams[stream]
-        state.expected = max(state.expected, seq + 1)
-        waiter = state.parked.get(state.expected)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
     # -- maintenance ------------------------------------------------------
 
     def passivate_idle(self, now: float | None = None) -> int:
@@ -356,11 +324,6 @@ class Host:
             self._request_passivation(actor)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def forget_streams(self, older_than: float = 600.0) -> None:
-        cutoff = time.monotonic() - older_than
-        for name in [n for n, s in self._streams.items() if s.seen < cutoff and not s.parked]:
-            del self._streams[name]
 
     def push_metrics(self) -> None:
         self.metrics.push(self.resident_by_kind, self.queued)

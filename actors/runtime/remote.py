@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -27,13 +26,12 @@ from actors.kinds import DEFAULT_KINDS
 from actors.runtime.actor import VirtualActor
 from actors.runtime.client import NAMESPACE, ActorSystem, host_name
 from actors.runtime.host import Host, HostConfig, HostContext
-from actors.runtime.protocol import Envelope, Reply
 from actors.runtime.startup import NotStarted, Startup
+from actors.runtime.wire import Address, Endpoint
 from channels import netguard
 from channels.api import ApiChannel
 from core.errors import StartupError
 from core.settings import Settings
-from core.timings import TIMINGS
 from storage import timings
 from storage.committer import GroupCommitter
 from storage.db import Database
@@ -91,7 +89,6 @@ async def _maintain(host: Host) -> None:
         await asyncio.sleep(interval)
         try:
             host.passivate_idle()
-            host.forget_streams()
             host.push_metrics()
         except Exception:  # maintenance must never die
             log.exception("host maintenance failed")
@@ -114,6 +111,7 @@ class ActorHost:
         self.kinds = tuple(kinds)
         self.config = config
         self.host: Host | None = None  # set once started, until shut down
+        self.endpoint_: Endpoint | None = None
         self._stack = AsyncExitStack()
         self._startup: Startup | None = None
 
@@ -130,15 +128,16 @@ class ActorHost:
         async with AsyncExitStack() as stack:
             host = await stack.enter_async_context(
                 open_host(self.index, self.settings, self.kinds, self.config))
+            endpoint = await stack.enter_async_context(
+                Endpoint(host, ray.util.get_node_ip_address()))  # type: ignore[no-untyped-call]
             self._stack = stack.pop_all()
-        self.host = host
+        self.host, self.endpoint_ = host, endpoint
 
-    async def deliver(self, stream: str, seq: int, envelopes: list[Envelope],
-                      sent_at: float | None = None) -> Reply:
-        if sent_at is not None:
-            TIMINGS.observe("transport", time.time() - sent_at, len(envelopes))
-        host = await self._ready()
-        return await host.deliver(stream, seq, envelopes)
+    async def endpoint(self) -> tuple[Address, bytes]:
+        """Where and with which token callers connect (`actors.runtime.wire`)."""
+        await self._ready()
+        assert self.endpoint_ is not None and self.endpoint_.address is not None
+        return self.endpoint_.address, self.endpoint_.token
 
     async def ping(self) -> int:
         await self._ready()
@@ -170,7 +169,7 @@ class ActorHost:
         host: actors flushed, maintenance stopped, every resource closed."""
         if self._startup is not None:
             await self._startup.cancel()
-        self.host = None
+        self.host = self.endpoint_ = None
         await self._stack.aclose()
 
 

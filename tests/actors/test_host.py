@@ -55,28 +55,10 @@ async def test_bounded_mailbox_says_retry_later(make_host: MakeHost) -> None:
     assert await ask(host, "c", GetLog()) == [("s", n) for n in range(5)]
 
 
-async def test_deliver_applies_batches_in_stream_order_even_if_they_arrive_late(
-        make_host: MakeHost) -> None:
-    host = make_host()
-
-    def batch(n: int) -> list:  # type: ignore[type-arg]
-        return [("plain", "org", "d", Append("s", n), TELL, 0.0)]
-
-    assert (await host.deliver("stream", 0, batch(0)))[:2] == ([], {})
-    overtaking = asyncio.create_task(host.deliver("stream", 2, batch(2)))
-    await asyncio.sleep(0)  # batch 2 is at the host before batch 1
-    assert not overtaking.done()
-    await host.deliver("stream", 1, batch(1))
-    await overtaking
-    failures, results, _ = await host.deliver(
-        "stream", 3, [("plain", "org", "d", GetLog(), ASK, 5.0)])
-    assert failures == [] and results == {0: [("s", 0), ("s", 1), ("s", 2)]}
-
-
 async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope(
         make_host: MakeHost) -> None:
     host = make_host()
-    failures, results, _ = await host.deliver("x", 0, [
+    failures, results = await host.deliver([
         ("nope", "org", "e", Append("s", 0), TELL, 0.0),
         ("plain", "org", "e", Boom("no"), ASK, 5.0),
         ("plain", "org", "e", Append("s", 1), ASK, 5.0),
