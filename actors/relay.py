@@ -167,11 +167,11 @@ class EventRelay:
         """One read per wake-up window: a commit that wrote events notifies; a
         batch held behind an older open transaction is retried on the next
         notify (or after `retry`, for transactions that write no events)."""
+        limit = self.batch
         while True:
             self._wake.clear()  # before reading: a commit during the read wakes us again
             try:
-                published = await self.step()
-                held = published == 0 and await self._held()
+                published, held = await self.step(limit)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # keep going: Postgres or Redis may come back
@@ -183,8 +183,12 @@ class EventRelay:
             self.last_error = None
             if published or not held:  # moved on, or nothing waits
                 self._progress_at = time.monotonic()
-            if published == self.batch:
+            if published == limit:
+                limit = self.batch
                 continue
+            # Everything waits behind an open transaction: read one row at a
+            # time until it ends, not a whole batch every `retry`.
+            limit = 1 if held and not published else self.batch
             timeout = self.retry if held else self.poll
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
@@ -195,20 +199,17 @@ class EventRelay:
             # load; `coalesce` adds a window (fewer reads, more latency).
             await asyncio.sleep(self.coalesce)
 
-    async def _held(self) -> bool:
-        assert self.db is not None and self.db.system is not None
-        async with self.db.system.acquire() as conn:
-            return await events.pending_beyond(connection(conn), self.cursor)
-
-    async def step(self) -> int:
-        """Publish the next batch of committed events; return how many."""
+    async def step(self, limit: int | None = None) -> tuple[int, bool]:
+        """Publish the next batch of committed events; how many, and whether
+        committed events wait behind an older open transaction."""
         assert self.db is not None and self.db.system is not None
         notified, self._notified_at = self._notified_at, None
         async with self.db.system.acquire() as conn:
-            batch = await events.read_all(connection(conn), self.cursor, self.batch)
+            batch, held = await events.read_all(connection(conn), self.cursor,
+                                                limit or self.batch)
         if not batch:
             await self._save_cursor(force=False)
-            return 0
+            return 0, held
         await self.publish(batch)
         if notified is not None:
             TIMINGS.observe("relay", time.perf_counter() - notified, len(batch))
@@ -219,7 +220,7 @@ class EventRelay:
         if newest is not None:
             self._lag.set(max(0.0, (datetime.now(UTC) - newest).total_seconds() * 1000))
         await self._save_cursor(force=False)
-        return len(batch)
+        return len(batch), held
 
     async def publish(self, batch: list[Event]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

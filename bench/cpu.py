@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-GROUPS = {  # name -> a part of the command line
-    "api": "ServeReplica:bidi:bidi-api",
-    "postgres": "postgres",
-    "haproxy": "haproxy",
-    "redis": "redis-server",
+GROUPS: dict[str, tuple[str, ...]] = {  # name -> parts of the command line (any)
+    "api": ("ServeReplica:bidi:bidi-api",),
+    "hosts": ("ray::ActorHost",),
+    "relay": ("ray::RelayActor",),
+    "baseline": ("bidi_baseline",),  # bench/baseline.py's MARKER
+    "postgres": ("postgres",),
+    "haproxy": ("haproxy",),
+    "redis": ("redis-server",),
+    "serve-sys": ("ray::ServeController", "ray::ProxyActor", "ray::HAProxyManager"),
+    "ray-core": ("gcs_server", "raylet"),
+    "ray": ("dashboard", "ray::", "log_monitor", "monitor.py"),
 }
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -25,8 +31,8 @@ def cpu_seconds() -> dict[str, float]:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        for name, marker in GROUPS.items():
-            if marker in cmdline:
+        for name, markers in GROUPS.items():
+            if any(marker in cmdline for marker in markers):
                 found[name] += (int(fields[11]) + int(fields[12])) / _TICK
                 break
     cpu = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]

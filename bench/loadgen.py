@@ -98,10 +98,11 @@ def cpu_per_request(result: LoadResult) -> str:
 RAY_NICE = 15
 
 
-def same_priority() -> None:
-    """Ray runs the engine's workers at nice 15; the load generator gets the
-    same priority, so neither side is favoured on the shared cores."""
-    os.nice(max(0, RAY_NICE - os.nice(0)))
+def same_priority(nice: int = RAY_NICE) -> None:
+    """Ray runs the engine's workers at `nice` (settings.worker_niceness); the
+    load generator gets the same priority, so neither side is favoured on the
+    shared cores."""
+    os.nice(max(0, nice - os.nice(0)))
 
 
 def _child(conn: mp.connection.Connection, *args: object) -> None:

@@ -44,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.baseline import CHANNEL as BASELINE_CHANNEL  # noqa: E402
 from bench.baseline import run_baseline  # noqa: E402
-from bench.loadgen import RAY_NICE, exchange, raw_request, same_priority  # noqa: E402
+from bench.cpu import cpu_seconds, spent  # noqa: E402
+from bench.loadgen import exchange, raw_request, same_priority  # noqa: E402
 from channels import signing  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
 from core.settings import Settings, load_settings  # noqa: E402
@@ -224,17 +225,20 @@ async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
     requests = [_request(args, f"chat-{tag}-{i % 500}", f"n{i}")
                 for i in range(args["ingest_requests"])]
     started = time.perf_counter()
+    cpu_before = cpu_seconds()
     accepted, posted_for = await _hammer(args, requests, args["seconds"])
+    cpu = spent(cpu_before, cpu_seconds())
     if sub is None:
         return {"accepted": accepted, "delivered": accepted, "posted_s": posted_for,
-                "rate": accepted / posted_for}
+                "rate": accepted / posted_for, "cpu": cpu}
     deadline = time.monotonic() + 60
     while sub.count - base < accepted and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     delivered = sub.count - base
     await sub.ws.close()
     return {"accepted": accepted, "delivered": delivered, "posted_s": posted_for,
-            "rate": min(accepted, delivered) / max(sub.last_at - started, posted_for)}
+            "rate": min(accepted, delivered) / max(sub.last_at - started, posted_for),
+            "cpu": cpu}
 
 
 async def latency_phase(args: dict[str, Any]) -> dict[str, float]:
@@ -342,7 +346,7 @@ def _phase_child(conn: Any, phase: str, args: dict[str, Any]) -> None:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    same_priority()
+    same_priority(args["nice"])
     fn = {"ingest": ingest_phase, "latency": latency_phase, "fanout": fanout_phase}[phase]
     conn.send(uvloop.run(fn(args)))
 
@@ -423,6 +427,7 @@ def main() -> None:
     parser.add_argument("--fanout-rate", type=float, default=10, help="fan-out events/s")
     parser.add_argument("--fanout-procs", type=int, default=2)
     parser.add_argument("--replicas", type=int, default=1)
+    parser.add_argument("--hosts", type=int, default=None, help="default: the engine's")
     parser.add_argument("--baseline-workers", type=int, default=1)
     parser.add_argument("--phases", default="ingest,latency,fanout")
     args = parser.parse_args()
@@ -432,7 +437,8 @@ def main() -> None:
     figures: dict[str, float] = {}
     phases = args.phases.split(",")
     with tempfile.TemporaryDirectory(prefix="bidi-bench-") as tmp:
-        settings = load_settings(data_dir=tmp, port=free_port(), hosts=2,
+        overrides = {"hosts": args.hosts} if args.hosts else {}
+        settings = load_settings(data_dir=tmp, port=free_port(), **overrides,
                                  serve_replicas=args.replicas, rate_per_minute=10**9,
                                  rate_burst=10**9, pool_size=20)
         with Stack(settings, dashboard=False) as stack:
@@ -445,14 +451,14 @@ def main() -> None:
             engine = {"target": "engine", "host": settings.host, "port": settings.port,
                       "ws_url": f"{stack.ws_url}?token={token}", "integration": integration,
                       "secret": secret, "seconds": args.seconds, "warmup": args.warmup,
-                      "connections": args.connections,
+                      "connections": args.connections, "nice": settings.worker_niceness,
                       "ingest_requests": int(4000 * args.seconds)}
             baseline = {**engine, "target": "baseline", "port": baseline_port,
                         "redis_url": settings.redis_url}
             noop = {**engine, "target": "noop"}
             with run_baseline(settings.database_url, settings.redis_url, secret,
                               port=baseline_port, workers=args.baseline_workers,
-                              nice=RAY_NICE):
+                              nice=settings.worker_niceness):
                 if "ingest" in phases:
                     figures.update(ingest_rounds(settings.redis_url, args.rounds,
                                                  engine, baseline, noop))
@@ -487,6 +493,13 @@ def main() -> None:
                       for k in keys}))
 
 
+def _cpu_line(got: dict[str, Any]) -> str:
+    """CPU ms per accepted request, by process group (bench.cpu), busiest first."""
+    n = max(1, int(got["accepted"]))
+    parts = sorted(((v, k) for k, v in got["cpu"].items() if v > 0), reverse=True)
+    return ", ".join(f"{k} {v / n * 1000:.3f}" for v, k in parts)
+
+
 def ingest_rounds(redis_url: str, rounds: int, engine: dict[str, Any],
                   baseline: dict[str, Any], noop: dict[str, Any]) -> dict[str, float]:
     """Baseline, no-op and engine at full speed with the same load generator,
@@ -502,6 +515,7 @@ def ingest_rounds(redis_url: str, rounds: int, engine: dict[str, Any],
             rates[name].append(got["rate"])
             print(f"round {n} {name:<8}: {got['accepted']:,.0f} accepted,"
                   f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
+            print(f"  CPU per request: {_cpu_line(got)}", flush=True)
     if hops:
         print_hops("engine hops at full ingest (last round)", hops[-1])
     engine_rate, baseline_rate, noop_rate = (_mean(rates[k]) for k in ("engine", "baseline",

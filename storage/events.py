@@ -66,18 +66,22 @@ def parse_frame(frame: bytes) -> Event:
                  data.get("chat_id"), data["event_type"], data.get("data"), frame)
 
 
-async def read_all(conn: asyncpg.Connection, after: Position, limit: int) -> list[Event]:
-    """Every org's committed events after `after` (the relay; owner role)."""
+async def read_all(conn: asyncpg.Connection, after: Position,
+                   limit: int) -> tuple[list[Event], bool]:
+    """Every org's committed events after `after` (the relay; owner role),
+    and whether committed events wait behind the fence. One query: the rows
+    after `after` in position order, each marked below the fence or not;
+    those below come first (their xids are smaller), and reading stops at
+    the first that is not."""
     rows = await conn.fetch(
-        f"SELECT {COLUMNS} FROM events WHERE {AFTER} AND {FENCE}{ORDER}",
+        f"SELECT {COLUMNS}, {FENCE} AS settled FROM events WHERE {AFTER}{ORDER}",
         str(after[0]), after[1], limit)
-    return [from_row(r) for r in rows]
-
-
-async def pending_beyond(conn: asyncpg.Connection, after: Position) -> bool:
-    """Whether committed events wait behind the fence (an older transaction runs)."""
-    return bool(await conn.fetchval(
-        f"SELECT EXISTS (SELECT 1 FROM events WHERE {AFTER})", str(after[0]), after[1]))
+    found: list[Event] = []
+    for row in rows:
+        if not row["settled"]:
+            return found, True
+        found.append(from_row(row))
+    return found, False
 
 
 def _tenant_query(after: Position, chat_ids: Sequence[str] | None,
