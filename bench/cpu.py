@@ -13,7 +13,8 @@ GROUPS: dict[str, tuple[str, ...]] = {  # name -> parts of the command line (any
     "postgres": ("postgres",),
     "haproxy": ("haproxy",),
     "redis": ("redis-server",),
-    "serve-sys": ("ray::ServeController", "ray::ProxyActor", "ray::HAProxyManager"),
+    "controller": ("ray::ServeController",), "proxy": ("ray::ProxyActor",),
+    "haproxy-mgr": ("ray::HAProxyManager",),
     "ray-core": ("gcs_server", "raylet"),
     "ray": ("dashboard", "ray::", "log_monitor", "monitor.py"),
 }
