@@ -222,8 +222,8 @@ async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
     warm = [_request(args, f"chat-{tag}-{i % 500}", f"w{i}") for i in range(3000)]
     await _hammer(args, warm, args["warmup"])
     base = sub.count if sub is not None else 0
-    requests = [_request(args, f"chat-{tag}-{i % 500}", f"n{i}")
-                for i in range(args["ingest_requests"])]
+    count = args["ingest_requests"] * (3 if args["target"] == "noop" else 1)
+    requests = [_request(args, f"chat-{tag}-{i % 500}", f"n{i}") for i in range(count)]
     started = time.perf_counter()
     cpu_before = cpu_seconds()
     accepted, posted_for = await _hammer(args, requests, args["seconds"])

@@ -192,6 +192,9 @@ class Link:
     def call(self, envelope: Envelope) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
+        if self.dead:  # callers open a new link; this one takes nothing more
+            future.set_exception(HostUnavailable(f"host {self.index}: the connection is closed"))
+            return future
         call_id = next(self._ids)
         self._calls[call_id] = future
         future.add_done_callback(functools.partial(self._forget, call_id))
