@@ -280,24 +280,38 @@ async def latency_phase(args: dict[str, Any]) -> dict[str, float]:
 
 def _fanout_child(conn: Any, url: str, count: int, seconds: float, ready: Any,
                   go: Any) -> None:
+    """`count` lean clients on the org topic (bench.wsclient: the `websockets`
+    library would spend more CPU per frame here than the engine does)."""
     import uvloop
 
+    from bench.wsclient import WsClient, connect
+
     same_priority()
+
+    async def subscribed(client: WsClient) -> None:
+        client.send_text(json.dumps({"type": "subscribe", "topics": ["org"], "ref": 1}))
+        while json.loads(await client.recv()).get("type") != "subscribed":
+            pass
+        client.keep = False  # from here on only counted
+        client.inbox.clear()
+
     async def run() -> None:
-        subs = [Subscriber(url) for _ in range(count)]
+        clients: list[WsClient] = []
         for start in range(0, count, 100):
-            await asyncio.gather(*(s.start(measure=False) for s in subs[start:start + 100]))
+            batch = await asyncio.gather(*(connect(url) for _ in range(min(100, count - start))))
+            await asyncio.gather(*(subscribed(c) for c in batch))
+            clients.extend(batch)
         ready.set()
         while not go.is_set():
             await asyncio.sleep(0.01)
-        base = sum(s.count for s in subs)
+        base = sum(c.count for c in clients)
         began = time.perf_counter()
         await asyncio.sleep(seconds)
-        got = sum(s.count for s in subs) - base
+        got = sum(c.count for c in clients) - base
         elapsed = time.perf_counter() - began
-        open_ = sum(1 for s in subs if s.task is not None and not s.task.done())
+        open_ = sum(1 for c in clients if c.open)
         conn.send({"deliveries": got, "seconds": elapsed, "open": open_})
-        await asyncio.gather(*(s.ws.close() for s in subs), return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
 
     uvloop.run(run())
 
@@ -321,6 +335,7 @@ async def fanout_phase(args: dict[str, Any]) -> dict[str, float]:
         await asyncio.sleep(0.1)
     host, port, rate = args["host"], args["port"], args["fanout_rate"]
     reader, writer = await asyncio.open_connection(host, port)
+    print(f"fan-out: {args['ws_connections']:,} connected, measuring", flush=True)
     go.set()
     start = time.perf_counter()
     n = 0

@@ -28,6 +28,7 @@ import msgspec
 
 from core.timings import TIMINGS
 from serve.errors import Close
+from serve.wsraw import RawSocket, text_frame
 from storage.events import Position
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Frame:
     position: Position | None
     chat_id: str | None
     family: str | None = None  # an event's family (`contact` of `contact.created`)
+    wire: bytes = b""  # the WebSocket text frame carrying `text`, encoded once for everyone
 
 
 def parse(raw: bytes) -> Frame | None:
@@ -57,7 +59,7 @@ def parse(raw: bytes) -> Frame | None:
         position = (int(data["xid"]), int(data["seq"]))
     event_type = data.get("event_type")
     family = event_type.partition(".")[0] if isinstance(event_type, str) else None
-    return Frame(raw.decode(), position, data.get("chat_id"), family)
+    return Frame(raw.decode(), position, data.get("chat_id"), family, text_frame(raw))
 
 
 @dataclass(eq=False)
@@ -70,6 +72,11 @@ class Live:
     pushes back does a task take over, draining a bounded backlog; a client
     that lets the backlog fill up is closed (4008) and resumes with `since`.
     Fan-out to thousands of connections then costs no task switch per frame.
+
+    With a `raw` socket (serve.wsraw) a frame the socket takes at once is
+    written ready-made, the event's frame encoded once for every
+    connection; anything else (the socket pushing back, a frame queued
+    behind one that waits) goes the ASGI way above, in order.
     """
 
     send: Callable[[str], Coroutine[Any, Any, None]]  # a coroutine: `send_now` steps it
@@ -86,6 +93,7 @@ class Live:
     closed: bool = False
     last_seq: int = 0  # the last event handed to the socket: where to resume
     writer: asyncio.Task[None] | None = None
+    raw: RawSocket | None = None
 
     @property
     def busy(self) -> bool:
@@ -113,11 +121,20 @@ class Live:
                 return
             self.position = frame.position
             seq = frame.position[1]
-        self.send_now(frame.text, seq)
+        self.send_now(frame.text, seq, frame.wire)
 
-    def send_now(self, text: str, seq: int = 0) -> None:
-        """Send `text` after everything before it (events, acks, errors)."""
+    def send_now(self, text: str, seq: int = 0, wire: bytes = b"") -> None:
+        """Send `text` after everything before it (events, acks, errors);
+        `wire` is its encoded frame when the caller has it."""
         if self.closed:
+            return
+        if self.raw is not None and not self.busy and self.raw.writable():
+            try:
+                self.raw.write(wire or text_frame(text.encode()))
+            except Exception:  # the socket is gone; the reader side notices
+                self.closed = True
+                return
+            self._sent(seq)
             return
         if self.busy:
             if len(self.backlog) >= QUEUE_LIMIT:

@@ -51,10 +51,15 @@ from serve.auth import Principal, session_claims
 from serve.errors import Close
 from serve.hub import QUEUE_LIMIT, Hub, Live
 from serve.routers.chats import send
+from serve.wsraw import install, raw_socket
 from storage import events, identity
 from storage.chats import owned as owned_chats
 
 router = APIRouter(tags=["websocket"])
+
+# Before Serve starts its uvicorn server (after building the app): its
+# WebSockets then offer ready-made frame writes to the hub (serve.wsraw).
+install()
 
 REPLAY_BATCH = 1000
 REPLAY_MAX = 10_000  # events one subscribe may replay
@@ -100,7 +105,8 @@ class Session:
         self.principal = principal
         self.hub = hub_of(websocket)
         self.live = Live(send=websocket.send_text, close=self._close,
-                         org_id=principal.org_id, families=_families(principal))
+                         org_id=principal.org_id, families=_families(principal),
+                         raw=raw_socket(websocket.scope))
         self.own_chats: set[str] = set()  # chats seen to be this org's (they stay so)
         self.frames = Pace(FRAMES_PER_SECOND, FRAME_BURST)
         self.replays = Pace(REPLAYS_PER_MINUTE / 60, REPLAYS_PER_MINUTE)
