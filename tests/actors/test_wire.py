@@ -57,9 +57,9 @@ class Tripwire:
 
 @pytest.fixture
 async def endpoint(settings: Settings) -> AsyncIterator[Endpoint]:
-    async with open_context(0, settings) as ctx:
-        async with Host(ctx, [*TEST_KINDS, Gated]) as host, Endpoint(host, "127.0.0.1") as ep:
-            yield ep
+    async with open_context(0, settings) as ctx, Host(ctx, [*TEST_KINDS, Gated]) as host, \
+            Endpoint(host, "127.0.0.1") as ep:
+        yield ep
 
 
 def link_to(endpoint: Endpoint) -> Link:
@@ -117,23 +117,22 @@ async def test_a_wrong_token_is_refused_before_anything_is_unpickled(
 
 async def test_a_host_going_away_fails_the_calls_on_the_wire(settings: Settings) -> None:
     GATES["never"] = asyncio.Event()
-    async with open_context(0, settings) as ctx:
-        async with Host(ctx, [*TEST_KINDS, Gated]) as host:
-            async with Endpoint(host, "127.0.0.1") as first:
-                link = link_to(first)
-                assert await asyncio.wait_for(
-                    link.call(("plain", "org", "a", Append("s", 1), ASK, 5.0)), 5) == 1
-                stuck = link.call(("gated", "org", "g", Wait("never"), ASK, 30.0))
-                await asyncio.sleep(0)
-            with pytest.raises(HostUnavailable):
-                await asyncio.wait_for(stuck, 5)
-            assert link.dead
-            with pytest.raises(HostUnavailable):  # a dead link takes no more calls
-                await asyncio.wait_for(
-                    link.call(("plain", "org", "a", Append("s", 2), ASK, 5.0)), 5)
-            async with Endpoint(host, "127.0.0.1") as second:  # the host "restarted"
-                again = link_to(second)
-                assert await asyncio.wait_for(
-                    again.call(("plain", "org", "a", Append("s", 3), ASK, 5.0)), 5) == 2
-                await again.close()
-            GATES["never"].set()
+    async with open_context(0, settings) as ctx, Host(ctx, [*TEST_KINDS, Gated]) as host:
+        async with Endpoint(host, "127.0.0.1") as first:
+            link = link_to(first)
+            assert await asyncio.wait_for(
+                link.call(("plain", "org", "a", Append("s", 1), ASK, 5.0)), 5) == 1
+            stuck = link.call(("gated", "org", "g", Wait("never"), ASK, 30.0))
+            await asyncio.sleep(0)
+        with pytest.raises(HostUnavailable):
+            await asyncio.wait_for(stuck, 5)
+        assert link.dead
+        with pytest.raises(HostUnavailable):  # a dead link takes no more calls
+            await asyncio.wait_for(
+                link.call(("plain", "org", "a", Append("s", 2), ASK, 5.0)), 5)
+        async with Endpoint(host, "127.0.0.1") as second:  # the host "restarted"
+            again = link_to(second)
+            assert await asyncio.wait_for(
+                again.call(("plain", "org", "a", Append("s", 3), ASK, 5.0)), 5) == 2
+            await again.close()
+        GATES["never"].set()

@@ -138,3 +138,26 @@ async def test_reporting_writes_keep_their_outcome_through_the_one_by_one_retry(
     with pytest.raises(ValueError):
         _ = failing.inserted  # rolled back: it inserted nothing that counts
     assert await _names(db, org) == {"Old", "New"}
+
+
+async def test_a_flush_waiting_on_a_lock_does_not_hold_the_next_one(
+        db: Database, org: Org) -> None:
+    """Two transactions in flight: a turn whose writes wait on a row lock
+    does not hold the turns after it, which commit in a second transaction."""
+    contact = str(uuid.uuid4())
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(INSERT, contact, str(org.id), "Original")
+    assert db.system is not None
+    async with asyncio.timeout(GUARD), GroupCommitter(db, max_flushes=2) as committer:
+        async with db.system.acquire() as holder:
+            locked = holder.transaction()
+            await locked.start()
+            await holder.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact)
+            blocked = asyncio.ensure_future(
+                committer.commit(org.id, [Write(RENAME, (contact, "Renamed"))]))
+            await eventually(lambda: _waiting_on_a_lock(db), what="the flush waits on the lock")
+            await asyncio.wait_for(committer.commit(org.id, [_insert(org, "Beside")]), 5)
+            assert not blocked.done()
+            await locked.rollback()
+        await blocked
+    assert await _names(db, org) == {"Renamed", "Beside"}
