@@ -82,7 +82,7 @@ def _decode_position(raw: bytes | str | None) -> Position | None:
 
 class EventRelay:
     def __init__(self, settings: Settings, name: str = "main", batch: int = 2000,
-                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.001,
+                 poll: float = 0.05, retry: float = 0.005, coalesce: float = 0.0,
                  stall_after: float = STALL_AFTER) -> None:
         self.settings = settings
         self.name = name
@@ -194,10 +194,10 @@ class EventRelay:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 continue
-            # Woken by a commit. After a quiet spell, read at once; while events
-            # flow (the last read published some), let the commits of the next
-            # `coalesce` seconds join the read: at 1,500 msg/s a read per commit
-            # cost the relay 0.09 ms of CPU per message.
+            # Woken by a commit: read at once. Commits that land during a read
+            # and its publish wait for the next one, so reads grow with the
+            # load. `coalesce` adds a window while events flow (a millisecond
+            # made no difference to the relay's CPU at 1,700 msg/s).
             if published and self.coalesce:
                 await asyncio.sleep(self.coalesce)
 

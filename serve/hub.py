@@ -47,7 +47,31 @@ class Frame:
     wire: bytes = b""  # the WebSocket text frame carrying `text`, encoded once for everyone
 
 
+class _Head(msgspec.Struct):
+    """The routing fields of a frame; the rest (its payload) is skipped unread."""
+
+    xid: int | None = None
+    seq: int | None = None
+    chat_id: str | None = None
+    event_type: str | None = None
+
+
+_head = msgspec.json.Decoder(_Head)
+
+
 def parse(raw: bytes) -> Frame | None:
+    try:
+        head = _head.decode(raw)
+    except msgspec.ValidationError:
+        return _parse_any(raw)  # not shaped like ours: read it all
+    except msgspec.DecodeError:
+        return None
+    position = (head.xid, head.seq) if head.xid is not None and head.seq is not None else None
+    family = head.event_type.partition(".")[0] if head.event_type is not None else None
+    return Frame(raw.decode(), position, head.chat_id, family, text_frame(raw))
+
+
+def _parse_any(raw: bytes) -> Frame | None:
     try:
         data = msgspec.json.decode(raw)
     except msgspec.DecodeError:

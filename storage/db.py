@@ -7,15 +7,15 @@ sets `app.org_id` for it alone.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from uuid import UUID
 
 import asyncpg
+import msgspec
 from asyncpg.pool import PoolConnectionProxy
 from pgvector.asyncpg import register_vector
 
@@ -27,6 +27,7 @@ UTC_SESSION = {"timezone": "UTC"}
 
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+_json_encode = msgspec.json.Encoder().encode
 
 
 def _encode_timestamp(value: datetime) -> tuple[int]:
@@ -41,9 +42,15 @@ def _decode_timestamp(value: tuple[int]) -> datetime:
     return _EPOCH + timedelta(microseconds=value[0])
 
 
+def _encode_json(value: Any) -> str:
+    # msgspec: several times faster than json.dumps on the payloads every
+    # message and event carries (and it writes datetimes and UUIDs as strings).
+    return _json_encode(value).decode()
+
+
 async def _json_codecs(conn: asyncpg.Connection) -> None:
     for name in ("jsonb", "json"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads,
+        await conn.set_type_codec(name, encoder=_encode_json, decoder=msgspec.json.decode,
                                   schema="pg_catalog")
     await conn.set_type_codec("timestamp", encoder=_encode_timestamp,
                               decoder=_decode_timestamp, schema="pg_catalog", format="tuple")
