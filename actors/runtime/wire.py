@@ -18,8 +18,9 @@ it breaks (the host died), every call on it fails with `HostUnavailable`
 and the next call opens a new one, to the restarted host.
 
 Frames, after the token: caller -> host `(sent_at, [(call_id, envelope)])`;
-host -> caller `(replied_at, [(call_id, error_code | None, value | message)])`.
-A tell is answered once its actor has it, an ask when its turn ends.
+host -> caller `(replied_at, [(call_id, error_code | None, value | message)],
+[call_id of each tell taken])`. A tell is answered once its actor has it
+(by its id alone), an ask when its turn ends.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from actors.runtime.protocol import Envelope, HostUnavailable, decode_error, encode_error
+from actors.runtime.protocol import ASK, Envelope, HostUnavailable, decode_error, encode_error
 from core.timings import TIMINGS
 
 if TYPE_CHECKING:
@@ -68,15 +69,23 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
 class _Replies:
     """A connection's answers, written once per loop tick."""
 
-    __slots__ = ("writer", "items", "scheduled")
+    __slots__ = ("writer", "items", "taken", "scheduled")
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
         self.items: list[tuple[int, str | None, Any]] = []
+        self.taken: list[int] = []  # tells in their mailboxes: acknowledged by id alone
         self.scheduled = False
 
     def add(self, item: tuple[int, str | None, Any]) -> None:
         self.items.append(item)
+        self._schedule()
+
+    def take(self, call_id: int) -> None:
+        self.taken.append(call_id)
+        self._schedule()
+
+    def _schedule(self) -> None:
         if not self.scheduled:
             self.scheduled = True
             asyncio.get_running_loop().call_soon(self.flush)
@@ -92,12 +101,13 @@ class _Replies:
     def flush(self) -> None:
         self.scheduled = False
         items, self.items = self.items, []
-        if not items or self.writer.is_closing():
+        taken, self.taken = self.taken, []
+        if not (items or taken) or self.writer.is_closing():
             return
         try:
-            frame = pack((time.time(), items))
+            frame = pack((time.time(), items, taken))
         except Exception:  # one answer that does not pickle fails alone
-            frame = pack((time.time(), [_picklable(item) for item in items]))
+            frame = pack((time.time(), [_picklable(item) for item in items], taken))
         self.writer.write(frame)
 
 
@@ -158,7 +168,7 @@ class Endpoint:
         slots = self.host.accept([envelope for _, envelope in calls])
         for (call_id, _), slot in zip(calls, slots, strict=True):
             if slot is None:
-                replies.add((call_id, None, None))
+                replies.take(call_id)
             elif isinstance(slot, tuple):
                 replies.add((call_id, *slot))
             elif slot.done():
@@ -197,7 +207,8 @@ class Link:
             return future
         call_id = next(self._ids)
         self._calls[call_id] = future
-        future.add_done_callback(functools.partial(self._forget, call_id))
+        if envelope[4] == ASK:  # an ask may time out first; a tell is answered at once
+            future.add_done_callback(functools.partial(self._forget, call_id))
         self._outbox.append((call_id, envelope, time.perf_counter()))
         if self._writer is not None and not self._scheduled:
             self._scheduled = True
@@ -247,9 +258,13 @@ class Link:
             self._writer = writer
             self._flush()
             while True:
-                replied_at, answers = await read_frame(reader)
-                TIMINGS.observe("reply", time.time() - replied_at, len(answers))
+                replied_at, answers, taken = await read_frame(reader)
+                TIMINGS.observe("reply", time.time() - replied_at, len(answers) + len(taken))
                 calls = self._calls
+                for call_id in taken:
+                    future = calls.pop(call_id, None)
+                    if future is not None and not future.done():
+                        future.set_result(None)
                 for call_id, code, value in answers:
                     future = calls.get(call_id)
                     if future is None or future.done():
