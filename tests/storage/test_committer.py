@@ -5,8 +5,10 @@ reporting write says after COMMIT whether it inserted its row."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -60,15 +62,9 @@ async def test_a_foreign_key_violation_names_its_sqlstate(db: Database, org: Org
 
 async def test_a_commit_blocked_on_a_lock_times_out_and_the_next_one_commits(
         db: Database, org: Org) -> None:
-    contact = str(uuid.uuid4())
-    async with db.tenant_tx(org.id) as conn:
-        await conn.execute(INSERT, contact, str(org.id), "Original")
-    assert db.system is not None
+    contact = await _contact(db, org)
     async with asyncio.timeout(GUARD), GroupCommitter(db, timeout=1.0) as committer:
-        async with db.system.acquire() as holder:
-            locked = holder.transaction()
-            await locked.start()
-            await holder.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact)
+        async with _locked(db, contact):
             started = time.monotonic()
             blocked = asyncio.ensure_future(
                 committer.commit(org.id, [Write(RENAME, (contact, "Blocked"))]))
@@ -76,7 +72,6 @@ async def test_a_commit_blocked_on_a_lock_times_out_and_the_next_one_commits(
             behind = asyncio.ensure_future(committer.commit(org.id, [_insert(org, "Behind")]))
             results = await asyncio.gather(blocked, behind, return_exceptions=True)
             waited = time.monotonic() - started
-            await locked.rollback()
         assert isinstance(results[0], CommitError), results
         assert isinstance(results[0], Unavailable)  # retryable
         # The call queued behind it did not hang either: it went through once
@@ -86,6 +81,27 @@ async def test_a_commit_blocked_on_a_lock_times_out_and_the_next_one_commits(
         await committer.commit(org.id, [Write(RENAME, (contact, "Renamed"))])
     # The stuck transaction was rolled back; nothing of it is stored.
     assert await _names(db, org) == {"Renamed"} | ({"Behind"} if results[1] is None else set())
+
+
+async def _contact(db: Database, org: Org) -> str:
+    contact = str(uuid.uuid4())
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(INSERT, contact, str(org.id), "Original")
+    return contact
+
+
+@contextlib.asynccontextmanager
+async def _locked(db: Database, contact: str) -> AsyncIterator[None]:
+    """Another transaction holds `contact`'s row lock for the block."""
+    assert db.system is not None
+    async with db.system.acquire() as holder:
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact)
+        try:
+            yield
+        finally:
+            await locked.rollback()
 
 
 async def _waiting_on_a_lock(db: Database) -> bool:
@@ -144,20 +160,13 @@ async def test_a_flush_waiting_on_a_lock_does_not_hold_the_next_one(
         db: Database, org: Org) -> None:
     """Two transactions in flight: a turn whose writes wait on a row lock
     does not hold the turns after it, which commit in a second transaction."""
-    contact = str(uuid.uuid4())
-    async with db.tenant_tx(org.id) as conn:
-        await conn.execute(INSERT, contact, str(org.id), "Original")
-    assert db.system is not None
+    contact = await _contact(db, org)
     async with asyncio.timeout(GUARD), GroupCommitter(db, max_flushes=2) as committer:
-        async with db.system.acquire() as holder:
-            locked = holder.transaction()
-            await locked.start()
-            await holder.execute("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", contact)
+        async with _locked(db, contact):
             blocked = asyncio.ensure_future(
                 committer.commit(org.id, [Write(RENAME, (contact, "Renamed"))]))
             await eventually(lambda: _waiting_on_a_lock(db), what="the flush waits on the lock")
             await asyncio.wait_for(committer.commit(org.id, [_insert(org, "Beside")]), 5)
             assert not blocked.done()
-            await locked.rollback()
         await blocked
     assert await _names(db, org) == {"Renamed", "Beside"}
