@@ -81,7 +81,8 @@ def main() -> None:
             lists = [raw_request("GET", host, port, f"/v1/contacts?q={WORDS[i % 10]}{i}"
                                  f"&limit=50", {"Authorization": f"Bearer {token}"})
                      for i, token in enumerate(tokens * 10)]
-            listed = http_load(host, port, requests=lists, connections=args.clients,
+            nice = stack.settings.worker_niceness
+            listed = http_load(host, port, nice=nice, requests=lists, connections=args.clients,
                                seconds=args.seconds, warmup=3.0, sample_every=1)
             lat = sorted(listed.latencies_ms)
             p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
@@ -93,7 +94,8 @@ def main() -> None:
                 "Content-Type": "application/json"},
                 json.dumps({"first_name": f"New{i}", "tags": ["bench"]}).encode())
                 for i in range(2000)]
-            created = http_load(host, port, requests=creates, connections=args.clients,
+            created = http_load(host, port, nice=nice, requests=creates,
+                                connections=args.clients,
                                 seconds=args.seconds, warmup=2.0)
             print(f"create: {created.rps:,.0f} contacts/s, errors {created.errors}", flush=True)
             print(f"create CPU per request: {cpu_per_request(created)}", flush=True)

@@ -6,7 +6,7 @@ batching, no actors, no tenancy (RLS) and no audit trail.
 
 Same URL shape, request, verification and body limits as the engine's API
 channel (`POST /v1/channels/api/{integration_id}/messages`), so the load
-generator's requests (bench/realtime.py:inbound()) work unchanged.
+generator's requests (bench/phases.py:inbound()) work unchanged.
 
 Run as a script (`python bench/baseline.py --port P --database-url ...
 --redis-url ... --secret whsec_...`) or from a benchmark through

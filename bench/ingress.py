@@ -24,7 +24,8 @@ def measure(data_dir: Path, haproxy: bool, seconds: float, connections: int) -> 
                              dashboard_port=free_port())
     with Stack(settings, haproxy=haproxy, dashboard=False) as stack:
         result = http_load(stack.settings.host, stack.settings.port, "/healthz",
-                           connections=connections, seconds=seconds, warmup=3.0)
+                           nice=stack.settings.worker_niceness, connections=connections,
+                           seconds=seconds, warmup=3.0)
     mode = "haproxy" if haproxy else "default"
     lat = sorted(result.latencies_ms) or [0.0]
     print(f"{mode:8s} {result.rps:8.0f} req/s  errors={result.errors}  "

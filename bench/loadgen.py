@@ -95,26 +95,23 @@ def cpu_per_request(result: LoadResult) -> str:
                      for name, seconds in result.cpu.items())
 
 
-RAY_NICE = 15
-
-
-def same_priority(nice: int = RAY_NICE) -> None:
-    """Ray runs the engine's workers at `nice` (settings.worker_niceness); the
+def same_priority(nice: int) -> None:
+    """The engine's Ray workers run at `nice` (settings.worker_niceness); the
     load generator gets the same priority, so neither side is favoured on the
     shared cores."""
     os.nice(max(0, nice - os.nice(0)))
 
 
-def _child(conn: mp.connection.Connection, *args: object) -> None:
+def _child(conn: mp.connection.Connection, nice: int, *args: object) -> None:
     import uvloop
 
-    same_priority()
+    same_priority(nice)
     result = uvloop.run(_run(*args))  # type: ignore[arg-type]
     conn.send(result)
     conn.close()
 
 
-def http_load(host: str, port: int, path: str = "/", *, connections: int = 32,
+def http_load(host: str, port: int, path: str = "/", *, nice: int, connections: int = 32,
               seconds: float = 10.0, warmup: float = 2.0, requests: list[bytes] | None = None,
               sample_every: int = 10) -> LoadResult:
     """Hammer `GET path` (or cycle through raw `requests`) from a separate
@@ -122,7 +119,7 @@ def http_load(host: str, port: int, path: str = "/", *, connections: int = 32,
     requests = requests or [raw_request("GET", host, port, path)]
     ctx = mp.get_context("spawn")
     parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, host, port, requests, connections,
+    proc = ctx.Process(target=_child, args=(child, nice, host, port, requests, connections,
                                             seconds, warmup, sample_every))
     proc.start()
     result: LoadResult = parent.recv()
