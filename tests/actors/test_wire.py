@@ -19,6 +19,7 @@ from actors.runtime.remote import open_context
 from actors.runtime.wire import TOKEN_BYTES, Endpoint, Link, pack
 from core.settings import Settings
 from tests.actors.kinds import TEST_KINDS, Append, GetLog
+from tests.waiting import eventually
 
 GATES: dict[str, asyncio.Event] = {}
 TRIPPED: list[str] = []
@@ -123,7 +124,8 @@ async def test_a_host_going_away_fails_the_calls_on_the_wire(settings: Settings)
             assert await asyncio.wait_for(
                 link.call(("plain", "org", "a", Append("s", 1), ASK, 5.0)), 5) == 1
             stuck = link.call(("gated", "org", "g", Wait("never"), ASK, 30.0))
-            await asyncio.sleep(0)
+            await eventually(lambda: ("gated", "org", "g") in host.residents,
+                             what="the host has the stuck call")
         with pytest.raises(HostUnavailable):
             await asyncio.wait_for(stuck, 5)
         assert link.dead
