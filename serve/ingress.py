@@ -36,7 +36,8 @@ def deployment(settings: Settings, replicas: int | None = None) -> Deployment:
     configured: Deployment = Ingress.options(  # type: ignore[attr-defined]
         num_replicas=replicas or settings.serve_replicas,
         # Serve builds a log record per request even with the access log off
-        # (2.5% of a replica at full ingest); at WARNING it is not even made.
+        # (2.5% of a replica's py-spy samples at full ingest); at WARNING it is
+        # not even made.
         logging_config={"enable_access_log": settings.access_log,
                         "log_level": "INFO" if settings.access_log else "WARNING"})
     return configured

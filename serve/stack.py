@@ -83,11 +83,7 @@ def serve_env(settings: Settings, haproxy: bool) -> dict[str, str]:
     env = {
         "RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if haproxy else "0",
-        # Serve's controller reconciles every 0.1 s by default: 9% of a core
-        # on an idle 2-core machine, 3.5% at 0.5 s (replica restarts and
-        # scaling react 0.4 s later). An operator's own value wins.
-        "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": os.environ.get(
-            "RAY_SERVE_CONTROL_LOOP_INTERVAL_S", "0.5"),
+        "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": str(settings.serve_control_interval),
         # Read by the raylet of a cluster we start (the workers it spawns).
         "RAY_worker_niceness": str(settings.worker_niceness),
     }

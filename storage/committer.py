@@ -2,9 +2,8 @@
 
 A turn hands its writes to `commit(org_id, writes)` and is resumed only
 after the COMMIT that contains them, so "acknowledged" always means durable.
-As soon as one of `max_flushes` transactions is free (or after
-`max_delay`, when set), the pending calls are flushed in a single
-transaction as `bidi_app`: grouped by org (RLS context set per group)
+As soon as one of `max_flushes` transactions is free, the pending calls
+are flushed in a single transaction as `bidi_app`: grouped by org (RLS context set per group)
 and, level by level, by statement, so each statement runs once per flush
 through `executemany` while each call's own writes keep their order.
 
@@ -120,11 +119,10 @@ class CommitStats:
 @dataclass
 class GroupCommitter:
     db: Database
-    # No linger by default: a flush starts as soon as a transaction is free,
-    # with the calls of the current loop tick, and the calls that arrive while
-    # every transaction is busy form the next one (batches grow with the load,
+    # No linger: a flush starts as soon as a transaction is free, with the
+    # calls of the current loop tick, and the calls that arrive while every
+    # transaction is busy form the next one (batches grow with the load,
     # latency stays one commit when it is light).
-    max_delay: float = 0.0
     max_flushes: int = 2  # transactions in flight at once
     max_rows: int = 5000
     notify: str | None = NOTIFY_CHANNEL  # wakes the event relay
@@ -211,9 +209,7 @@ class GroupCommitter:
             await self._wake.wait()
             if not self._pending and self._closed:
                 return
-            # The turns of this loop tick (a delivered batch) share the flush.
-            linger = self.max_delay if self._pending_rows < self.max_rows else 0.0
-            await asyncio.sleep(0.0 if self._closed else linger)
+            await asyncio.sleep(0)  # the turns of this loop tick (a delivered batch) join
             self._wake.clear()
             while self._pending:
                 while len(self._flushing) >= self.max_flushes:

@@ -28,11 +28,8 @@ from actors.runtime.metrics import SAMPLE_EVERY, HostMetrics
 from actors.runtime.protocol import (
     ASK,
     MAILBOX_FULL,
-    TIMEOUT,
     Envelope,
-    Failure,
     MailboxFull,
-    encode_error,
 )
 from core.timings import TIMINGS
 
@@ -131,31 +128,9 @@ class Host:
             except KeyError:
                 slots.append(("unknown_kind", f"no actor kind {kind!r}"))
         self._batches += 1
-        if self._batches % SAMPLE_EVERY == 0:  # a Ray histogram observation costs ~10 µs
+        if self._batches % SAMPLE_EVERY == 0:  # sampled, as turn latency is
             self.metrics.batch(len(envelopes))
         return slots
-
-    async def deliver(self, envelopes: list[Envelope]) -> tuple[list[Failure], dict[int, Any]]:
-        """`accept` a batch and wait for its asks (in-process callers and tests):
-        the failures as `(index, code, text)` and the results by index."""
-        slots = self.accept(envelopes)
-        failures: list[Failure] = []
-        results: dict[int, Any] = {}
-        waits = [s for s in slots if isinstance(s, asyncio.Future)]
-        if waits:
-            await asyncio.wait(waits, timeout=max(e[5] for e in envelopes))
-        for i, slot in enumerate(slots):
-            if isinstance(slot, tuple):
-                failures.append((i, *slot))
-            elif slot is None:
-                continue
-            elif not slot.done():
-                failures.append((i, TIMEOUT, "the turn did not finish in time"))
-            elif slot.exception() is not None:
-                failures.append((i, *encode_error(slot.exception())))  # type: ignore[arg-type]
-            else:
-                results[i] = slot.result()
-        return failures, results
 
     def enqueue(self, kind: str, org_id: str, key: str, message: Any, want_reply: bool,
                 now: float | None = None) -> asyncio.Future[Any] | None:

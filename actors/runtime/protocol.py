@@ -1,11 +1,9 @@
 """What travels between callers and hosts.
 
 An envelope is a plain tuple `(kind, org_id, key, message, mode, timeout)`;
-a batch reply is `(failures, results, replied_at)`: failures as `(index,
-code, text)`, results as `{index: value}` for asks, and the host's wall
-clock when it answered (the reply's travel time is a hop, `core.timings`).
-Errors cross the wire as codes and are raised again on the caller's side
-as the same `core.errors` class.
+failures are `(index, code, text)` (`Host.accept` refuses a message with a
+code). Errors cross the wire (actors.runtime.wire) as codes and are raised
+again on the caller's side as the same `core.errors` class.
 """
 from __future__ import annotations
 
@@ -18,10 +16,8 @@ ASK = 1
 
 Envelope = tuple[str, str, str, Any, int, float]
 Failure = tuple[int, str, str]
-Reply = tuple[list[Failure], dict[int, Any], float]
 
 MAILBOX_FULL = "mailbox_full"
-TIMEOUT = "timeout"
 HOST_UNAVAILABLE = "host_unavailable"
 
 
@@ -37,10 +33,6 @@ class MailboxFull(errors.Unavailable):
     code = MAILBOX_FULL
 
 
-class CallTimeout(errors.Unavailable):
-    code = TIMEOUT
-
-
 class HostUnavailable(errors.Unavailable):
     """The owning host died or is restarting; the call may not have run."""
 
@@ -51,7 +43,7 @@ _BY_CODE: dict[str, type[errors.BidiError]] = {
     cls.code: cls
     for cls in (errors.NotFound, errors.Conflict, errors.RateLimited, errors.Invalid,
                 errors.Unauthorized, errors.Forbidden, errors.Unavailable, MailboxFull,
-                CallTimeout, HostUnavailable)
+                HostUnavailable)
 }
 
 

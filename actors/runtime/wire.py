@@ -107,16 +107,22 @@ class _Replies:
         try:
             frame = pack((time.time(), items, taken))
         except Exception:  # one answer that does not pickle fails alone
-            frame = pack((time.time(), [_picklable(item) for item in items], taken))
+            frame = pack((time.time(), [_sendable_answer(item) for item in items], taken))
         self.writer.write(frame)
 
 
-def _picklable(item: tuple[int, str | None, Any]) -> tuple[int, str | None, Any]:
+def _unpicklable(value: Any) -> Exception | None:
+    """Why `value` cannot travel, or None when it can."""
     try:
-        pickle.dumps(item[2], protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
-        return (item[0], "turn_error", f"the result cannot be sent: {exc}")
-    return item
+        return exc
+    return None
+
+
+def _sendable_answer(item: tuple[int, str | None, Any]) -> tuple[int, str | None, Any]:
+    why = _unpicklable(item[2])
+    return item if why is None else (item[0], "turn_error", f"the result cannot be sent: {why}")
 
 
 class Endpoint:
@@ -174,11 +180,7 @@ class Endpoint:
             elif slot.done():
                 replies.answer(call_id, slot)
             else:
-                slot.add_done_callback(functools.partial(_answer, replies, call_id))
-
-
-def _answer(replies: _Replies, call_id: int, future: asyncio.Future[Any]) -> None:
-    replies.answer(call_id, future)
+                slot.add_done_callback(functools.partial(replies.answer, call_id))
 
 
 Locate = Callable[[], Awaitable[tuple[Address, bytes]]]
@@ -230,22 +232,20 @@ class Link:
             calls.append((call_id, envelope))
         try:
             frame = pack((time.time(), calls))
-        except Exception as exc:  # a message that does not pickle fails alone
-            frame = pack((time.time(), self._sendable(calls, exc)))
+        except Exception:  # a message that does not pickle fails alone
+            frame = pack((time.time(), self._sendable(calls)))
         self._writer.write(frame)
 
-    def _sendable(self, calls: list[tuple[int, Envelope]],
-                  exc: Exception) -> list[tuple[int, Envelope]]:
+    def _sendable(self, calls: list[tuple[int, Envelope]]) -> list[tuple[int, Envelope]]:
         kept = []
         for call_id, envelope in calls:
-            try:
-                pickle.dumps(envelope, protocol=pickle.HIGHEST_PROTOCOL)
-            except Exception as why:
-                future = self._calls.get(call_id)
-                if future is not None and not future.done():
-                    future.set_exception(TypeError(f"the message cannot be sent: {why}"))
+            why = _unpicklable(envelope)
+            if why is None:
+                kept.append((call_id, envelope))
                 continue
-            kept.append((call_id, envelope))
+            future = self._calls.get(call_id)
+            if future is not None and not future.done():
+                future.set_exception(TypeError(f"the message cannot be sent: {why}"))
         return kept
 
     async def _run(self) -> None:
@@ -291,10 +291,6 @@ class Link:
         for future in futures:
             if not future.done():
                 future.set_exception(HostUnavailable(error.message))
-
-    @property
-    def pending(self) -> int:
-        return len(self._calls)
 
     async def close(self) -> None:
         """Close once the calls on the wire are answered (or failed)."""

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import pytest
 
 from actors.runtime.actor import VirtualActor
 from actors.runtime.host import Host, HostConfig, by_kind
-from actors.runtime.protocol import ASK, TELL, MailboxFull
+from actors.runtime.protocol import ASK, TELL, Envelope, Failure, MailboxFull, encode_error
 from actors.runtime.remote import open_context
 from core.settings import Settings
 from tests.actors.kinds import TEST_KINDS, Append, Boom, Flaky, GetLog, Plain, Recorder, SlowAppend
@@ -55,10 +56,29 @@ async def test_bounded_mailbox_says_retry_later(make_host: MakeHost) -> None:
     assert await ask(host, "c", GetLog()) == [("s", n) for n in range(5)]
 
 
-async def test_deliver_reports_unknown_kinds_and_turn_errors_per_envelope(
+async def deliver(host: Host, envelopes: list[Envelope]) -> tuple[list[Failure], dict[int, Any]]:
+    """`Host.accept` a batch and wait for its asks: what a caller would be
+    answered, as `(index, code, text)` failures and results by index."""
+    slots = host.accept(envelopes)
+    waits = [s for s in slots if isinstance(s, asyncio.Future)]
+    if waits:
+        await asyncio.wait(waits, timeout=5.0)
+    failures: list[Failure] = []
+    results: dict[int, Any] = {}
+    for i, slot in enumerate(slots):
+        if isinstance(slot, tuple):
+            failures.append((i, *slot))
+        elif slot is not None and slot.exception() is not None:
+            failures.append((i, *encode_error(slot.exception())))  # type: ignore[arg-type]
+        elif slot is not None:
+            results[i] = slot.result()
+    return failures, results
+
+
+async def test_accept_reports_unknown_kinds_and_turn_errors_per_envelope(
         make_host: MakeHost) -> None:
     host = make_host()
-    failures, results = await host.deliver([
+    failures, results = await deliver(host, [
         ("nope", "org", "e", Append("s", 0), TELL, 0.0),
         ("plain", "org", "e", Boom("no"), ASK, 5.0),
         ("plain", "org", "e", Append("s", 1), ASK, 5.0),
