@@ -25,11 +25,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
 
+from core.errors import Unavailable
 from core.timings import TIMINGS
 from serve.errors import Close
 from serve.wsraw import RawSocket, text_frame
 from storage.events import Position
+from storage.pubsub import Lost, Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -227,35 +230,58 @@ class Live:
 
 
 class Hub:
-    def __init__(self, redis: Any) -> None:
+    """The replica's event topics on one Redis pub/sub connection
+    (storage.pubsub: read by one task, never silently replaced)."""
+
+    def __init__(self, redis: Any, confirm_within: float = 10.0) -> None:
         self.redis = redis
-        self.pubsub = redis.pubsub()
+        self.confirm_within = confirm_within
         self.listeners: dict[str, set[Live]] = {}
         self._confirm: dict[str, asyncio.Future[None]] = {}
-        self._reader: asyncio.Task[None] | None = None
+        self._sub: Subscriber | None = None
         self._lock = asyncio.Lock()
         self.received = 0
         self.delivered = 0  # frames offered to connections
         self.connections = 0
+        self.resets = 0  # connections to Redis lost (each closed every live connection)
         self._metrics = _HubMetrics.create()
         self._pushed = (0, 0.0)
 
     async def join(self, live: Live, topic: str) -> None:
-        """Put `live` on `topic`; returns once Redis confirmed the subscription."""
+        """Put `live` on `topic`; returns once Redis confirmed the subscription.
+        Raises `Unavailable` when Redis does not (the connection is then reset)."""
         async with self._lock:
             listeners = self.listeners.get(topic)
             if listeners is None:
-                listeners = self.listeners[topic] = set()
                 confirmed = asyncio.get_running_loop().create_future()
-                self._confirm[topic] = confirmed
-                await self.pubsub.subscribe(topic)
-                if self._reader is None or self._reader.done():
-                    self._reader = asyncio.create_task(self._read(), name="ws-hub")
+                try:
+                    sub = await self._subscriber()
+                    self._confirm[topic] = confirmed
+                    await sub.subscribe(topic)
+                except (Lost, OSError, RedisError) as exc:
+                    if self._confirm.get(topic) is confirmed:
+                        del self._confirm[topic]
+                    raise Unavailable("the event stream is unavailable; subscribe again",
+                                      retry_after=1) from exc
+                listeners = self.listeners[topic] = set()
             else:
                 confirmed = self._confirm.get(topic) or _done()
             listeners.add(live)
             live.topics.add(topic)
-        await asyncio.wait_for(asyncio.shield(confirmed), 10.0)
+        try:
+            await asyncio.wait_for(asyncio.shield(confirmed), self.confirm_within)
+        except (TimeoutError, ConnectionError) as exc:
+            if not confirmed.done() and self._sub is not None:
+                # Redis took the command and never answered: the line is dead.
+                self._sub.fail(Lost(f"no subscribe confirmation in {self.confirm_within} s"))
+            await self.leave(live, topic)
+            raise Unavailable("the event stream is unavailable; subscribe again",
+                              retry_after=1) from exc
+
+    async def _subscriber(self) -> Subscriber:
+        if self._sub is None or not self._sub.alive:
+            self._sub = await Subscriber.open(self.redis, self._message, self._lost)
+        return self._sub
 
     async def leave(self, live: Live, topic: str | None = None) -> None:
         async with self._lock:
@@ -268,39 +294,30 @@ class Hub:
                 if not listeners:
                     del self.listeners[name]
                     self._confirm.pop(name, None)
-                    with contextlib.suppress(Exception):
-                        await self.pubsub.unsubscribe(name)
+                    if self._sub is not None and self._sub.alive:
+                        with contextlib.suppress(Lost):
+                            await self._sub.unsubscribe(name)
 
-    async def _read(self) -> None:
-        while self.listeners or self._confirm:
-            try:
-                message = await self.pubsub.get_message(timeout=1.0)
-            except Exception as exc:
-                log.warning("pub/sub connection lost (%s); closing live connections", exc)
-                await self._reset()
-                return
-            if message is None:
-                continue
-            kind = message["type"]
-            topic = message["channel"].decode()
-            if kind == b"subscribe" or kind == "subscribe":
-                future = self._confirm.get(topic)
-                if future is not None and not future.done():
-                    future.set_result(None)
-                continue
-            if kind not in (b"message", "message"):
-                continue
-            self.received += 1
-            started = time.perf_counter()
-            frame = parse(message["data"])
-            if frame is None:
-                continue
-            listeners = tuple(self.listeners.get(topic, ()))
-            for live in listeners:
-                live.offer(frame)
-            self.delivered += len(listeners)
-            TIMINGS.observe("hub", time.perf_counter() - started)
-            self._push_metrics()
+    def _message(self, kind: str, channel: bytes, data: Any) -> None:
+        topic = channel.decode()
+        if kind == "subscribe":
+            future = self._confirm.get(topic)
+            if future is not None and not future.done():
+                future.set_result(None)
+            return
+        if kind != "message":
+            return
+        self.received += 1
+        started = time.perf_counter()
+        frame = parse(data)
+        if frame is None:
+            return
+        listeners = tuple(self.listeners.get(topic, ()))
+        for live in listeners:
+            live.offer(frame)
+        self.delivered += len(listeners)
+        TIMINGS.observe("hub", time.perf_counter() - started)
+        self._push_metrics()
 
     def _push_metrics(self) -> None:
         """At most once a second, to the Ray dashboard (when running in Ray)."""
@@ -312,29 +329,25 @@ class Hub:
         self._metrics.connections.set(self.connections)
         self._pushed = (self.delivered, now)
 
-    async def _reset(self) -> None:
+    def _lost(self, exc: Exception) -> None:
         """Events published while we were cut off are lost to pub/sub: every
-        connection is closed (1012) so that its client resumes with `since`."""
+        connection is closed (1012) so that its client resumes with `since`;
+        the next subscribe opens a new connection."""
+        self.resets += 1
         everyone = {live for group in self.listeners.values() for live in group}
         self.listeners.clear()
         for future in self._confirm.values():
             if not future.done():
                 future.set_exception(ConnectionError("pub/sub connection lost"))
+                future.exception()  # retrieved: a subscribe waiting on it is told anyway
         self._confirm.clear()
-        with contextlib.suppress(Exception):
-            await self.pubsub.aclose()
-        self.pubsub = self.redis.pubsub()
         for live in everyone:
             live.topics.clear()
             asyncio.ensure_future(live.shut(Close.RESTARTING, "event stream restarting"))
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader
-        with contextlib.suppress(Exception):
-            await self.pubsub.aclose()
+        if self._sub is not None:
+            await self._sub.close()
 
 
 @dataclass

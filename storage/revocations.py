@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.security import ACCESS_TTL
+from storage.pubsub import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,6 @@ class Revocations:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        # redis-py's get_message() can turn a cancellation into a TimeoutError,
-        # so the loop also stops on this flag.
         self._closing = True
         if self._task is not None:
             self._task.cancel()
@@ -90,29 +89,42 @@ class Revocations:
     async def _listen(self) -> None:
         delay = 0.1
         while not self._closing:
-            pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(CHANNEL)
-                await self._load()  # after subscribing: nothing falls in between
-                self.ready.set()
+                await self._follow()
                 delay = 0.1
-                while not self._closing:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True,
-                                                       timeout=1.0)
-                    if message is not None:
-                        self._apply(message["data"])
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:
                 if self._closing:
                     return
                 log.warning("revocations: Redis unreachable (%s); retrying in %.1f s",
                             exc, delay)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _follow(self) -> None:
+        """Subscribe, load the record, apply notices until the line is lost
+        (then the caller reconnects and reloads: notices sent meanwhile are
+        in the record)."""
+        lost = asyncio.Event()
+        confirmed = asyncio.Event()
+
+        def on_message(kind: str, channel: bytes, data: Any) -> None:
+            if kind == "subscribe":
+                confirmed.set()
+            elif kind == "message":
+                self._apply(data)
+
+        sub = await Subscriber.open(self.redis, on_message, lambda exc: lost.set())
+        try:
+            await sub.subscribe(CHANNEL)
+            async with asyncio.timeout(10):
+                await confirmed.wait()
+            await self._load()  # after subscribing: nothing falls in between
+            self.ready.set()
+            await lost.wait()
+        finally:
+            await sub.close()
 
     async def _load(self) -> None:
         stored = await self.redis.hgetall(RECORD)
