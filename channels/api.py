@@ -4,6 +4,7 @@ Webhooks with the integration's secret, and receives our replies the same
 way at its `callback_url`."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Annotated
@@ -14,8 +15,8 @@ import msgspec
 from channels import netguard, signing
 from channels.base import ChannelError
 from channels.netguard import Policy
-from core.errors import Invalid, MalformedJSON
-from core.messages import InboundMessage, OutboundMessage, Receipt, Sender
+from core.errors import Invalid, MalformedJSON, Unauthorized
+from core.messages import Batch, InboundMessage, OutboundMessage, Receipt, Sender
 from storage.integrations import Integration
 
 CHANNEL = "api"
@@ -71,14 +72,39 @@ def parse_inbound(org_id: str, integration_id: str, body: bytes) -> InboundMessa
 
 
 class ApiChannel:
-    """Outbound: POST the reply, signed, to the integration's callback URL,
+    """The API channel's connector (channels.base.WebhookConnector).
+
+    Inbound: a Standard Webhooks signature over the raw body, then one
+    message per request.
+
+    Outbound: POST the reply, signed, to the integration's callback URL,
     once per call. What the answer means for the next attempt travels on
     the `ChannelError`: network errors, 408, 429 and 5xx may be retried (the
     chat actor keeps the schedule), 410 and other 4xx and 3xx (redirects are
     not followed) are final, and so is a callback URL the guard refuses."""
 
-    def __init__(self, policy: Policy, client: httpx.AsyncClient | None = None) -> None:
-        self.client = client or netguard.client(policy)
+    def __init__(self, policy: Policy | None = None,
+                 client: httpx.AsyncClient | None = None) -> None:
+        self.policy = policy
+        self._client = client
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:  # only senders need one; the ingress only verifies
+            if self.policy is None:
+                raise ChannelError("this connector was built without a network policy")
+            self._client = netguard.client(self.policy)
+        return self._client
+
+    def verify(self, integration: Integration, headers: Mapping[str, str],
+               body: bytes) -> None:
+        try:
+            signing.verify([integration.secrets["secret"]], headers, body)
+        except (signing.SignatureError, KeyError) as exc:
+            raise Unauthorized(f"invalid signature: {exc}") from None
+
+    def parse(self, integration: Integration, body: bytes) -> Batch:
+        return Batch(messages=(parse_inbound(integration.org_id, integration.id, body),))
 
     async def send(self, integration: Integration, message: OutboundMessage) -> Receipt:
         url = integration.config.get("callback_url")

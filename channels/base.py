@@ -1,15 +1,25 @@
-"""What every channel shares: the sender interface, errors, the retry
+"""What every channel shares: the connector shape, errors, the retry
 schedule of outbound sends, and the per-host registry of senders and
-integration loaders that chat actors use."""
+integration loaders that chat actors use.
+
+A connector speaks one provider's protocol and nothing else: no database,
+no business rules (the chat actor decides). Inbound, a webhook connector
+verifies a request on its raw bytes and parses it into a `Batch`
+(messages, edits, statuses, thread states, each with its dedup key); a
+polling connector fetches the next `Batch` after a cursor. Outbound, it
+sends an `OutboundMessage` and returns the provider's id in a `Receipt`,
+or raises `ChannelError` (retryable, with the provider's delay, or final).
+Every connector takes an `api_base_url`, so it can point at a self-hosted
+server or at a test fake."""
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from core.crypto import Cipher
 from core.errors import BidiError
-from core.messages import OutboundMessage, Receipt
+from core.messages import Batch, OutboundMessage, Receipt
 from storage.integrations import COLUMNS, Integration, from_row
 from storage.loader import BatchLoader
 
@@ -48,6 +58,22 @@ def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | N
 
 class Sender(Protocol):
     async def send(self, integration: Integration, message: OutboundMessage) -> Receipt: ...
+
+
+class WebhookConnector(Sender, Protocol):
+    def verify(self, integration: Integration, headers: Mapping[str, str],
+               body: bytes) -> None:
+        """Raise `Unauthorized` unless the request is the provider's (on the raw body)."""
+
+    def parse(self, integration: Integration, body: bytes) -> Batch:
+        """The verified body as a `Batch`; `MalformedJSON` / `Invalid` when it is not one."""
+
+
+class PollingConnector(Sender, Protocol):
+    async def poll(self, integration: Integration, cursor: str | None,
+                   timeout: float) -> tuple[Batch, str | None]:
+        """The next batch after `cursor` (waiting up to `timeout` s for one),
+        and the cursor to store once the batch is committed."""
 
 
 def integration_loader(ctx: Any) -> BatchLoader[Key, Integration]:

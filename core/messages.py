@@ -12,10 +12,12 @@ import msgspec
 
 
 class Attachment(msgspec.Struct, frozen=True, omit_defaults=True):
-    url: str
+    url: str  # where the file is (ours once fetched; `<channel>-file:<id>` until then)
     name: str | None = None
     mime_type: str | None = None
     size: int | None = None
+    kind: str | None = None  # photo, document, voice, audio, video, sticker, ...
+    provider_id: str | None = None  # the provider's file id (Telegram file_id, WhatsApp media id)
 
 
 class Sender(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -40,10 +42,60 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     received_at: datetime | None = None
     attachments: tuple[Attachment, ...] = ()
     reply_to_external_id: str | None = None
+    thread_title: str | None = None  # a group's title
+    thread_kind: str | None = None  # private, group, supergroup, channel (as the provider says)
 
     @property
     def dedup_key(self) -> str:
         return f"{self.channel}:{self.integration_id}:{self.thread_id}:{self.external_id}"
+
+
+class MessageEdit(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A new revision of a message already received (its history is kept)."""
+
+    organization_id: str
+    integration_id: str
+    channel: str
+    thread_id: str
+    external_id: str  # the edited message's id
+    sender: Sender
+    text: str
+    edited_at: datetime | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The provider's news about one of our outbound messages."""
+
+    organization_id: str
+    integration_id: str
+    channel: str
+    external_id: str  # the provider's id for our message (Receipt.external_id)
+    status: str  # sent, delivered, read, failed
+    at: datetime | None = None
+    error_code: str | None = None
+    error_title: str | None = None
+
+
+class ThreadState(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Whether we may still write to a conversation (a bot blocked, a user gone)."""
+
+    organization_id: str
+    integration_id: str
+    channel: str
+    thread_id: str
+    reachable: bool
+    reason: str | None = None
+
+
+class Batch(msgspec.Struct, frozen=True, omit_defaults=True):
+    """What one provider request or poll carried, parsed; stored together."""
+
+    messages: tuple[InboundMessage, ...] = ()
+    edits: tuple[MessageEdit, ...] = ()
+    statuses: tuple[StatusUpdate, ...] = ()
+    states: tuple[ThreadState, ...] = ()
+    ignored: tuple[str, ...] = ()  # what it carried that we do not handle (logged)
 
 
 class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):

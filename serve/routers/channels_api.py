@@ -12,15 +12,15 @@ import msgspec
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from channels import signing
-from channels.api import CHANNEL, MAX_TEXT, parse_inbound
+from channels.api import CHANNEL, MAX_TEXT, ApiChannel
 from core.crypto import Cipher
-from core.errors import Invalid, Unauthorized
+from core.errors import Invalid
 from core.timings import TIMINGS
 from serve.inbound import IntegrationCache, deliver
 
 router = APIRouter(prefix="/v1/channels/api", tags=["channels"])
 MAX_BODY = 256 * 1024
+CONNECTOR = ApiChannel()  # inbound only: verify and parse
 
 
 class SenderDoc(BaseModel):
@@ -67,11 +67,8 @@ async def accept(state: Any, integration_id: str, headers: Mapping[str, str],
     integration = await _cache(state).get(integration_id, CHANNEL)
     if len(body) > MAX_BODY:
         raise Invalid(f"the body is larger than {MAX_BODY} bytes")
-    try:
-        signing.verify([integration.secrets["secret"]], headers, body)
-    except (signing.SignatureError, KeyError) as exc:
-        raise Unauthorized(f"invalid signature: {exc}") from None
-    message = parse_inbound(integration.org_id, integration.id, body)
+    CONNECTOR.verify(integration, headers, body)
+    (message,) = CONNECTOR.parse(integration, body).messages
     called = time.perf_counter()
     TIMINGS.observe("verify", called - started)
     accepted = await deliver(state.runtime.actors, message)
