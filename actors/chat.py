@@ -43,8 +43,8 @@ from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from actors.unread import UnreadMirror
 from channels.base import ChannelError, integration_loader, retry_delay, sender_for
-from core.errors import Invalid, NotFound
-from core.messages import InboundMessage, OutboundMessage, Receipt
+from core.errors import Invalid, NotFound, Unreachable
+from core.messages import InboundMessage, MessageEdit, OutboundMessage, Receipt, ThreadState
 from core.settings import RETRY_SCHEDULE
 from storage import chats, messages
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
@@ -60,6 +60,14 @@ SEEN = 500  # external ids remembered for in-memory dedup
 
 class Inbound(msgspec.Struct, frozen=True):
     message: InboundMessage
+
+
+class Edit(msgspec.Struct, frozen=True):
+    edit: MessageEdit
+
+
+class SetReachable(msgspec.Struct, frozen=True):
+    state: ThreadState
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -85,6 +93,7 @@ class Delivered(msgspec.Struct, frozen=True):
     retryable: bool = False
     retry_after: float | None = None
     attempt: int = 1
+    unreachable: bool = False  # the recipient is gone (ChannelError.unreachable)
 
 
 class Resend(msgspec.Struct, frozen=True):
@@ -103,7 +112,8 @@ class ChatActor(VirtualActor):
     kind = "chat"
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
-                 "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers")
+                 "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers",
+                 "unreachable")
 
     async def on_activate(self) -> None:
         try:
@@ -133,6 +143,7 @@ class ChatActor(VirtualActor):
         self.seen_order: deque[str] = deque()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.exists = row is not None
+        self.unreachable: str | None = None
         if row is None:  # not yet: the first inbound message creates it
             self.contact_id = self.channel = self.thread_id = self.integration_id = None
             self.unread = 0
@@ -140,6 +151,7 @@ class ChatActor(VirtualActor):
             self.last_inbound_at: datetime | None = None
             self.assigned_agent_id = None
             return
+        self.unreachable = row["unreachable_reason"]
         self.contact_id = str(row["contact_id"]) if row["contact_id"] else None
         self.channel = row["channel"]
         self.thread_id = row["channel_thread_id"]
@@ -232,6 +244,41 @@ class ChatActor(VirtualActor):
         answer["duplicate"] = False
         return answer
 
+    @on(Edit)
+    async def edit(self, command: Edit) -> dict[str, Any]:
+        """A new revision of a message; an edit of a message never received
+        (sent before the integration existed, say) is stored as the message."""
+        edit = command.edit
+        if edit.organization_id != self.org_id or chats.chat_id_for(edit) != self.key:
+            raise Invalid("this edit belongs to another chat")
+        message_id = messages.inbound_id(self.key, edit.external_id)
+        known = self.exists and (edit.external_id in self.seen or await self._stored(message_id))
+        if not known:
+            stored: dict[str, Any] = await self.inbound(Inbound(InboundMessage(
+                organization_id=edit.organization_id, integration_id=edit.integration_id,
+                channel=edit.channel, thread_id=edit.thread_id, external_id=edit.external_id,
+                sender=edit.sender, text=edit.text, sent_at=edit.edited_at,
+                attachments=edit.attachments)))
+            return stored
+        write = messages.revision_write(self.org_id, self.key, message_id, edit, now_utc())
+        await self._commit([write])
+        for item in self.recent:  # what an agent reads next is the text as it stands
+            if item["id"] == message_id:
+                item["content"] = edit.text
+        return {"id": message_id, "chat_id": self.key, "duplicate": not write.inserted}
+
+    @on(SetReachable)
+    async def set_reachable(self, command: SetReachable) -> dict[str, Any]:
+        state = command.state
+        if state.organization_id != self.org_id or chats.chat_id_for(state) != self.key:
+            raise Invalid("this state belongs to another chat")
+        reason = None if state.reachable else (state.reason or "unreachable")
+        if self.exists and reason != self.unreachable:
+            await self._commit([chats.reachability_write(self.org_id, self.key, reason,
+                                                         now_utc())])
+            self.unreachable = reason
+        return {"chat_id": self.key, "known": self.exists, "unreachable_reason": reason}
+
     async def _stored(self, message_id: str) -> bool:
         """Whether a message seen before is still stored (a redelivery after
         its chat was deleted must be stored again, not called a duplicate)."""
@@ -283,6 +330,8 @@ class ChatActor(VirtualActor):
     @on(Send)
     async def send(self, command: Send) -> dict[str, Any]:
         self._require()
+        if self.unreachable:
+            raise Unreachable(f"this conversation cannot be written to: {self.unreachable}")
         if not command.text.strip():
             raise Invalid("a message needs text", field="content")
         if command.idempotency_key:
@@ -363,7 +412,8 @@ class ChatActor(VirtualActor):
                 message_id=message_id, chat_id=self.key, text=item["content"]))
         except ChannelError as exc:
             return Delivered(message_id, error=str(exc), retryable=exc.retryable,
-                             retry_after=exc.retry_after, attempt=attempt)
+                             retry_after=exc.retry_after, attempt=attempt,
+                             unreachable=exc.unreachable)
         except Exception as exc:  # our side (Postgres down, ...): try again later
             log.warning("chat %s: delivering %s failed: %s", self.key, message_id, exc)
             return Delivered(message_id, error=f"{type(exc).__name__}: {exc}",
@@ -395,8 +445,13 @@ class ChatActor(VirtualActor):
             extra["provider_message_id"] = report.receipt.external_id
         if report.error:
             extra["error"] = report.error[:500]
-        await self._commit([messages.status_write(
-            self.org_id, self.key, report.message_id, status, extra, report.attempt)])
+        writes = [messages.status_write(
+            self.org_id, self.key, report.message_id, status, extra, report.attempt)]
+        if report.unreachable and not self.unreachable:  # later sends fail fast
+            self.unreachable = (report.error or "unreachable")[:200]
+            writes.append(chats.reachability_write(self.org_id, self.key, self.unreachable,
+                                                   now_utc()))
+        await self._commit(writes)
         for entry in self.recent:
             if str(entry["id"]) == report.message_id:
                 entry["status"] = status
@@ -443,6 +498,7 @@ class ChatActor(VirtualActor):
             "last_message_at": self.last_message_at,
             "last_inbound_at": self.last_inbound_at,
             "assigned_agent_id": self.assigned_agent_id,
+            "unreachable": self.unreachable,
             "recent": list(self.recent),
             "touches": self.touches,
         }

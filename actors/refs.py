@@ -22,12 +22,12 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from actors.agent import AgentActor, FinishRun, StartRun
-from actors.chat import ChatActor, Inbound, MarkRead, Resend, Send
+from actors.chat import ChatActor, Edit, Inbound, MarkRead, Resend, Send, SetReachable
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
-from core.messages import InboundMessage
+from core.messages import InboundMessage, MessageEdit, ThreadState
 from storage.chats import chat_id_for
 
 
@@ -72,7 +72,7 @@ class ChatRef:
     policy: RetryPolicy = DEFAULT_POLICY
 
     @classmethod
-    def of(cls, system: ActorSystem, message: InboundMessage,
+    def of(cls, system: ActorSystem, message: InboundMessage | MessageEdit | ThreadState,
            policy: RetryPolicy = DEFAULT_POLICY) -> ChatRef:
         """The chat `message` belongs to (its id follows from where it happens)."""
         return cls(system, message.organization_id, chat_id_for(message), policy)
@@ -86,6 +86,17 @@ class ChatRef:
         store it once."""
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, Inbound(message), idempotent=True)
+
+    async def edit(self, edit: MessageEdit) -> Accepted:
+        """Keep `edit` as a revision of its message; resolves after COMMIT (a
+        redelivered edit is one revision: `duplicate`)."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Edit(edit), idempotent=True)
+
+    async def set_reachable(self, state: ThreadState) -> dict[str, Any]:
+        """Mark the conversation (un)reachable, as the provider reports it."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, SetReachable(state), idempotent=True)
 
     async def send(self, text: str, user_id: str | None,
                    idempotency_key: str | None = None) -> SentMessage:

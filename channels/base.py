@@ -33,13 +33,15 @@ MAX_RETRY_AFTER = 86_400.0  # a provider's Retry-After is honoured up to a day
 class ChannelError(BidiError):
     """A send that did not reach the provider. `retryable`: the same send may
     work later (network error, 408, 429, 5xx); `retry_after`: the provider's
-    own hint, in seconds."""
+    own hint, in seconds; `unreachable`: the recipient is gone for good (a
+    blocked bot), so the conversation refuses further sends."""
 
     def __init__(self, message: str, *, retryable: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, unreachable: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
+        self.unreachable = unreachable
 
 
 def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | None = None,
@@ -104,4 +106,8 @@ def sender_for(ctx: Any, channel: str) -> Sender:
 
         return ctx.loader(  # type: ignore[no-any-return]
             "sender:api", lambda: ApiChannel(Policy.from_settings(ctx.settings)))
+    if channel == "telegram":
+        from channels.telegram import TelegramConnector
+
+        return ctx.loader("sender:telegram", TelegramConnector)  # type: ignore[no-any-return]
     raise ChannelError(f"no outbound sender for channel {channel!r}")

@@ -41,6 +41,12 @@ class Conflict(BidiError):
     code = "conflict"
 
 
+class Unreachable(Conflict):
+    """The recipient cannot be written to (blocked the bot, left the group)."""
+
+    code = "recipient_unreachable"
+
+
 class Invalid(BidiError):
     code = "invalid"
 

@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 
 from core.errors import NotFound
-from core.messages import InboundMessage
+from core.messages import InboundMessage, MessageEdit, ThreadState
 from storage.committer import Write
 from storage.db import Database
 from storage.loader import BatchLoader
@@ -29,7 +29,7 @@ IDS = uuid.UUID("6f1d2c9e-7d0b-4d43-9a51-2f9a1c3b5e10")  # namespace for derived
 # with the seconds until each is due.
 ACTIVATION = """
 SELECT c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id,
-       c.last_message_at, c.last_inbound_at, c.metadata,
+       c.last_message_at, c.last_inbound_at, c.metadata, c.unreachable_reason,
        (SELECT count(*) FROM messages m
          WHERE m.chat_id = c.id AND m.is_incoming AND NOT m.is_read) AS unread,
        (SELECT coalesce(jsonb_agg(r ORDER BY r.created_at, r.id), '[]'::jsonb) FROM (
@@ -87,6 +87,7 @@ VALUES ($2, 'chat.read', 'chat', $1, $1, $4, $5)
 COLUMNS = """
 c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id, c.title, c.is_unread,
 c.unread_count, c.last_message_at, c.last_inbound_at, c.created_at, c.updated_at,
+c.unreachable_reason, c.unreachable_at,
 nullif(trim(coalesce(ct.first_name, '') || ' ' || coalesce(ct.last_name, '')), '')
   AS contact_name,
 (SELECT to_jsonb(l) FROM (
@@ -103,7 +104,7 @@ def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(IDS, "\x1f".join(parts)))
 
 
-def chat_id_for(message: InboundMessage) -> str:
+def chat_id_for(message: InboundMessage | MessageEdit | ThreadState) -> str:
     """A conversation's chat id follows from where it happens: same thread, same chat."""
     return derived_id("chat", message.organization_id, message.channel,
                       message.integration_id, message.thread_id)
@@ -167,6 +168,25 @@ def chat_write(org_id: str, chat_id: str, contact_id: str, message: InboundMessa
         message.integration_id, title[:255], at,
         {"id": chat_id, "contact_id": contact_id, "channel": message.channel,
          "thread_id": message.thread_id, "title": title}))
+
+
+SET_REACHABLE = """
+WITH c AS (
+  UPDATE chats SET unreachable_reason = $3, unreachable_at = CASE WHEN $3::text IS NULL
+                   THEN NULL ELSE $4 END, updated_at = $4
+  WHERE id = $1 AND unreachable_reason IS DISTINCT FROM $3 RETURNING id)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+SELECT $2, 'chat.updated', 'chat', c.id, c.id, $5 FROM c
+"""
+
+
+def reachability_write(org_id: str, chat_id: str, reason: str | None, at: datetime) -> Write:
+    """The chat marked unreachable for `reason` (None: reachable again), with
+    `chat.updated` when that changes anything."""
+    return Write(SET_REACHABLE, (
+        chat_id, org_id, reason, at,
+        {"id": chat_id, "unreachable_reason": reason,
+         "unreachable_at": at.isoformat() if reason else None}))
 
 
 def read_write(org_id: str, chat_id: str, user_id: str | None, at: datetime) -> Write:

@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 
 from core.errors import Invalid, NotFound
-from core.messages import InboundMessage
+from core.messages import InboundMessage, MessageEdit
 from storage import chats
 from storage.committer import Write
 
@@ -67,6 +67,21 @@ FROM u, (VALUES (1, 'message.status.updated'), (2, 'message.sent')) t(n, event_t
 WHERE t.n = 1 OR $3 = 'sent' ORDER BY t.n
 """
 
+# A new revision of a stored message; returns $1 only when it was new (a
+# redelivered edit is the same revision). The message keeps its content.
+INSERT_REVISION = """
+WITH r AS (
+  INSERT INTO message_revisions (organization_id, message_id, content, metadata, edited_at)
+  VALUES ($2, $1, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING message_id),
+u AS (
+  UPDATE messages SET edited_at = greatest(coalesce(edited_at, $6), $6)
+  WHERE id = $1 AND EXISTS (SELECT 1 FROM r)),
+e AS (
+  INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+  SELECT $2, 'message.edited', 'message', r.message_id, $3, $7 FROM r)
+SELECT r.message_id FROM r
+"""
+
 # A retryable failure: the message stays pending, due again at $4.
 SCHEDULE_RETRY = """
 UPDATE messages SET delivery_attempts = $3, next_attempt_at = $4,
@@ -89,7 +104,12 @@ SELECT id, chat_id, sender_type, sender_id, content, is_incoming, is_read, statu
 """
 
 COLUMNS = ("id, chat_id, sender_type, sender_id, content, is_incoming, is_read,"
-           " ai_draft, ai_agent_id, status, external_id, metadata, created_at")
+           " ai_draft, ai_agent_id, status, external_id, metadata, created_at, edited_at,"
+           # The edits, oldest first (only edited messages pay for the subquery).
+           " CASE WHEN edited_at IS NULL THEN '[]'::jsonb ELSE (SELECT jsonb_agg("
+           "jsonb_build_object('content', r.content, 'edited_at', r.edited_at)"
+           " ORDER BY r.edited_at, r.created_at)"
+           " FROM message_revisions r WHERE r.message_id = messages.id) END AS revisions")
 
 
 def inbound_id(chat_id: str, external_id: str) -> str:
@@ -125,6 +145,21 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
     return Write.reporting(INSERT_INBOUND, (
         message_id, chat_id, org_id, message.text, message.external_id, metadata, at,
         payload))
+
+
+def revision_write(org_id: str, chat_id: str, message_id: str, edit: MessageEdit,
+                   at: datetime) -> Write:
+    """`edit` kept beside the message it changes; after COMMIT `.inserted`
+    is False for a redelivered edit."""
+    edited_at = edit.edited_at or at
+    metadata: dict[str, Any] = {"sender": msgspec.to_builtins(edit.sender)}
+    if edit.attachments:
+        metadata["attachments"] = msgspec.to_builtins(edit.attachments)
+    payload = {"id": message_id, "chat_id": chat_id, "channel": edit.channel,
+               "content": edit.text, "edited_at": edited_at.isoformat(),
+               "external_id": edit.external_id}
+    return Write.reporting(INSERT_REVISION, (
+        message_id, org_id, chat_id, edit.text, metadata, edited_at, payload))
 
 
 def outbound_write(org_id: str, chat_id: str, message_id: str, text: str, at: datetime, *,

@@ -3,6 +3,8 @@ with the HAProxy ingress); every test makes its own org and stays independent.""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -43,13 +45,16 @@ def callback() -> Iterator[CallbackServer]:
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> Iterator[Stack]:
+def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
     # Ray workers import the test-only actor kinds from this checkout.
     os.environ["PYTHONPATH"] = os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    data_dir = tmp_path_factory.mktemp("bidi")
+    # Not under pytest's numbered temp dirs: another pytest run on the machine
+    # deletes all but the newest three, Postgres's data and socket with them.
+    data_dir = Path(tempfile.mkdtemp(prefix="bidi-test-"))
+    port = free_port()
     settings = load_settings(
-        data_dir=str(data_dir), port=free_port(), hosts=2,
+        data_dir=str(data_dir), port=port, hosts=2, public_url=f"http://127.0.0.1:{port}",
         google_client_id=google.CLIENT_ID, google_client_secret=google.CLIENT_SECRET,
         google_issuer=fake_google.issuer, telegram_login_bot_token=TELEGRAM_LOGIN_BOT_TOKEN,
         outbound_allow_networks="127.0.0.1/32", outbound_retry_schedule="0,0.2,0.4,0.8",
@@ -64,6 +69,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle) -> 
         yield engine
     finally:
         engine.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,8 @@ def _body_schema() -> dict[str, Any]:
     return schema
 
 
-def _cache(state: Any) -> IntegrationCache:
+def integration_cache(state: Any) -> IntegrationCache:
+    """This replica's cache of integrations by id (every channel's webhook uses it)."""
     cache = getattr(state, "integrations", None)
     if cache is None:
         runtime = state.runtime
@@ -64,7 +65,7 @@ async def accept(state: Any, integration_id: str, headers: Mapping[str, str],
     """Verify, parse and commit one inbound message; the 202 body. Shared by
     the route below and the raw-ASGI fast path (serve/fastpath.py)."""
     started = time.perf_counter()
-    integration = await _cache(state).get(integration_id, CHANNEL)
+    integration = await integration_cache(state).get(integration_id, CHANNEL)
     if len(body) > MAX_BODY:
         raise Invalid(f"the body is larger than {MAX_BODY} bytes")
     CONNECTOR.verify(integration, headers, body)

@@ -43,7 +43,15 @@ class ChatOut(BaseModel):
     last_inbound_at: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
+    unreachable_reason: str | None = Field(
+        default=None, description="Why messages cannot be sent here (e.g. the bot was blocked)")
+    unreachable_at: datetime | None = None
     last_message: LastMessage | None
+
+
+class Revision(BaseModel):
+    content: str
+    edited_at: datetime
 
 
 class MessageOut(BaseModel):
@@ -60,6 +68,9 @@ class MessageOut(BaseModel):
     external_id: str | None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime | None
+    edited_at: datetime | None = Field(default=None, description="When it was last edited")
+    revisions: list[Revision] = Field(
+        default_factory=list, description="Its edits, oldest first; `content` stays as it came")
 
 
 class MessagePage(BaseModel):

@@ -8,7 +8,7 @@ channel layer's; storage.integrations stores the result. Other channel types
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -17,10 +17,12 @@ from pydantic import BaseModel, Field
 from channels import netguard
 from channels.signing import new_secret
 from core.crypto import Cipher
+from core.errors import Invalid
 from core.settings import Settings
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
+from serve.routers import integrations_telegram as telegram
 from storage import integrations
 
 router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
@@ -36,6 +38,25 @@ class IntegrationIn(Strict):
         default=None, min_length=1, max_length=URL_MAX,
         description="Where replies are POSTed (Standard Webhooks signed): http or https, "
                     "to a public address")
+
+
+class TelegramConfigIn(Strict):
+    bot_token: str = Field(min_length=1, max_length=200, description="From @BotFather")
+    mode: Literal["webhook", "polling"] = Field(
+        description="webhook: Telegram posts updates to this engine's public URL;"
+                    " polling: the engine fetches them (no public URL needed)")
+    api_base_url: str | None = Field(
+        default=None, min_length=1, max_length=URL_MAX,
+        description="A self-hosted Bot API server (default https://api.telegram.org)")
+
+
+class TelegramIn(Strict):
+    type: Literal["telegram"]
+    name: str = Field(min_length=1, max_length=255)
+    config: TelegramConfigIn
+
+
+CreateIn = Annotated[IntegrationIn | TelegramIn, Field(discriminator="type")]
 
 
 class IntegrationPatch(Strict):
@@ -75,10 +96,16 @@ def _cipher(settings: Settings) -> Cipher:
     return Cipher(settings.encryption_key.get_secret_value())
 
 
-@router.post("", status_code=201, response_model=IntegrationCreated)
-async def create_integration(body: IntegrationIn, request: Request,
+class TelegramCreated(IntegrationOut):
+    webhook_url: str | None = Field(description="Where Telegram posts updates (webhook mode)")
+
+
+@router.post("", status_code=201, response_model=IntegrationCreated | TelegramCreated)
+async def create_integration(body: CreateIn, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
+    if isinstance(body, TelegramIn):
+        return await telegram.create(request, principal, body.name, body.config)
     runtime = runtime_of(request)
     secret = new_secret()
     config: dict[str, Any] = {}
@@ -115,8 +142,14 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
     if changes.get("callback_url") is not None:
         changes["callback_url"] = await _checked(runtime_of(request).settings,
                                                  changes["callback_url"])
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+    runtime = runtime_of(request)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await integrations.update(conn, principal.actor, integration_id, changes)
+        if changes.get("is_active") is not None and row["type"] != "api":
+            found = await integrations.find(conn, str(integration_id),
+                                            _cipher(runtime.settings))
+            if found is not None:  # the provider told inside the transaction
+                await telegram.switched(request, found, bool(changes["is_active"]))
     return row
 
 
@@ -127,6 +160,8 @@ async def rotate_secret(integration_id: UUID, request: Request,
     runtime = runtime_of(request)
     secret = new_secret()
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        if (await integrations.get(conn, integration_id))["type"] != "api":
+            raise Invalid("only API integrations have a signing secret to rotate")
         row = await integrations.rotate_secret(conn, principal.actor, _cipher(runtime.settings),
                                                integration_id, secret)
     return {**row, "secret": secret, "inbound_url": _inbound_path(row["id"])}
@@ -136,6 +171,10 @@ async def rotate_secret(integration_id: UUID, request: Request,
 async def delete_integration(integration_id: UUID, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Response:
-    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+    runtime = runtime_of(request)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        found = await integrations.find(conn, str(integration_id), _cipher(runtime.settings))
         await integrations.delete(conn, principal.actor, integration_id)
+        if found is not None and found.is_active:
+            await telegram.switched(request, found, False)
     return Response(status_code=204)

@@ -1,0 +1,59 @@
+"""Telegram's webhook: `POST /v1/channels/telegram/{integration_id}/webhook`.
+
+Telegram posts each update with the secret token we gave `setWebhook` in
+`X-Telegram-Bot-Api-Secret-Token`; it is checked (constant time) before the
+body is parsed, and the 200 goes out only after what the update carries is
+committed. Telegram retries anything else, and a redelivered update stores
+nothing new (messages dedup on their chat and message id) yet gets its 200."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+from uuid import UUID
+
+from channels.telegram import CHANNEL, TelegramConnector, callback_ids
+from fastapi import APIRouter, Request, Response
+
+from core.errors import Invalid
+from serve.inbound import deliver_batch
+from serve.routers.channels_api import MAX_BODY, integration_cache
+
+router = APIRouter(prefix="/v1/channels/telegram", tags=["channels"])
+log = logging.getLogger(__name__)
+
+OK = b'{"ok":true}'
+
+
+def connector_of(state: Any) -> TelegramConnector:
+    """This replica's Telegram connector (one Bot API client per bot token)."""
+    connector = getattr(state, "telegram", None)
+    if connector is None:
+        connector = state.telegram = TelegramConnector()
+    return connector
+
+
+def webhook_path(integration_id: UUID | str) -> str:
+    return f"/v1/channels/telegram/{integration_id}/webhook"
+
+
+@router.post("/{integration_id}/webhook", responses={401: {}, 404: {}})
+async def telegram_webhook(integration_id: UUID, request: Request) -> Response:
+    """One Telegram update (as the Bot API posts it to a webhook)."""
+    state = request.app.state
+    integration = await integration_cache(state).get(str(integration_id), CHANNEL)
+    connector = connector_of(state)
+    body = await request.body()
+    if len(body) > MAX_BODY:
+        raise Invalid(f"the body is larger than {MAX_BODY} bytes")
+    connector.verify(integration, request.headers, body)
+    batch = connector.parse(integration, body)
+    await deliver_batch(state.runtime.actors, batch)
+    if batch.ignored:
+        log.info("telegram %s: acknowledged without storing: %s", integration.id,
+                 ", ".join(batch.ignored))
+    for callback_id in callback_ids(batch):  # after COMMIT: the button stops spinning
+        try:
+            await connector.answer_callback(integration, callback_id)
+        except Exception as exc:  # the update is stored; a late answer only costs a spinner
+            log.warning("telegram %s: answerCallbackQuery failed: %s", integration.id, exc)
+    return Response(OK, media_type="application/json")
