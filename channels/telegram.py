@@ -194,8 +194,9 @@ class TelegramConnector:
     `api_base_url` (a self-hosted Bot API server, or a test fake) is used
     for integrations whose config does not name one."""
 
-    def __init__(self, api_base_url: str | None = None) -> None:
+    def __init__(self, api_base_url: str | None = None, *, read_timeout: float = 15.0) -> None:
         self.api_base_url = api_base(api_base_url)
+        self.read_timeout = read_timeout  # of every call but the long poll
         self._bots: dict[tuple[str, str], telegram.Bot] = {}
         self._requests: list[HTTPXRequest] = []
         self._files: httpx.AsyncClient | None = None
@@ -213,7 +214,8 @@ class TelegramConnector:
         key = (token, base)
         if key not in self._bots:
             sends = HTTPXRequest(connection_pool_size=16, connect_timeout=5.0,
-                                 read_timeout=15.0, write_timeout=15.0, pool_timeout=5.0)
+                                 read_timeout=self.read_timeout, write_timeout=15.0,
+                                 pool_timeout=5.0)
             polls = HTTPXRequest(connection_pool_size=2, connect_timeout=5.0,
                                  read_timeout=POLL_GRACE, write_timeout=10.0,
                                  pool_timeout=5.0)
@@ -375,7 +377,8 @@ class TelegramConnector:
     async def _stream(self, url: str, dest: Path, max_bytes: int) -> int:
         if self._files is None:
             self._files = httpx.AsyncClient(
-                timeout=httpx.Timeout(30.0, connect=5.0, pool=5.0), follow_redirects=False)
+                timeout=httpx.Timeout(self.read_timeout, connect=5.0, pool=5.0),
+                follow_redirects=False)
         size = 0
         try:
             # the URL holds the bot token: no message below quotes it
