@@ -48,7 +48,7 @@ __all__ = ("ALLOWED_UPDATES", "CHANNEL", "MAX_TEXT", "BotInfo", "TelegramConfig"
 MAX_TEXT = 4096
 DEFAULT_API_BASE = "https://api.telegram.org"
 SECRET_HEADER = "x-telegram-bot-api-secret-token"
-TOKEN_PATTERN = r"^[0-9]+:[A-Za-z0-9_-]{35,}$"
+TOKEN_PATTERN = r"^[0-9]+:[A-Za-z0-9_-]{35,}\Z"  # \Z: `$` would let a newline end it
 POLL_LIMIT = 100
 POLL_GRACE = 10.0  # the read timeout of a long poll is its `timeout` plus this
 
@@ -188,6 +188,13 @@ def _chat_and_topic(thread_id: str) -> tuple[int, int | None]:
         raise ChannelError(f"not a Telegram thread id: {thread_id!r}") from None
 
 
+def _checked(token: str) -> str:
+    if not re.fullmatch(TOKEN_PATTERN, token):
+        # also keeps a token with '/' or '?' out of the request URL
+        raise Invalid(_CONFIG_MESSAGES["bot_token"], field="config.bot_token")
+    return token
+
+
 class TelegramConnector:
     """channels.base.WebhookConnector and PollingConnector for Telegram.
 
@@ -207,33 +214,39 @@ class TelegramConnector:
 
     def bot(self, token: str, base: str | None = None) -> telegram.Bot:
         """This token's Bot on `base` (made once, kept until `close`)."""
-        if not re.match(TOKEN_PATTERN, token):
-            # also keeps a token with '/' or '?' out of the request URL
-            raise Invalid(_CONFIG_MESSAGES["bot_token"], field="config.bot_token")
-        base = base or self.api_base_url
-        key = (token, base)
+        key = (_checked(token), base or self.api_base_url)
         if key not in self._bots:
-            sends = HTTPXRequest(connection_pool_size=16, connect_timeout=5.0,
-                                 read_timeout=self.read_timeout, write_timeout=15.0,
-                                 pool_timeout=5.0)
-            polls = HTTPXRequest(connection_pool_size=2, connect_timeout=5.0,
-                                 read_timeout=POLL_GRACE, write_timeout=10.0,
-                                 pool_timeout=5.0)
-            self._requests += [sends, polls]
-            self._bots[key] = telegram.Bot(token, base_url=f"{base}/bot",
-                                           base_file_url=f"{base}/file/bot",
-                                           request=sends, get_updates_request=polls)
+            self._bots[key], requests = self._new_bot(*key)
+            self._requests += requests
         return self._bots[key]
+
+    def _new_bot(self, token: str, base: str) -> tuple[telegram.Bot, list[HTTPXRequest]]:
+        sends = HTTPXRequest(connection_pool_size=16, connect_timeout=5.0,
+                             read_timeout=self.read_timeout, write_timeout=15.0,
+                             pool_timeout=5.0)
+        polls = HTTPXRequest(connection_pool_size=2, connect_timeout=5.0,
+                             read_timeout=POLL_GRACE, write_timeout=10.0, pool_timeout=5.0)
+        bot = telegram.Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot",
+                           request=sends, get_updates_request=polls)
+        return bot, [sends, polls]
 
     def _bot_of(self, integration: Integration) -> telegram.Bot:
         token = integration.secrets.get("bot_token")
-        if not token:
-            raise ChannelError(f"integration {integration.id} has no bot token")
-        return self.bot(token, self._base_of(integration))
+        try:
+            if not token:
+                raise Invalid("no bot token", field="config.bot_token")
+            return self.bot(token, self._base_of(integration))
+        except Invalid as exc:  # stored settings that cannot work: no attempt will
+            raise ChannelError(f"integration {integration.id}: {exc.message}") from None
 
     async def get_me(self, token: str, api_base_url: str | None = None) -> BotInfo:
-        """Who the token belongs to; `Invalid` when Telegram refuses it."""
-        bot = self.bot(token, api_base(api_base_url) if api_base_url else None)
+        """Who the token belongs to; `Invalid` when Telegram refuses it. A
+        token not in use yet gets a Bot for this call only, so that tokens
+        tried and refused leave no clients behind."""
+        key = (_checked(token), api_base(api_base_url) if api_base_url else self.api_base_url)
+        bot, temporary = self._bots.get(key), list[HTTPXRequest]()
+        if bot is None:
+            bot, temporary = self._new_bot(*key)
         try:
             me = await bot.get_me()
         except tg.InvalidToken:
@@ -241,6 +254,9 @@ class TelegramConnector:
                           field="config.bot_token") from None
         except tg.TelegramError as exc:
             raise channel_error(exc, "getMe") from exc
+        finally:
+            for request in temporary:
+                await request.shutdown()
         return BotInfo(id=me.id, username=me.username, name=me.full_name)
 
     # -- webhook ----------------------------------------------------------

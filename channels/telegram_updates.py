@@ -31,6 +31,7 @@ CALLBACK_PREFIX = "cb:"  # a callback query's external id; message ids are digit
 # What setWebhook / getUpdates ask for: everything parsed below, nothing else.
 ALLOWED_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post",
                    "callback_query", "my_chat_member")
+INT64 = 2**63
 GONE = frozenset({"kicked", "left"})
 # File kinds a message may carry, in the order they are looked for. An
 # animation also comes with a `document` copy (for old clients): skip it.
@@ -44,8 +45,10 @@ def _str(value: Any) -> str | None:
 
 
 def _int(value: Any) -> int | None:
-    # bool is an int in Python, never in a Telegram id
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    # bool is an int in Python, never in a Telegram id; every id and date fits 64 bits
+    if isinstance(value, int) and not isinstance(value, bool) and -INT64 <= value < INT64:
+        return value
+    return None
 
 
 def _dict(value: Any) -> Mapping[str, Any] | None:
@@ -68,6 +71,8 @@ def decode(body: bytes) -> Mapping[str, Any]:
         update = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedJSON("the body is JSON nested too deeply") from None
     return check(update)
 
 

@@ -81,6 +81,7 @@ def test_config_is_checked_field_by_field() -> None:
     for data, field in (({"bot_token": "123:short"}, "config.bot_token"),
                         ({"bot_token": "abc:" + "x" * 40}, "config.bot_token"),
                         ({"bot_token": good + "/getMe?"}, "config.bot_token"),
+                        ({"bot_token": good + "\n"}, "config.bot_token"),
                         ({}, "config.bot_token"),
                         ({"bot_token": good, "mode": "push"}, "config.mode"),
                         ({"bot_token": good, "api_base_url": "ftp://x"}, "config.api_base_url"),
@@ -115,6 +116,7 @@ async def test_a_refused_token_is_invalid(connector: TelegramConnector,
         await connector.get_me(unknown, fake.url)
     assert caught.value.field == "config.bot_token" and "b" * 35 not in caught.value.message
     assert fake.calls_of(unknown, "getMe")
+    assert not connector._bots  # a token tried and refused leaves no client behind
     with pytest.raises(Invalid):  # malformed: never sent
         await connector.get_me("999:short/../x", fake.url)
 
@@ -256,9 +258,12 @@ def test_what_is_not_handled_is_ignored() -> None:
 
 
 def test_bad_bodies_are_invalid_never_a_crash() -> None:
-    with pytest.raises(MalformedJSON):
-        parse(b"{not json")
+    for raw in (b"{not json", b'{"update_id": 1, "message": {"text": "\\ud800"}}',
+                b"[" * 100_000 + b"]" * 100_000):
+        with pytest.raises(MalformedJSON):
+            parse(raw)
     bodies: list[Any] = [[1, 2], "text", {"message": {}}, {"update_id": "5"}, {"update_id": True}]
+    bodies.append({"update_id": 2**70, "message": {}})  # no id of Telegram's is that long
     for body in bodies:
         with pytest.raises(Invalid) as caught:
             parse(body)
@@ -407,6 +412,11 @@ async def test_send_errors(connector: TelegramConnector, fake: FakeTelegram,
             await connector.send(bot, outbound(thread, text))
         assert not refused.value.retryable
     assert (await connector.send(bot, outbound("555", "hi"))).external_id
+    broken = Integration(id="i", org_id="o", type="telegram", name=None, config={},
+                         secrets={"bot_token": "12:not-a-token/../getMe"})
+    with pytest.raises(ChannelError) as unusable:
+        await connector.send(broken, outbound("555", "hi"))
+    assert not unusable.value.retryable and "not-a-token" not in unusable.value.message
 
 
 async def test_a_slow_answer_times_out_retryably(fake: FakeTelegram, token: str) -> None:

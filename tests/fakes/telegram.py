@@ -293,7 +293,8 @@ class FakeTelegram:
         if len(text.encode("utf-16-le")) // 2 > 4096:
             return _error(400, "Bad Request: message is too long")
         chat_id = params["chat_id"]
-        chat = ({"id": chat_id, "type": "private", "first_name": "User"} if chat_id > 0
+        chat = ({"id": chat_id, "type": "private", "first_name": "User"}
+                if isinstance(chat_id, int) and chat_id > 0
                 else {"id": chat_id, "type": "supergroup", "title": "Group"})
         message: dict[str, Any] = {"message_id": next(bot.message_ids), "from": bot.user,
                                    "chat": chat, "date": int(time.time()), "text": text}
