@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from channels.telegram import CHANNEL, new_secret_token, parse_config
 from fastapi import Request
 
 from channels import netguard
+from channels.telegram import CHANNEL, new_secret_token, parse_config
 from core.crypto import Cipher
 from core.errors import Invalid
 from serve.auth import Principal, runtime_of
@@ -47,7 +47,7 @@ async def create(request: Request, principal: Principal, name: str,
         given["api_base_url"] = body.api_base_url
     config = parse_config(given)
     if body.api_base_url is not None:  # a server of the user's choosing: one we may reach
-        await netguard.check_url(config.api_base_url,
+        await netguard.check_url(body.api_base_url,
                                  netguard.Policy.from_settings(runtime.settings),
                                  field=BASE_FIELD)
     connector = connector_of(request.app.state)

@@ -1,0 +1,189 @@
+"""A Telegram bot through the running engine, with the real python-telegram-bot
+client talking to a fake Bot API server: connecting it (getMe, setWebhook
+with a secret token), its webhook (secret checked before anything is stored,
+200 only after COMMIT and again for a redelivery), edits kept as revisions,
+a blocked bot failing sends fast, replies split for Telegram, and switching
+it off (deleteWebhook)."""
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from serve.stack import free_port
+from tests.conftest import Account, register
+from tests.fakes import telegram_updates as tg
+from tests.fakes.telegram import FakeTelegram
+from tests.waiting import eventually
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeTelegram]:
+    server = FakeTelegram(free_port()).start()
+    yield server
+    server.stop()
+
+
+async def connect(api: httpx.AsyncClient, owner: Account, fake: FakeTelegram,
+                  mode: str = "webhook") -> tuple[dict[str, Any], str, str]:
+    """A Telegram integration; its JSON, the bot token and the webhook's secret."""
+    token = fake.add_bot(username=f"bot_{uuid.uuid4().hex[:8]}")
+    resp = await api.post("/v1/integrations", headers=owner.headers, json={
+        "type": "telegram", "name": "Support bot",
+        "config": {"bot_token": token, "mode": mode, "api_base_url": fake.url}})
+    assert resp.status_code == 201, resp.text
+    secret = ""
+    if mode == "webhook":
+        (call,) = fake.calls_of(token, "setWebhook")
+        secret = call.params["secret_token"]
+    return resp.json(), token, secret
+
+
+async def post_update(api: httpx.AsyncClient, integration_id: str, update: dict[str, Any],
+                      secret: str | None) -> httpx.Response:
+    headers = {"content-type": "application/json"}
+    if secret is not None:
+        headers[SECRET_HEADER] = secret
+    return await api.post(f"/v1/channels/telegram/{integration_id}/webhook",
+                          content=json.dumps(update), headers=headers)
+
+
+async def chat_of(api: httpx.AsyncClient, owner: Account) -> dict[str, Any]:
+    (chat,) = (await api.get("/v1/chats?channel=telegram", headers=owner.headers)).json()["data"]
+    return dict(chat)
+
+
+async def history(api: httpx.AsyncClient, owner: Account, chat_id: str) -> list[dict[str, Any]]:
+    resp = await api.get(f"/v1/chats/{chat_id}/messages", headers=owner.headers)
+    assert resp.status_code == 200, resp.text
+    return list(resp.json()["data"])
+
+
+async def test_connecting_a_bot_sets_its_webhook_and_keeps_its_secrets(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, secret = await connect(api, owner, fake)
+    assert created["type"] == "telegram" and created["config"]["mode"] == "webhook"
+    assert created["config"]["bot_username"].startswith("bot_")
+    assert created["webhook_url"].endswith(
+        f"/v1/channels/telegram/{created['id']}/webhook")
+    (call,) = fake.calls_of(token, "setWebhook")
+    assert call.params["url"] == created["webhook_url"] and len(secret) >= 32
+    assert set(call.params["allowed_updates"]) >= {"message", "edited_message",
+                                                   "callback_query", "my_chat_member"}
+    shown = (await api.get(f"/v1/integrations/{created['id']}", headers=owner.headers)).text
+    assert token not in shown and secret not in shown and "secrets" not in shown
+    # Another org sees nothing of it.
+    stranger = await register(api)
+    assert (await api.get(f"/v1/integrations/{created['id']}",
+                          headers=stranger.headers)).status_code == 404
+
+
+async def test_a_token_telegram_refuses_is_a_422_and_stores_nothing(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    resp = await api.post("/v1/integrations", headers=owner.headers, json={
+        "type": "telegram", "name": "Bot", "config": {
+            "bot_token": f"123456:{'x' * 35}", "mode": "webhook", "api_base_url": fake.url}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"]["field"] == "config.bot_token"
+    malformed = await api.post("/v1/integrations", headers=owner.headers, json={
+        "type": "telegram", "name": "Bot", "config": {"bot_token": "nope", "mode": "webhook"}})
+    assert malformed.status_code == 422
+    listed = (await api.get("/v1/integrations", headers=owner.headers)).json()
+    assert listed["total"] == 0
+
+
+async def test_the_webhook_checks_its_secret_then_stores_once(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    update = tg.private_text("Hello, do you ship to Lisbon?")
+    for wrong in (None, "", secret[:-1] + ("A" if secret[-1] != "A" else "B")):
+        refused = await post_update(api, created["id"], update, wrong)
+        assert refused.status_code == 401, refused.text
+    assert (await api.get("/v1/chats?channel=telegram",
+                          headers=owner.headers)).json()["total"] == 0
+    assert (await post_update(api, created["id"], update, secret)).status_code == 200
+    again = await post_update(api, created["id"], update, secret)  # Telegram retried
+    assert again.status_code == 200
+    chat = await chat_of(api, owner)
+    assert chat["channel_thread_id"] == str(update["message"]["chat"]["id"])
+    (message,) = await history(api, owner, chat["id"])
+    assert message["content"] == "Hello, do you ship to Lisbon?" and message["is_incoming"]
+    contact = (await api.get(f"/v1/contacts/{chat['contact_id']}", headers=owner.headers)).json()
+    assert contact["first_name"].startswith("Ada") and contact["source"] == "telegram"
+    bad = await api.post(f"/v1/channels/telegram/{created['id']}/webhook", content=b"{nope",
+                         headers={SECRET_HEADER: secret, "content-type": "application/json"})
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "malformed_json"
+    unknown = await post_update(api, created["id"], {"update_id": 9, "poll": {"id": "1"}},
+                                secret)
+    assert unknown.status_code == 200  # acknowledged, never a 500
+    assert (await post_update(api, str(uuid.uuid4()), update, secret)).status_code == 404
+
+
+async def test_an_edit_is_a_revision_beside_the_original(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    original = tg.private_text("Meet at 10?")
+    assert (await post_update(api, created["id"], original, secret)).status_code == 200
+    edit = tg.edited_message(original["message"], "Meet at 11?")
+    assert (await post_update(api, created["id"], edit, secret)).status_code == 200
+    assert (await post_update(api, created["id"], edit, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+    (message,) = await history(api, owner, chat["id"])
+    assert message["content"] == "Meet at 10?"
+    assert [r["content"] for r in message["revisions"]] == ["Meet at 11?"]
+    assert message["edited_at"] is not None
+
+
+async def test_a_blocked_bot_fails_sends_fast_and_replies_are_split(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, secret = await connect(api, owner, fake)
+    first = tg.private_text("Can you send the full terms?")
+    assert (await post_update(api, created["id"], first, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+    long_text = " ".join(f"clause-{n}" for n in range(1200))  # about 11,000 characters
+    sent = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
+                          json={"content": long_text})
+    assert sent.status_code == 201, sent.text
+
+    async def delivered() -> bool:
+        rows = await history(api, owner, chat["id"])
+        return any(r["id"] == sent.json()["id"] and r["status"] == "sent" for r in rows)
+
+    await eventually(delivered, what="the reply sent")
+    parts = [c.params["text"] for c in fake.calls_of(token, "sendMessage")]
+    assert len(parts) == 3 and all(len(p) <= 4096 for p in parts)
+    assert " ".join(parts) == long_text  # in order, cut between words
+    # The user blocks the bot: Telegram says so, and sends stop at once.
+    blocked = tg.my_chat_member("kicked", of=first["message"]["from"])
+    assert (await post_update(api, created["id"], blocked, secret)).status_code == 200
+    refused = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
+                             json={"content": "are you there?"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "recipient_unreachable"
+    assert (await chat_of(api, owner))["unreachable_reason"]
+    assert len(fake.calls_of(token, "sendMessage")) == 3
+
+
+async def test_switching_a_bot_off_deletes_its_webhook(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, _ = await connect(api, owner, fake)
+    off = await api.patch(f"/v1/integrations/{created['id']}", headers=owner.headers,
+                          json={"is_active": False})
+    assert off.status_code == 200, off.text
+    assert len(fake.calls_of(token, "deleteWebhook")) == 1
+    on = await api.patch(f"/v1/integrations/{created['id']}", headers=owner.headers,
+                         json={"is_active": True})
+    assert on.status_code == 200
+    assert len(fake.calls_of(token, "setWebhook")) == 2
+    rotate = await api.post(f"/v1/integrations/{created['id']}/rotate-secret",
+                            headers=owner.headers)
+    assert rotate.status_code == 422  # a bot has no signing secret
+    assert (await api.delete(f"/v1/integrations/{created['id']}",
+                             headers=owner.headers)).status_code == 204
+    assert len(fake.calls_of(token, "deleteWebhook")) == 2
