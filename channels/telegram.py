@@ -347,7 +347,8 @@ class TelegramConnector:
                 doing = "sendMessage" if len(parts) == 1 else \
                     f"sendMessage (part {index + 1} of {len(parts)})"
                 raise channel_error(exc, doing) from exc
-        assert sent is not None
+        if sent is None:  # split_text gave parts: unreachable, but typed
+            raise ChannelError("nothing was sent")
         # The last part's id: what later edits, replies and statuses refer to.
         return Receipt(external_id=str(sent.message_id),
                        sent_at=sent.date.astimezone(UTC) if sent.date else datetime.now(UTC))
@@ -418,7 +419,14 @@ class TelegramConnector:
             raise
         return size
 
+    async def __aenter__(self) -> TelegramConnector:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
+        """Shut every Bot's HTTP clients (and the downloads' client)."""
         for request in self._requests:
             await request.shutdown()
         self._requests.clear()

@@ -134,7 +134,9 @@ async def test_set_and_delete_webhook(connector: TelegramConnector, fake: FakeTe
     (call,) = fake.calls_of(token, "setWebhook")
     assert call.params["secret_token"] == SECRET
     assert call.params["allowed_updates"] == list(ALLOWED_UPDATES)
-    assert fake.bot(token).webhook is not None
+    info = await connector.bot(token).get_webhook_info()  # the fake's shape, read by PTB
+    assert info.url == "https://bidi.example/v1/channels/telegram/abc"
+    assert list(info.allowed_updates or ()) == list(ALLOWED_UPDATES)
     with pytest.raises(ChannelError) as caught:  # Telegram wants HTTPS
         await connector.set_webhook(bot, "http://bidi.example/hook")
     assert not caught.value.retryable and caught.value.message.startswith("bad_request:")
@@ -312,12 +314,15 @@ async def test_poll_takes_100_at_a_time(connector: TelegramConnector, fake: Fake
                                         token: str) -> None:
     bot = integration(token)
     fake.enqueue(token, *(tu.private_text(f"m{i}") for i in range(250)))
-    sizes, cursor = [], None
+    texts: list[list[str]] = []
+    cursor = None
     for _ in range(3):
         batch, cursor = await connector.poll(bot, cursor, timeout=0)
-        sizes.append(len(batch.messages))
-    assert sizes == [100, 100, 50]
-    assert not fake.bot(token).updates or (await connector.poll(bot, cursor, 0))[0] == Batch()
+        texts.append([m.text for m in batch.messages])
+    assert [len(t) for t in texts] == [100, 100, 50]
+    assert sum(texts, []) == [f"m{i}" for i in range(250)]
+    assert (await connector.poll(bot, cursor, timeout=0))[0] == Batch()
+    assert not fake.bot(token).updates  # all confirmed by the last offset
 
 
 async def test_a_long_poll_wakes_for_a_new_update(connector: TelegramConnector,
@@ -420,14 +425,11 @@ async def test_send_errors(connector: TelegramConnector, fake: FakeTelegram,
 
 
 async def test_a_slow_answer_times_out_retryably(fake: FakeTelegram, token: str) -> None:
-    impatient = TelegramConnector(fake.url, read_timeout=0.3)
-    try:
+    async with TelegramConnector(fake.url, read_timeout=0.3) as impatient:
         fake.delay(token, "sendMessage", 2.0)
         with pytest.raises(ChannelError) as caught:
             await impatient.send(integration(token), outbound("555", "hi"))
         assert caught.value.retryable and "TimedOut" in caught.value.message
-    finally:
-        await impatient.close()
 
 
 async def test_typing_and_callback_answers(connector: TelegramConnector, fake: FakeTelegram,
