@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from core.crypto import Cipher
-from core.errors import BidiError
+from core.errors import ProviderError
 from core.messages import Batch, OutboundMessage, Receipt
 from storage.integrations import COLUMNS, Integration, from_row
 from storage.loader import BatchLoader
@@ -30,7 +30,7 @@ JITTER = 0.2  # each delay is drawn from +-20% of the schedule's step
 MAX_RETRY_AFTER = 86_400.0  # a provider's Retry-After is honoured up to a day
 
 
-class ChannelError(BidiError):
+class ChannelError(ProviderError):
     """A send that did not reach the provider. `retryable`: the same send may
     work later (network error, 408, 429, 5xx); `retry_after`: the provider's
     own hint, in seconds; `unreachable`: the recipient is gone for good (a

@@ -122,7 +122,7 @@ def channel_error(exc: tg.TelegramError, doing: str) -> ChannelError:
     if isinstance(exc, tg.RetryAfter):
         return ChannelError(f"rate_limited: {what}", retryable=True, retry_after=_seconds(exc))
     if isinstance(exc, tg.Forbidden):  # blocked, kicked, or never started by the user
-        return ChannelError(f"bot_blocked: {what}")
+        return ChannelError(f"bot_blocked: {what}", unreachable=True)
     if isinstance(exc, tg.ChatMigrated):
         return ChannelError(f"chat_migrated: {doing}: the group is now the supergroup"
                             f" {exc.new_chat_id}")

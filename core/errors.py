@@ -41,6 +41,13 @@ class Conflict(BidiError):
     code = "conflict"
 
 
+class ProviderError(BidiError):
+    """A channel's provider (Telegram, Meta, a mail server) refused or failed
+    a call we made for the caller: 502, with the provider's reason."""
+
+    code = "provider_error"
+
+
 class Unreachable(Conflict):
     """The recipient cannot be written to (blocked the bot, left the group)."""
 

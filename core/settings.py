@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     )
 
     public_url: str | None = None  # how browsers reach the API (OAuth redirects)
+    # Where providers post webhooks (Telegram needs https); default: public_url.
+    webhook_base_url: str | None = None
     google_client_id: str | None = None
     google_client_secret: SecretStr = NO_SECRET
     google_issuer: str = "https://accounts.google.com"

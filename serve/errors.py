@@ -39,6 +39,7 @@ STATUS: dict[type[e.BidiError], int] = {
     e.Conflict: 409,
     e.RateLimited: 429,
     e.Unavailable: 503,
+    e.ProviderError: 502,
     e.ConfigError: 500,
     e.StartupError: 503,
 }
@@ -47,7 +48,7 @@ _HTTP_CODES = {
     400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 406: "not_acceptable", 409: "conflict",
     413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid",
-    429: "rate_limited", 503: "unavailable",
+    429: "rate_limited", 502: "provider_error", 503: "unavailable",
 }
 
 

@@ -173,7 +173,7 @@ def chat_write(org_id: str, chat_id: str, contact_id: str, message: InboundMessa
 SET_REACHABLE = """
 WITH c AS (
   UPDATE chats SET unreachable_reason = $3, unreachable_at = CASE WHEN $3::text IS NULL
-                   THEN NULL ELSE $4 END, updated_at = $4
+                   THEN NULL ELSE $4::timestamp END, updated_at = $4
   WHERE id = $1 AND unreachable_reason IS DISTINCT FROM $3 RETURNING id)
 INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
 SELECT $2, 'chat.updated', 'chat', c.id, c.id, $5 FROM c

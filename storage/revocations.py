@@ -55,6 +55,7 @@ class Revocations:
         self._watchers: dict[str, set[Watcher]] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._wake: asyncio.Event | None = None  # the current line's `lost`
         self.ready = asyncio.Event()  # subscribed and loaded at least once
 
     async def __aenter__(self) -> Revocations:
@@ -62,7 +63,11 @@ class Revocations:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # redis-py can swallow a cancellation (a command retried), so the
+        # listener also stops on this flag and its wake-up.
         self._closing = True
+        if self._wake is not None:
+            self._wake.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -106,7 +111,7 @@ class Revocations:
         """Subscribe, load the record, apply notices until the line is lost
         (then the caller reconnects and reloads: notices sent meanwhile are
         in the record)."""
-        lost = asyncio.Event()
+        lost = self._wake = asyncio.Event()  # also set on the way out
         confirmed = asyncio.Event()
 
         def on_message(kind: str, channel: bytes, data: Any) -> None:

@@ -54,7 +54,8 @@ def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
     data_dir = Path(tempfile.mkdtemp(prefix="bidi-test-"))
     port = free_port()
     settings = load_settings(
-        data_dir=str(data_dir), port=port, hosts=2, public_url=f"http://127.0.0.1:{port}",
+        data_dir=str(data_dir), port=port, hosts=2,
+        webhook_base_url="https://hooks.bidi.test",
         google_client_id=google.CLIENT_ID, google_client_secret=google.CLIENT_SECRET,
         google_issuer=fake_google.issuer, telegram_login_bot_token=TELEGRAM_LOGIN_BOT_TOKEN,
         outbound_allow_networks="127.0.0.1/32", outbound_retry_schedule="0,0.2,0.4,0.8",

@@ -42,8 +42,8 @@ class HostUnavailable(errors.Unavailable):
 _BY_CODE: dict[str, type[errors.BidiError]] = {
     cls.code: cls
     for cls in (errors.NotFound, errors.Conflict, errors.RateLimited, errors.Invalid,
-                errors.Unauthorized, errors.Forbidden, errors.Unavailable, MailboxFull,
-                HostUnavailable)
+                errors.Unauthorized, errors.Forbidden, errors.Unavailable, errors.Unreachable,
+                errors.ProviderError, MailboxFull, HostUnavailable)
 }
 
 

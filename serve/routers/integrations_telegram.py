@@ -31,11 +31,12 @@ BASE_FIELD = "config.api_base_url"
 
 
 def webhook_url(request: Request, integration_id: UUID | str) -> str:
-    public = runtime_of(request).settings.public_url
+    settings = runtime_of(request).settings
+    public = settings.webhook_base_url or settings.public_url
     if not public:
-        raise Invalid("webhook mode needs the engine's public URL (BIDI_PUBLIC_URL), an"
-                      " https address Telegram can reach; or use mode polling",
-                      field="config.mode")
+        raise Invalid("webhook mode needs the engine's public URL (BIDI_WEBHOOK_BASE_URL or"
+                      " BIDI_PUBLIC_URL), an https address Telegram can reach; or use mode"
+                      " polling", field="config.mode")
     return public.rstrip("/") + webhook_path(integration_id)
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from actors.refs import ChatRef
+from actors.refs import Accepted, ChatRef
 from actors.runtime.client import ActorSystem
 from core.errors import Unreachable
 from core.messages import InboundMessage, MessageEdit, Sender, ThreadState
@@ -24,22 +24,31 @@ async def _integration(db: Database, org: Org) -> str:
     async with db.tenant_tx(org.id) as conn:
         found = await conn.fetchval(
             "INSERT INTO integrations (organization_id, type, name, config)"
-            " VALUES ($1, 'telegram', 'bot', '{}') RETURNING id", uuid.UUID(org.id))
+            " VALUES ($1, 'telegram', 'bot', '{}') RETURNING id", org.id)
     return str(found)
 
 
 def _message(org: Org, integration: str, thread: str, external: str,
              text: str) -> InboundMessage:
-    return InboundMessage(organization_id=org.id, integration_id=integration,
+    return InboundMessage(organization_id=str(org.id), integration_id=integration,
                           channel="telegram", thread_id=thread, external_id=external,
                           sender=Sender(id="42", name="Ada"), text=text, sent_at=SENT)
 
 
 def _edit(org: Org, integration: str, thread: str, external: str, text: str,
           minutes: int) -> MessageEdit:
-    return MessageEdit(organization_id=org.id, integration_id=integration, channel="telegram",
+    return MessageEdit(organization_id=str(org.id), integration_id=integration, channel="telegram",
                        thread_id=thread, external_id=external, sender=Sender(id="42"),
                        text=text, edited_at=SENT + timedelta(minutes=minutes))
+
+
+async def _opened(actors: ActorSystem, db: Database, org: Org, thread: str,
+                  text: str) -> tuple[str, ChatRef, Accepted]:
+    """A chat opened by message "1" of `thread`: its integration, ref and first message."""
+    integration = await _integration(db, org)
+    first = _message(org, integration, thread, "1", text)
+    chat = ChatRef.of(actors, first)
+    return integration, chat, await chat.inbound(first)
 
 
 async def _history(db: Database, org: Org, chat_id: str) -> list[dict[str, object]]:
@@ -50,10 +59,7 @@ async def _history(db: Database, org: Org, chat_id: str) -> list[dict[str, objec
 
 async def test_edits_are_kept_as_revisions_beside_the_original(
         actors: ActorSystem, db: Database, org: Org) -> None:
-    integration = await _integration(db, org)
-    first = _message(org, integration, "100", "1", "see you at 10")
-    chat = ChatRef.of(actors, first)
-    stored = await chat.inbound(first)
+    integration, chat, stored = await _opened(actors, db, org, "100", "see you at 10")
     edit = _edit(org, integration, "100", "1", "see you at 11", 1)
     accepted = await chat.edit(edit)
     assert accepted == {"id": stored["id"], "chat_id": stored["chat_id"], "duplicate": False}
@@ -83,11 +89,8 @@ async def test_an_edit_of_a_message_never_received_is_stored_as_the_message(
 
 async def test_an_unreachable_recipient_refuses_sends_at_once(
         actors: ActorSystem, db: Database, org: Org) -> None:
-    integration = await _integration(db, org)
-    first = _message(org, integration, "300", "1", "hi")
-    chat = ChatRef.of(actors, first)
-    stored = await chat.inbound(first)
-    blocked = ThreadState(organization_id=org.id, integration_id=integration,
+    integration, chat, stored = await _opened(actors, db, org, "300", "hi")
+    blocked = ThreadState(organization_id=str(org.id), integration_id=integration,
                           channel="telegram", thread_id="300", reachable=False,
                           reason="bot blocked by the user")
     assert (await chat.set_reachable(blocked))["unreachable_reason"] == "bot blocked by the user"
@@ -102,7 +105,7 @@ async def test_an_unreachable_recipient_refuses_sends_at_once(
     assert row["unreachable_reason"] == "bot blocked by the user"
     assert row["unreachable_at"] is not None and updates == 1
     await chat.set_reachable(blocked)  # said again: nothing changes, no second event
-    back = ThreadState(organization_id=org.id, integration_id=integration, channel="telegram",
+    back = ThreadState(organization_id=str(org.id), integration_id=integration, channel="telegram",
                        thread_id="300", reachable=True)
     assert (await chat.set_reachable(back))["unreachable_reason"] is None
     sent = await chat.send("welcome back", None)
