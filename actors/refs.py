@@ -27,7 +27,7 @@ from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
-from core.messages import InboundMessage, MessageEdit, ThreadState
+from core.messages import Batch, InboundMessage, MessageEdit, ThreadState
 from storage.chats import chat_id_for
 
 
@@ -177,3 +177,19 @@ class AgentRef:
     async def state(self) -> dict[str, Any]:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, GetState(), idempotent=True)
+
+
+async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
+    """Everything one provider request or poll carried, each part to its
+    chat actor, in the order it came; resolves once all of it is committed.
+    A failure raises: the provider is not told it arrived and sends it again
+    (webhooks), or the cursor does not move (polling); dedup keys make the
+    parts stored already harmless."""
+    accepted = []
+    for message in batch.messages:
+        accepted.append(await ChatRef.of(system, message).inbound(message))
+    for edit in batch.edits:
+        accepted.append(await ChatRef.of(system, edit).edit(edit))
+    for state in batch.states:
+        await ChatRef.of(system, state).set_reachable(state)
+    return accepted

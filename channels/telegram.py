@@ -10,6 +10,7 @@ channels.telegram_updates."""
 from __future__ import annotations
 
 import hmac
+import logging
 import mimetypes
 import re
 import secrets
@@ -44,6 +45,8 @@ from storage.integrations import Integration
 __all__ = ("ALLOWED_UPDATES", "CHANNEL", "MAX_TEXT", "BotInfo", "TelegramConfig",
            "TelegramConnector", "callback_ids", "channel_error", "new_secret_token",
            "parse_config", "split_text")
+
+log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096
 DEFAULT_API_BASE = "https://api.telegram.org"
@@ -366,6 +369,19 @@ class TelegramConnector:
             await self._bot_of(integration).answer_callback_query(callback_query_id)
         except tg.TelegramError as exc:
             raise channel_error(exc, "answerCallbackQuery") from exc
+
+    async def settle(self, integration: Integration, batch: Batch) -> None:
+        """After `batch` is committed: answer its callback queries (the
+        buttons stop spinning) and log what it carried that we ignore. A
+        failed answer is logged: the update is stored, a spinner is all it costs."""
+        if batch.ignored:
+            log.info("telegram %s: acknowledged without storing: %s", integration.id,
+                     ", ".join(batch.ignored))
+        for callback_id in callback_ids(batch):
+            try:
+                await self.answer_callback(integration, callback_id)
+            except ChannelError as exc:
+                log.warning("telegram %s: answerCallbackQuery failed: %s", integration.id, exc)
 
     async def download(self, integration: Integration, file_id: str, dest_dir: Path,
                        max_bytes: int) -> Attachment:

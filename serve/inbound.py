@@ -23,7 +23,7 @@ from actors.refs import Accepted, ChatRef
 from actors.runtime.client import ActorSystem
 from core.crypto import Cipher
 from core.errors import NotFound
-from core.messages import Batch, InboundMessage
+from core.messages import InboundMessage
 from storage import integrations
 from storage.db import Database
 from storage.integrations import Integration
@@ -94,18 +94,3 @@ def _put(entries: OrderedDict[str, Any], key: str, value: Any, size: int) -> Non
 async def deliver(actors: ActorSystem, message: InboundMessage) -> Accepted:
     """Hand `message` to its chat actor; resolves after COMMIT."""
     return await ChatRef.of(actors, message).inbound(message)
-
-
-async def deliver_batch(actors: ActorSystem, batch: Batch) -> list[Accepted]:
-    """Everything a provider request carried, each to its chat actor, in the
-    order it came; resolves after all of it is committed (a failure raises:
-    the provider is not answered 2xx and sends it again; dedup keys make
-    the parts already stored harmless)."""
-    accepted = []
-    for message in batch.messages:
-        accepted.append(await ChatRef.of(actors, message).inbound(message))
-    for edit in batch.edits:
-        accepted.append(await ChatRef.of(actors, edit).edit(edit))
-    for state in batch.states:
-        await ChatRef.of(actors, state).set_reachable(state)
-    return accepted

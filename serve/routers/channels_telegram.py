@@ -7,19 +7,17 @@ committed. Telegram retries anything else, and a redelivered update stores
 nothing new (messages dedup on their chat and message id) yet gets its 200."""
 from __future__ import annotations
 
-import logging
 from typing import Any
 from uuid import UUID
 
-from channels.telegram import CHANNEL, TelegramConnector, callback_ids
 from fastapi import APIRouter, Request, Response
 
+from actors.refs import deliver_batch
+from channels.telegram import CHANNEL, TelegramConnector
 from core.errors import Invalid
-from serve.inbound import deliver_batch
 from serve.routers.channels_api import MAX_BODY, integration_cache
 
 router = APIRouter(prefix="/v1/channels/telegram", tags=["channels"])
-log = logging.getLogger(__name__)
 
 OK = b'{"ok":true}'
 
@@ -48,12 +46,5 @@ async def telegram_webhook(integration_id: UUID, request: Request) -> Response:
     connector.verify(integration, request.headers, body)
     batch = connector.parse(integration, body)
     await deliver_batch(state.runtime.actors, batch)
-    if batch.ignored:
-        log.info("telegram %s: acknowledged without storing: %s", integration.id,
-                 ", ".join(batch.ignored))
-    for callback_id in callback_ids(batch):  # after COMMIT: the button stops spinning
-        try:
-            await connector.answer_callback(integration, callback_id)
-        except Exception as exc:  # the update is stored; a late answer only costs a spinner
-            log.warning("telegram %s: answerCallbackQuery failed: %s", integration.id, exc)
+    await connector.settle(integration, batch)  # after COMMIT
     return Response(OK, media_type="application/json")
