@@ -113,7 +113,7 @@ class ChatActor(VirtualActor):
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
                  "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers",
-                 "unreachable")
+                 "unreachable", "members")
 
     async def on_activate(self) -> None:
         try:
@@ -144,6 +144,8 @@ class ChatActor(VirtualActor):
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT)
         self.exists = row is not None
         self.unreachable: str | None = None
+        # Senders seen since activation (a group has many): their contact and profile.
+        self.members: dict[str, chats.Profile] = {}
         if row is None:  # not yet: the first inbound message creates it
             self.contact_id = self.channel = self.thread_id = self.integration_id = None
             self.unread = 0
@@ -292,10 +294,27 @@ class ChatActor(VirtualActor):
         writes: list[Write] = []
         if not self.exists:
             writes.extend(await self._creation(message, at))
-        received = messages.inbound_write(self.org_id, self.key, self.contact_id, message,
+        sender = await self._sender(message, writes)
+        received = messages.inbound_write(self.org_id, self.key, sender.contact_id, message,
                                           message_id, at)
         await self._commit([*writes, received])
+        self.members[message.sender.id] = chats.profile_of(message, sender.contact_id)
         return received.inserted
+
+    async def _sender(self, message: InboundMessage, writes: list[Write]) -> chats.Profile:
+        """The contact of `message`'s sender (each member of a group is one),
+        creating it or bringing its profile up to date through `writes`."""
+        known = self.members.get(message.sender.id)
+        if known is None:
+            async with self.ctx.db.tenant_tx(self.org_id) as conn:
+                known = await chats.find_contact(conn, message)
+            if known is None:
+                writes.append(chats.contact_write(self.org_id, message))
+                return chats.profile_of(message, chats.contact_id_for(message))
+        update = chats.profile_write(self.org_id, known, message)
+        if update is not None:
+            writes.append(update)
+        return known
 
     async def _creation(self, message: InboundMessage, at: datetime) -> list[Write]:
         """The writes that create this chat (and its contact when new)."""
@@ -305,8 +324,10 @@ class ChatActor(VirtualActor):
         if found is None:
             writes.append(chats.contact_write(self.org_id, message))
             self.contact_id = chats.contact_id_for(message)
+            found = chats.profile_of(message, self.contact_id)
         else:
-            self.contact_id = found
+            self.contact_id = found.contact_id
+        self.members[message.sender.id] = found  # the sender's contact is resolved
         self.channel, self.thread_id = message.channel, message.thread_id
         self.integration_id = message.integration_id
         writes.append(chats.chat_write(self.org_id, self.key, self.contact_id, message, at))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -49,17 +50,35 @@ FROM chats c WHERE c.id = ANY($1::uuid[])
 """
 
 FIND_CONTACT = """
-SELECT id FROM contacts
+SELECT id, first_name, telegram_username, metadata->>'channel_name' AS channel_name
+FROM contacts
 WHERE id = $1 OR ($2::text IS NOT NULL AND lower(email) = lower($2))
    OR ($3::text IS NOT NULL AND phone = $3)
 ORDER BY (id = $1) DESC LIMIT 1
 """
 
+# The sender's profile as the channel shows it now: the username, and the
+# name too unless someone gave the contact another one since ($4: the name
+# the channel gave before).
+UPDATE_PROFILE = """
+WITH c AS (
+  UPDATE contacts SET telegram_username = coalesce($3, telegram_username),
+         first_name = CASE WHEN $4::text IS NOT NULL AND first_name = $4 AND $5::text IS NOT NULL
+                      THEN $5 ELSE first_name END,
+         metadata = coalesce(metadata, '{}'::jsonb) || jsonb_build_object('channel_name', $5::text),
+         updated_at = now()
+  WHERE id = $1 RETURNING id, first_name, telegram_username)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, payload)
+SELECT $2, 'contact.updated', 'contact', c.id,
+       jsonb_build_object('id', c.id, 'first_name', c.first_name,
+                          'telegram_username', c.telegram_username) FROM c
+"""
+
 INSERT_CONTACT = """
 WITH c AS (
   INSERT INTO contacts (id, organization_id, first_name, email, phone, telegram_username,
-                        source, metadata)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING RETURNING id)
+                        source, metadata, telegram_chat_id)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10) ON CONFLICT DO NOTHING RETURNING id)
 INSERT INTO events (organization_id, event_type, entity_type, entity_id, payload)
 SELECT $2, 'contact.created', 'contact', c.id, $9 FROM c
 """
@@ -137,32 +156,66 @@ def loader(db: Database, *, recent: int, seen: int) -> BatchLoader[Key, dict[str
 
 # -- writes ---------------------------------------------------------------
 
-async def find_contact(conn: asyncpg.Connection, message: InboundMessage) -> str | None:
-    """The contact a first message comes from: its derived id, or one with
-    the sender's email or phone."""
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A sender's contact, and their name and username as last seen."""
+
+    contact_id: str
+    name: str | None
+    username: str | None
+
+
+async def find_contact(conn: asyncpg.Connection, message: InboundMessage) -> Profile | None:
+    """The contact `message` comes from: its derived id (the sender's id on
+    this channel), or one with the sender's email or phone."""
     sender = message.sender
-    found = await conn.fetchval(FIND_CONTACT, contact_id_for(message), sender.email,
-                                sender.phone)
-    return None if found is None else str(found)
+    row = await conn.fetchrow(FIND_CONTACT, contact_id_for(message), sender.email,
+                              sender.phone)
+    if row is None:
+        return None
+    # The name the channel gave (None for a contact the CRM made: its name stays).
+    return Profile(str(row["id"]), row["channel_name"], row["telegram_username"])
+
+
+def profile_of(message: InboundMessage, contact_id: str) -> Profile:
+    sender = message.sender
+    return Profile(contact_id, _name(message), sender.username)
+
+
+def _name(message: InboundMessage) -> str:
+    sender = message.sender
+    return sender.name or sender.username or sender.id
 
 
 def contact_write(org_id: str, message: InboundMessage) -> Write:
     """A new contact for the sender of `message` (id `contact_id_for`)."""
     sender = message.sender
     contact_id = contact_id_for(message)
-    first_name = sender.name or sender.username or sender.id
+    first_name = _name(message)
     payload = {"id": contact_id, "first_name": first_name, "email": sender.email,
                "phone": sender.phone, "source": message.channel}
+    telegram_chat_id = int(sender.id) if message.channel == "telegram" and \
+        sender.id.lstrip("-").isdigit() else None
     return Write(INSERT_CONTACT, (
         contact_id, org_id, first_name, sender.email, sender.phone, sender.username,
-        message.channel, {"channel_sender_id": sender.id}, payload))
+        message.channel, {"channel_sender_id": sender.id, "channel_name": first_name},
+        payload, telegram_chat_id))
+
+
+def profile_write(org_id: str, before: Profile, message: InboundMessage) -> Write | None:
+    """The contact's channel profile brought up to date (None: nothing changed)."""
+    now = profile_of(message, before.contact_id)
+    if (now.name, now.username) == (before.name, before.username):
+        return None
+    username = now.username if message.channel == "telegram" else None
+    return Write(UPDATE_PROFILE, (before.contact_id, org_id, username, before.name, now.name))
 
 
 def chat_write(org_id: str, chat_id: str, contact_id: str, message: InboundMessage,
                at: datetime) -> Write:
-    """The chat `message` opens, titled after its sender."""
+    """The chat `message` opens, titled after its group or its sender."""
     sender = message.sender
-    title = sender.name or sender.username or message.thread_id
+    title = message.thread_title or sender.name or sender.username or message.thread_id
     return Write(INSERT_CHAT, (
         chat_id, org_id, contact_id, message.channel, message.thread_id,
         message.integration_id, title[:255], at,

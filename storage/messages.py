@@ -27,9 +27,9 @@ from storage.committer import Write
 # count and `message.received` follow the insert, never a conflict.
 INSERT_INBOUND = """
 WITH m AS (
-  INSERT INTO messages (id, chat_id, organization_id, sender_type, content, is_incoming,
-                        external_id, status, metadata, created_at)
-  VALUES ($1, $2, $3, 'contact', $4, true, $5, 'delivered', $6, $7)
+  INSERT INTO messages (id, chat_id, organization_id, sender_type, sender_id, content,
+                        is_incoming, external_id, status, metadata, created_at)
+  VALUES ($1, $2, $3, 'contact', $9, $4, true, $5, 'delivered', $6, $7)
   ON CONFLICT DO NOTHING RETURNING id),
 c AS (
   UPDATE chats SET last_message_at = $7, last_inbound_at = $7, is_unread = true,
@@ -138,13 +138,18 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
         metadata["attachments"] = msgspec.to_builtins(message.attachments)
     if message.sent_at is not None:
         metadata["sent_at"] = message.sent_at.isoformat()
+    if message.reply_to_external_id is not None:  # the message it answers, by our id
+        metadata["reply_to"] = {"external_id": message.reply_to_external_id,
+                                "message_id": inbound_id(chat_id, message.reply_to_external_id)}
     payload = {"id": message_id, "chat_id": chat_id, "contact_id": contact_id,
                "channel": message.channel, "sender_type": "contact", "sender": sender,
                "content": message.text, "is_incoming": True, "status": "delivered",
                "external_id": message.external_id, "created_at": at.isoformat()}
+    if "reply_to" in metadata:
+        payload["reply_to"] = metadata["reply_to"]
     return Write.reporting(INSERT_INBOUND, (
         message_id, chat_id, org_id, message.text, message.external_id, metadata, at,
-        payload))
+        payload, contact_id))
 
 
 def revision_write(org_id: str, chat_id: str, message_id: str, edit: MessageEdit,

@@ -188,3 +188,49 @@ async def test_switching_a_bot_off_deletes_its_webhook(
     assert (await api.delete(f"/v1/integrations/{created['id']}",
                              headers=owner.headers)).status_code == 204
     assert len(fake.calls_of(token, "deleteWebhook")) == 2
+
+
+async def test_a_group_is_one_chat_with_each_member_a_contact(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    texts = tg.group_texts()
+    for update in texts:
+        assert (await post_update(api, created["id"], update, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+    assert chat["title"] == "Sales team" and chat["channel_thread_id"] == str(
+        texts[0]["message"]["chat"]["id"])
+    rows = list(reversed(await history(api, owner, chat["id"])))
+    assert [r["content"] for r in rows] == [u["message"]["text"] for u in texts]
+    senders = [r["sender_id"] for r in rows]
+    assert len(set(senders)) == 3
+    contacts = [(await api.get(f"/v1/contacts/{s}", headers=owner.headers)).json()
+                for s in senders]
+    assert [c["first_name"] for c in contacts] == ["Grace Hopper", "Alan Turing", "Ляля"]
+    assert [c["telegram_username"] for c in contacts] == ["grace", "alan_t", None]
+    # Grace renames herself on Telegram; Alan's name was edited in the CRM.
+    edited = await api.patch(f"/v1/contacts/{senders[1]}", headers=owner.headers,
+                             json={"first_name": "Alan M."})
+    assert edited.status_code == 200, edited.text
+    group = texts[0]["message"]["chat"]
+    grace = tg.user(201, "Grace B.", "Hopper", "amazing_grace")
+    alan = tg.user(202, "Alan", "Turing", "alan_t")
+    for who in (grace, alan):
+        later = tg.update("message", tg.message(group, who, f"later from {who['first_name']}"))
+        assert (await post_update(api, created["id"], later, secret)).status_code == 200
+    renamed = (await api.get(f"/v1/contacts/{senders[0]}", headers=owner.headers)).json()
+    assert renamed["first_name"] == "Grace B. Hopper"
+    assert renamed["telegram_username"] == "amazing_grace"
+    kept = (await api.get(f"/v1/contacts/{senders[1]}", headers=owner.headers)).json()
+    assert kept["first_name"] == "Alan M."
+
+
+async def test_a_reply_names_the_message_it_answers(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    question = tg.private_text("Which plan?")
+    answer = tg.reply(question, "The Pro one")
+    for update in (question, answer):
+        assert (await post_update(api, created["id"], update, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+    newest, oldest = await history(api, owner, chat["id"])
+    assert newest["metadata"]["reply_to"]["message_id"] == oldest["id"]
