@@ -39,6 +39,7 @@ from uuid import UUID
 
 import msgspec
 
+from actors.files import fetch_files
 from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from actors.unread import UnreadMirror
@@ -113,7 +114,7 @@ class ChatActor(VirtualActor):
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
                  "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers",
-                 "unreachable", "members")
+                 "unreachable", "members", "fetching")
 
     async def on_activate(self) -> None:
         try:
@@ -126,6 +127,7 @@ class ChatActor(VirtualActor):
         self.sending: dict[str, dict[str, Any]] = {}  # queued or in flight, until reported
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries not yet due
         self.sender: asyncio.Task[None] | None = None
+        self.fetching: set[asyncio.Task[Any]] = set()  # files of stored messages
         self._adopt(row)
         if row is None:
             return
@@ -176,7 +178,7 @@ class ChatActor(VirtualActor):
     def can_passivate(self) -> bool:
         # Retries waiting for their time do not keep a chat resident: they
         # are in Postgres, and the outbox sweeper wakes the chat when due.
-        return not self.outbox and not self.sending
+        return not self.outbox and not self.sending and not self.fetching
 
     async def on_deactivate(self) -> None:
         # Only at shutdown can sends be in flight here: they stay `pending` in
@@ -184,6 +186,8 @@ class ChatActor(VirtualActor):
         for timer in self.timers.values():
             timer.cancel()
         self.timers.clear()
+        for task in list(self.fetching):  # what is not fetched stays a reference
+            task.cancel()
         if self.sender is not None and not self.sender.done():
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -243,8 +247,32 @@ class ChatActor(VirtualActor):
                             "content": message.text, "is_incoming": True,
                             "status": "delivered", "created_at": at})
         self._mirror_unread()
+        if any(a.provider_id for a in message.attachments):
+            self._fetch(message_id, message)
         answer["duplicate"] = False
         return answer
+
+    def _fetch(self, message_id: str, message: InboundMessage) -> None:
+        """Fetch the files `message` came with, in the background."""
+        async def run() -> None:
+            try:
+                integration = await self._integration()
+                source = sender_for(self.ctx, integration.type)
+                if not hasattr(source, "download"):
+                    return
+                settings = self.ctx.settings
+                await fetch_files(source, integration, settings.data_dir,  # type: ignore[arg-type]
+                                  settings.max_attachment_bytes, message_id,
+                                  message.attachments, self._commit)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the message is stored; its files stay references
+                log.warning("chat %s: fetching the files of %s failed: %s",
+                            self.key, message_id, exc)
+
+        task = asyncio.create_task(run(), name=f"files {message_id}")
+        self.fetching.add(task)
+        task.add_done_callback(self.fetching.discard)
 
     @on(Edit)
     async def edit(self, command: Edit) -> dict[str, Any]:

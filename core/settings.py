@@ -159,6 +159,8 @@ class Settings(BaseSettings):
     # the signed API-channel webhook has its own cap (channels_api.MAX_BODY).
     max_body_bytes: int = Field(default=MIB, ge=1)
     max_import_bytes: int = Field(default=10 * MIB, ge=1)
+    # Files a channel sends us (Telegram's getFile serves up to 20 MB), kept in data_dir/files.
+    max_attachment_bytes: int = Field(default=20 * MIB, ge=1)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry a password: keep it out of repr, str and logs.

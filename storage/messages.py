@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 
 from core.errors import Invalid, NotFound
-from core.messages import InboundMessage, MessageEdit
+from core.messages import Attachment, InboundMessage, MessageEdit
 from storage import chats
 from storage.committer import Write
 
@@ -37,8 +37,22 @@ c AS (
   WHERE id = $2 AND EXISTS (SELECT 1 FROM m)),
 e AS (
   INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
-  SELECT $3, 'message.received', 'message', m.id, $2, $8 FROM m)
+  SELECT $3, 'message.received', 'message', m.id, $2, $8 FROM m),
+a AS (
+  INSERT INTO message_attachments (message_id, organization_id, file_url, file_name,
+                                   file_type, file_size, kind, provider_file_id)
+  SELECT m.id, $3, x->>'url', x->>'name', x->>'mime_type', (x->>'size')::int,
+         x->>'kind', x->>'provider_id'
+  FROM m, jsonb_array_elements($10::jsonb) x)
 SELECT m.id FROM m
+"""
+
+# A file fetched into the data dir (or why it never will be).
+FILE_STORED = """
+UPDATE message_attachments SET file_url = coalesce($3, file_url),
+       file_size = coalesce($4, file_size), file_type = coalesce(file_type, $5),
+       stored_at = CASE WHEN $3::text IS NULL THEN NULL ELSE now() END, error = $6
+WHERE message_id = $1 AND provider_file_id = $2
 """
 
 INSERT_OUTBOUND = """
@@ -109,7 +123,12 @@ COLUMNS = ("id, chat_id, sender_type, sender_id, content, is_incoming, is_read,"
            " CASE WHEN edited_at IS NULL THEN '[]'::jsonb ELSE (SELECT jsonb_agg("
            "jsonb_build_object('content', r.content, 'edited_at', r.edited_at)"
            " ORDER BY r.edited_at, r.created_at)"
-           " FROM message_revisions r WHERE r.message_id = messages.id) END AS revisions")
+           " FROM message_revisions r WHERE r.message_id = messages.id) END AS revisions,"
+           " (SELECT coalesce(jsonb_agg(jsonb_build_object('id', a.id, 'kind', a.kind,"
+           " 'name', a.file_name, 'mime_type', a.file_type, 'size', a.file_size,"
+           " 'stored', a.stored_at IS NOT NULL, 'error', a.error) ORDER BY a.created_at, a.id),"
+           " '[]'::jsonb) FROM message_attachments a WHERE a.message_id = messages.id)"
+           " AS attachments")
 
 
 def inbound_id(chat_id: str, external_id: str) -> str:
@@ -149,7 +168,22 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
         payload["reply_to"] = metadata["reply_to"]
     return Write.reporting(INSERT_INBOUND, (
         message_id, chat_id, org_id, message.text, message.external_id, metadata, at,
-        payload, contact_id))
+        payload, contact_id, [_attachment(a) for a in message.attachments]))
+
+
+def _attachment(attachment: Attachment) -> dict[str, Any]:
+    found = msgspec.to_builtins(attachment)
+    if isinstance(found.get("size"), int) and not 0 <= found["size"] < 2**31:
+        found["size"] = None  # the column is an INTEGER; a bogus size is no size
+    return dict(found)
+
+
+def file_write(message_id: str, provider_file_id: str, *, path: str | None = None,
+               size: int | None = None, mime_type: str | None = None,
+               error: str | None = None) -> Write:
+    """An attachment's file stored at `path` (relative to the data dir), or `error`."""
+    return Write(FILE_STORED, (message_id, provider_file_id, path, size, mime_type,
+                               error[:500] if error else None))
 
 
 def revision_write(org_id: str, chat_id: str, message_id: str, edit: MessageEdit,
@@ -249,3 +283,13 @@ async def history(conn: asyncpg.Connection, chat_id: UUID | str, *, limit: int,
     next_cursor = cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
     data = [{**dict(r), "metadata": r["metadata"] or {}} for r in rows]
     return {"limit": limit, "next_cursor": next_cursor, "data": data}
+
+
+async def attachment(conn: asyncpg.Connection, attachment_id: UUID) -> dict[str, Any]:
+    """One attachment of the org (RLS), or `NotFound`."""
+    row = await conn.fetchrow(
+        "SELECT id, message_id, file_url, file_name, file_type, file_size, kind, stored_at,"
+        " error FROM message_attachments WHERE id = $1", attachment_id)
+    if row is None:
+        raise NotFound("attachment not found")
+    return dict(row)

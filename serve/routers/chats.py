@@ -54,6 +54,16 @@ class Revision(BaseModel):
     edited_at: datetime
 
 
+class AttachmentOut(BaseModel):
+    id: UUID
+    kind: str | None = None
+    name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None
+    stored: bool = Field(description="Whether the file is here to download")
+    error: str | None = Field(default=None, description="Why it never will be")
+
+
 class MessageOut(BaseModel):
     id: UUID
     chat_id: UUID
@@ -71,6 +81,8 @@ class MessageOut(BaseModel):
     edited_at: datetime | None = Field(default=None, description="When it was last edited")
     revisions: list[Revision] = Field(
         default_factory=list, description="Its edits, oldest first; `content` stays as it came")
+    attachments: list[AttachmentOut] = Field(
+        default_factory=list, description="Files it came with (GET /v1/attachments/{id})")
 
 
 class MessagePage(BaseModel):

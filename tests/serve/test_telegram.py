@@ -234,3 +234,39 @@ async def test_a_reply_names_the_message_it_answers(
     chat = await chat_of(api, owner)
     newest, oldest = await history(api, owner, chat["id"])
     assert newest["metadata"]["reply_to"]["message_id"] == oldest["id"]
+
+
+async def test_files_are_kept_as_attachments_and_fetched_within_the_cap(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    pdf = b"%PDF-1.7 price list " + bytes(range(256)) * 40
+    document = tg.document("price list.pdf", file_id=fake.add_file(pdf, "documents/file_7.pdf"))
+    huge = tg.document("backup.zip", file_id=fake.add_file(
+        b"PK", "documents/file_8.zip", reported_size=25 * 1024 * 1024))
+    picture = tg.photo(caption="Our shop front")  # ids Telegram no longer has
+    for update in (document, huge, picture):
+        assert (await post_update(api, created["id"], update, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+
+    async def settled() -> list[dict[str, Any]] | None:
+        rows = await history(api, owner, chat["id"])
+        files = [a for r in rows for a in r["attachments"]]
+        done = len(files) == 3 and all(a["stored"] or a["error"] for a in files)
+        return rows if done else None
+
+    rows = await eventually(settled, what="the files fetched")
+    everything = {a["name"]: a for r in rows for a in r["attachments"]}
+    stored = everything["price list.pdf"]
+    assert stored["stored"] and stored["kind"] == "document", everything
+    assert stored["mime_type"] == "application/pdf"
+    got = await api.get(f"/v1/attachments/{stored['id']}", headers=owner.headers)
+    assert got.status_code == 200 and got.content == pdf
+    too_big = everything["backup.zip"]
+    assert not too_big["stored"] and "too_large" in too_big["error"], too_big
+    (shop,) = [r for r in rows if r["content"] == "Our shop front"]
+    assert shop["attachments"][0]["kind"] == "photo" and shop["attachments"][0]["error"]
+    missing = await api.get(f"/v1/attachments/{too_big['id']}", headers=owner.headers)
+    assert missing.status_code == 404 and "too_large" in missing.json()["error"]["message"]
+    stranger = await register(api)
+    assert (await api.get(f"/v1/attachments/{stored['id']}",
+                          headers=stranger.headers)).status_code == 404
