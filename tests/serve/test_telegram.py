@@ -270,3 +270,29 @@ async def test_files_are_kept_as_attachments_and_fetched_within_the_cap(
     stranger = await register(api)
     assert (await api.get(f"/v1/attachments/{stored['id']}",
                           headers=stranger.headers)).status_code == 404
+
+
+async def test_buttons_topics_channels_and_odd_input_are_handled(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, secret = await connect(api, owner, fake)
+    press = tg.callback_query("plan:pro")
+    topic = tg.topic_message("Question about the demo", thread=17)
+    post = tg.channel_post("New release is out")
+    emoji = tg.private_text("x" * 10_000, sender=tg.user(404, "🦄🦄", language_code=None))
+    for update in (press, topic, post, emoji):
+        assert (await post_update(api, created["id"], update, secret)).status_code == 200
+    (answered,) = fake.calls_of(token, "answerCallbackQuery")
+    assert answered.params["callback_query_id"] == press["callback_query"]["id"]
+    listed = (await api.get("/v1/chats?channel=telegram&limit=10",
+                            headers=owner.headers)).json()["data"]
+    by_thread = {c["channel_thread_id"]: c for c in listed}
+    chat_id = topic["message"]["chat"]["id"]
+    assert f"{chat_id}:17" in by_thread  # a forum topic is a thread of its own
+    assert by_thread[f"{chat_id}:17"]["title"] == "Support"
+    assert str(post["channel_post"]["chat"]["id"]) in by_thread
+    pressed = await history(api, owner, by_thread[str(press["callback_query"]["from"]["id"])]["id"])
+    assert pressed[0]["content"] == "plan:pro"
+    (long,) = await history(api, owner, by_thread["404"]["id"])
+    assert len(long["content"]) == 10_000  # kept whole: only replies are split
+    contact = (await api.get(f"/v1/contacts/{long['sender_id']}", headers=owner.headers)).json()
+    assert contact["first_name"] == "🦄🦄" and contact["telegram_username"] is None
