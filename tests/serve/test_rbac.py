@@ -75,6 +75,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/v1/chats/{chat_id}/messages", "chats:read"),
     ("POST", "/v1/chats/{chat_id}/messages", "chats:write"),
     ("POST", "/v1/chats/{chat_id}/read", "chats:write"),
+    ("GET", "/v1/attachments/{attachment_id}", "chats:read"),
     ("GET", "/v1/events", "org:read"),
 ]
 
@@ -89,6 +90,7 @@ UNPROTECTED = {
     ("POST", "/v1/auth/telegram"), ("POST", "/v1/auth/mfa/challenge"),
     # Channel webhooks authenticate the sender by signature, not by a user.
     ("POST", "/v1/channels/api/{integration_id}/messages"),
+    ("POST", "/v1/channels/telegram/{integration_id}/webhook"),
 }
 
 
