@@ -71,6 +71,10 @@ class SetReachable(msgspec.Struct, frozen=True):
     state: ThreadState
 
 
+class Reload(msgspec.Struct, frozen=True):
+    """Drop the cached state for Postgres's (its contacts were merged, say)."""
+
+
 class Send(msgspec.Struct, frozen=True):
     """Send `text` from a user (or an agent) to the chat's channel."""
 
@@ -308,6 +312,11 @@ class ChatActor(VirtualActor):
                                                          now_utc())])
             self.unreachable = reason
         return {"chat_id": self.key, "known": self.exists, "unreachable_reason": reason}
+
+    @on(Reload)
+    async def reload(self, _: Reload) -> bool:
+        await self._reload()
+        return self.exists
 
     async def _stored(self, message_id: str) -> bool:
         """Whether a message seen before is still stored (a redelivery after

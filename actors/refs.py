@@ -22,7 +22,16 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from actors.agent import AgentActor, FinishRun, StartRun
-from actors.chat import ChatActor, Edit, Inbound, MarkRead, Resend, Send, SetReachable
+from actors.chat import (
+    ChatActor,
+    Edit,
+    Inbound,
+    MarkRead,
+    Reload,
+    Resend,
+    Send,
+    SetReachable,
+)
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
 from actors.runtime.client import ActorRef, ActorSystem
@@ -118,6 +127,11 @@ class ChatRef:
     async def state(self) -> dict[str, Any]:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, GetState(), idempotent=True)
+
+    async def reload(self) -> bool:
+        """Make the chat read its state from Postgres again (whether it exists)."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Reload(), idempotent=True)
 
     async def ping(self) -> int:
         return await self.policy.ask(  # type: ignore[no-any-return]

@@ -52,9 +52,12 @@ FROM chats c WHERE c.id = ANY($1::uuid[])
 FIND_CONTACT = """
 SELECT id, first_name, telegram_username, metadata->>'channel_name' AS channel_name
 FROM contacts
-WHERE id = $1 OR ($2::text IS NOT NULL AND lower(email) = lower($2))
+WHERE id = $1 OR id = (SELECT contact_id FROM contact_aliases WHERE alias_id = $1)
+   OR ($2::text IS NOT NULL AND lower(email) = lower($2))
    OR ($3::text IS NOT NULL AND phone = $3)
-ORDER BY (id = $1) DESC LIMIT 1
+ORDER BY (id = $1) DESC,
+         (id = (SELECT contact_id FROM contact_aliases WHERE alias_id = $1)) DESC NULLS LAST
+LIMIT 1
 """
 
 # The sender's profile as the channel shows it now: the username, and the

@@ -15,11 +15,12 @@ import msgspec
 from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
+from actors.refs import ChatRef
 from core.errors import Invalid
 from serve.auth import Principal, require, runtime_of
 from serve.models import NoteIn, NoteOut, Strict
 from serve.pagination import Page, PageParams, page_params
-from storage import contacts, notes
+from storage import contact_merge, contacts, notes
 from storage.contacts import IMPORT_CHUNK as IMPORT_CHUNK  # rows per import transaction
 from storage.contacts import ContactFilters
 from storage.db import Database
@@ -143,6 +144,24 @@ async def update_contact(contact_id: UUID, body: ContactFields, request: Request
     fields = {k: getattr(body, k) for k in body.model_fields_set}
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         return await contacts.update(conn, principal.actor, contact_id, fields)
+
+
+class MergeIn(Strict):
+    into: UUID = Field(description="The contact that remains")
+
+
+@router.post("/{contact_id}/merge", response_model=ContactOut)
+async def merge_contact(contact_id: UUID, body: MergeIn, request: Request,
+                        principal: Principal = Depends(require("crm:write"))) -> Any:
+    """Merge this contact into `into` (one person on two channels): its chats,
+    messages, deals, notes and memories move, `into` takes the fields it
+    lacked, and this contact's id names `into` from then on."""
+    runtime = runtime_of(request)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        kept, chat_ids = await contact_merge.merge(conn, principal.actor, contact_id, body.into)
+    for chat_id in chat_ids:  # resident chats drop the contacts they cached
+        await ChatRef(runtime.actors, principal.org_id, chat_id).reload()
+    return kept
 
 
 @router.delete("/{contact_id}", status_code=204, response_class=Response)

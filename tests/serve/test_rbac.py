@@ -25,6 +25,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/v1/contacts/{contact_id}", "crm:read"),
     ("PATCH", "/v1/contacts/{contact_id}", "crm:write"),
     ("DELETE", "/v1/contacts/{contact_id}", "crm:write"),
+    ("POST", "/v1/contacts/{contact_id}/merge", "crm:write"),
     ("POST", "/v1/contacts/bulk-tag", "crm:write"),
     ("POST", "/v1/contacts/import", "crm:write"),
     ("GET", "/v1/contacts/{contact_id}/notes", "crm:read"),

@@ -296,3 +296,39 @@ async def test_buttons_topics_channels_and_odd_input_are_handled(
     assert len(long["content"]) == 10_000  # kept whole: only replies are split
     contact = (await api.get(f"/v1/contacts/{long['sender_id']}", headers=owner.headers)).json()
     assert contact["first_name"] == "🦄🦄" and contact["telegram_username"] is None
+
+
+async def test_a_telegram_contact_merged_into_a_crm_contact_stays_merged(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    crm = (await api.post("/v1/contacts", headers=owner.headers, json={
+        "first_name": "Ada", "last_name": "King", "email": "ada@example.com",
+        "tags": ["lead"]})).json()
+    sender = tg.user(777, "Ada", "Lovelace", "ada_l")
+    first = tg.private_text("Hi, it's Ada", sender=sender)
+    assert (await post_update(api, created["id"], first, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+    telegram_contact = chat["contact_id"]
+    stranger = await register(api)
+    crossed = await api.post(f"/v1/contacts/{telegram_contact}/merge",
+                             headers=stranger.headers, json={"into": crm["id"]})
+    assert crossed.status_code == 404  # another org's ids are not there
+    merged = await api.post(f"/v1/contacts/{telegram_contact}/merge", headers=owner.headers,
+                            json={"into": crm["id"]})
+    assert merged.status_code == 200, merged.text
+    kept = merged.json()
+    assert kept["id"] == crm["id"] and kept["last_name"] == "King"  # its own values win
+    assert kept["telegram_username"] == "ada_l" and kept["email"] == "ada@example.com"
+    assert (await api.get(f"/v1/contacts/{telegram_contact}",
+                          headers=owner.headers)).status_code == 404
+    assert (await chat_of(api, owner))["contact_id"] == crm["id"]
+    # She writes again: the same chat, the kept contact, no new contact.
+    again = tg.private_text("Any news?", sender=sender)
+    assert (await post_update(api, created["id"], again, secret)).status_code == 200
+    newest, oldest = await history(api, owner, chat["id"])
+    assert newest["sender_id"] == oldest["sender_id"] == crm["id"]
+    listed = (await api.get("/v1/contacts", headers=owner.headers)).json()
+    assert listed["total"] == 1
+    itself = await api.post(f"/v1/contacts/{crm['id']}/merge", headers=owner.headers,
+                            json={"into": crm["id"]})
+    assert itself.status_code == 422
