@@ -7,6 +7,7 @@ Telegram stops accepting stops it, visibly."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import uuid
 from collections.abc import Iterator
@@ -16,8 +17,9 @@ import httpx
 import pytest
 import ray
 
-from actors.poller import CURSOR, PollerRef, TelegramPoller
+from actors.poller import CURSOR, MAX_BACKOFF, PollerRef, TelegramPoller, backoff
 from actors.runtime.client import NAMESPACE, ActorSystem, host_name
+from channels.base import MAX_RETRY_AFTER
 from serve.stack import free_port
 from storage.db import Database
 from tests.conftest import Account
@@ -251,3 +253,12 @@ async def _waiting_on_a_lock(db: Database) -> bool:
     async with db.system_tx() as conn:
         return bool(await conn.fetchval("SELECT count(*) FROM pg_locks WHERE NOT granted"))
 
+
+
+def test_the_backoff_honours_retry_after_and_is_capped() -> None:
+    rng = random.Random(7)
+    assert backoff(1, retry_after=3.0, rng=rng) == 3.0
+    assert backoff(1, retry_after=10 ** 9, rng=rng) == MAX_RETRY_AFTER
+    steps = [backoff(n, rng=rng) for n in range(1, 12)]
+    assert 0.375 <= steps[0] <= 0.5 and steps[1] > steps[0]
+    assert max(steps) <= MAX_BACKOFF and steps[-1] >= 0.75 * MAX_BACKOFF
