@@ -74,7 +74,7 @@ def backoff(failures: int, retry_after: float | None = None,
     return step * (1.0 - 0.25 * (rng or random).random())
 
 
-def _reachable(integration: Integration | None) -> bool:
+def _should_poll(integration: Integration | None) -> bool:
     return (integration is not None and integration.type == CHANNEL
             and integration.is_active and integration.error is None
             and integration.config.get("mode") == "polling")
@@ -124,7 +124,7 @@ class TelegramPoller(VirtualActor):
         if self.polling:
             return True
         integration = await self._load()
-        if not _reachable(integration):
+        if not _should_poll(integration):
             return False
         self.integration, self.failures, self.error = integration, 0, None
         self.task = asyncio.create_task(self._run(), name=f"telegram poller {self.key}")
@@ -198,7 +198,7 @@ class TelegramPoller(VirtualActor):
 
     async def _still_polling(self) -> bool:
         integration = await self._load()
-        if not _reachable(integration):
+        if not _should_poll(integration):
             log.info("telegram poller %s: no longer in polling mode; stopping", self.key)
             return False
         self.integration = integration
