@@ -8,6 +8,8 @@ from __future__ import annotations
 from actors.agent import AgentActor
 from actors.chat import ChatActor
 from actors.org import OrgActor
+from actors.poller import TelegramPoller
 from actors.runtime.actor import VirtualActor
 
-DEFAULT_KINDS: tuple[type[VirtualActor], ...] = (OrgActor, ChatActor, AgentActor)
+DEFAULT_KINDS: tuple[type[VirtualActor], ...] = (OrgActor, ChatActor, AgentActor,
+                                                 TelegramPoller)

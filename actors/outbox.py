@@ -11,6 +11,10 @@ nudge to a live chat costs a lookup, never a second send. The message id
 is the `webhook-id` of every attempt, so receivers dedup if a crash makes
 one go twice.
 
+Each round also wakes the poller of every Telegram bot in polling mode
+(actors.poller.wake_all): pollers start with the engine and again after
+their host restarted.
+
 It runs as one named, restartable Ray actor (`bidi-outbox`), like the relay.
 """
 from __future__ import annotations
@@ -24,6 +28,7 @@ from contextlib import AsyncExitStack
 
 import ray
 
+from actors.poller import wake_all
 from actors.refs import ChatRef
 from actors.runtime.client import ActorSystem
 from actors.runtime.startup import Startup
@@ -83,6 +88,13 @@ class OutboxSweeper:
                 raise
             except Exception:  # keep going: Postgres or a host may come back
                 log.exception("outbox sweep failed")
+            try:
+                assert self.db is not None and self.system is not None
+                await wake_all(self.db, self.system)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("waking the pollers failed")
             await asyncio.sleep(self.interval)
 
     async def sweep(self) -> int:

@@ -17,7 +17,7 @@ from core.errors import Invalid, NotFound
 from storage.audit import Actor, record
 from storage.rows import one
 
-COLUMNS = "id, organization_id, type, name, config, is_active"
+COLUMNS = "id, organization_id, type, name, config, is_active, error"
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Integration:
     config: Mapping[str, Any]
     secrets: Mapping[str, str] = field(repr=False, default_factory=dict)
     is_active: bool = True
+    error: str | None = None  # why it stopped working on its own
 
 
 def seal(cipher: Cipher, config: dict[str, Any], secrets: Mapping[str, str]) -> dict[str, Any]:
@@ -42,7 +43,7 @@ def from_row(row: asyncpg.Record, cipher: Cipher) -> Integration:
     return Integration(id=str(row["id"]), org_id=str(row["organization_id"]), type=row["type"],
                        name=row["name"], config=config,
                        secrets={k: cipher.decrypt(v) for k, v in sealed.items()},
-                       is_active=bool(row["is_active"]))
+                       is_active=bool(row["is_active"]), error=row.get("error"))
 
 
 async def find(conn: asyncpg.Connection, integration_id: str,
@@ -54,8 +55,8 @@ async def find(conn: asyncpg.Connection, integration_id: str,
 
 # The API's view of an integration: never its secrets, sealed or not.
 PUBLIC_COLUMNS = ("id, type, name, config - 'secrets' AS config, is_active, last_sync_at,"
-                  " created_at, updated_at")
-CONFIG_FIELDS = ("callback_url",)  # what a change may set inside `config`
+                  " error, error_at, created_at, updated_at")
+CONFIG_FIELDS = ("callback_url", "mode")  # what a change may set inside `config`
 
 
 class PublicIntegration(TypedDict):
@@ -65,6 +66,8 @@ class PublicIntegration(TypedDict):
     config: dict[str, Any]
     is_active: bool
     last_sync_at: datetime | None
+    error: str | None
+    error_at: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -110,7 +113,8 @@ async def get(conn: asyncpg.Connection, integration_id: UUID) -> PublicIntegrati
 async def update(conn: asyncpg.Connection, actor: Actor, integration_id: UUID,
                  changes: Mapping[str, Any]) -> PublicIntegration:
     """Apply `changes` (`name`, `is_active`, and the `CONFIG_FIELDS`; a None
-    name or flag leaves it as it is)."""
+    name or flag leaves it as it is). Switching it on or off, or changing its
+    mode, clears the error it stopped on: it is tried afresh."""
     unknown = sorted(set(changes) - {"name", "is_active", *CONFIG_FIELDS})
     if unknown:
         raise Invalid(f"cannot change {', '.join(unknown)}", field=unknown[0])
@@ -118,6 +122,8 @@ async def update(conn: asyncpg.Connection, actor: Actor, integration_id: UUID,
     row = await conn.fetchrow(
         f"UPDATE integrations SET name = coalesce($2, name),"
         f" is_active = coalesce($3, is_active), config = config || $4::jsonb,"
+        f" error = CASE WHEN $3 IS NULL AND NOT $4::jsonb ? 'mode' THEN error END,"
+        f" error_at = CASE WHEN $3 IS NULL AND NOT $4::jsonb ? 'mode' THEN error_at END,"
         f" updated_at = now() WHERE id = $1 RETURNING {PUBLIC_COLUMNS}",
         integration_id, changes.get("name"), changes.get("is_active"), config_patch)
     if row is None:
@@ -151,3 +157,35 @@ async def delete(conn: asyncpg.Connection, actor: Actor, integration_id: UUID) -
     await record(conn, actor, action="integration.delete", resource_type="integration",
                  resource_id=integration_id, changes=None, event_type="integration.deleted",
                  payload={"id": integration_id})
+
+
+async def synced(conn: asyncpg.Connection, integration_id: str) -> None:
+    """The provider was read up to now (`last_sync_at`). Best effort: skipped
+    while a change of the integration holds its row (a poller never waits on one)."""
+    await conn.execute(
+        "UPDATE integrations SET last_sync_at = now() WHERE id = (SELECT id FROM integrations"
+        " WHERE id = $1::uuid FOR UPDATE SKIP LOCKED)", integration_id)
+
+
+async def failed(conn: asyncpg.Connection, actor: Actor, integration_id: str,
+                 error: str) -> None:
+    """The integration stopped working on its own: `error` says why (shown on
+    it until it is switched off and on, or its mode changes)."""
+    updated = await conn.fetchval(
+        "UPDATE integrations SET error = $2, error_at = now(), updated_at = now()"
+        " WHERE id = $1::uuid RETURNING id", integration_id, error)
+    if updated is None:
+        return  # deleted meanwhile: nobody to tell
+    await record(conn, actor, action="integration.fail", resource_type="integration",
+                 resource_id=updated, changes={"error": error},
+                 event_type="integration.updated", payload={"id": updated, "error": error})
+
+
+POLLING = ("SELECT organization_id, id FROM integrations WHERE type = 'telegram' AND is_active"
+           " AND error IS NULL AND config->>'mode' = 'polling' ORDER BY id")
+
+
+async def polling(conn: asyncpg.Connection) -> list[tuple[str, str]]:
+    """(org id, integration id) of every bot that should be polling, across
+    orgs: `conn` is the owner's (row-level security would show one org)."""
+    return [(str(r["organization_id"]), str(r["id"])) for r in await conn.fetch(POLLING)]

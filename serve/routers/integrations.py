@@ -59,10 +59,16 @@ class TelegramIn(Strict):
 CreateIn = Annotated[IntegrationIn | TelegramIn, Field(discriminator="type")]
 
 
+class ConfigPatch(Strict):
+    mode: Literal["webhook", "polling"] = Field(
+        description="Telegram: how the bot receives updates (see TelegramConfigIn.mode)")
+
+
 class IntegrationPatch(Strict):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     callback_url: str | None = Field(default=None, min_length=1, max_length=URL_MAX)
     is_active: bool | None = None
+    config: ConfigPatch | None = None
 
 
 class IntegrationOut(BaseModel):
@@ -72,6 +78,9 @@ class IntegrationOut(BaseModel):
     config: dict[str, Any]
     is_active: bool
     last_sync_at: datetime | None
+    error: str | None = Field(description="Why it stopped working on its own (a token Telegram"
+                              " refused, say); cleared by switching it off and on")
+    error_at: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
 
@@ -138,18 +147,23 @@ async def get_integration(integration_id: UUID, request: Request,
 async def update_integration(integration_id: UUID, body: IntegrationPatch, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
-    changes = {k: getattr(body, k) for k in body.model_fields_set}
+    changes = {k: getattr(body, k) for k in body.model_fields_set - {"config"}}
+    if body.config is not None:
+        changes["mode"] = body.config.mode
     if changes.get("callback_url") is not None:
         changes["callback_url"] = await _checked(runtime_of(request).settings,
                                                  changes["callback_url"])
     runtime = runtime_of(request)
+    cipher, after = _cipher(runtime.settings), None
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        before = await integrations.find(conn, str(integration_id), cipher)  # None: 404 below
+        if before is not None:
+            telegram.check_change(before, changes)
         row = await integrations.update(conn, principal.actor, integration_id, changes)
-        if changes.get("is_active") is not None and row["type"] != "api":
-            found = await integrations.find(conn, str(integration_id),
-                                            _cipher(runtime.settings))
-            if found is not None:  # the provider told inside the transaction
-                await telegram.switched(request, found, bool(changes["is_active"]))
+        if before is not None and before.type != "api":
+            after = await integrations.find(conn, str(integration_id), cipher)
+            await telegram.changed(request, before, after)  # the provider told inside
+    await telegram.settled(request, before, after)
     return row
 
 
@@ -175,6 +189,7 @@ async def delete_integration(integration_id: UUID, request: Request,
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         found = await integrations.find(conn, str(integration_id), _cipher(runtime.settings))
         await integrations.delete(conn, principal.actor, integration_id)
-        if found is not None and found.is_active:
-            await telegram.switched(request, found, False)
+        if found is not None:
+            await telegram.changed(request, found, None)
+    await telegram.settled(request, found, None)
     return Response(status_code=204)
