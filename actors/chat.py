@@ -43,11 +43,18 @@ from actors.files import fetch_files
 from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from actors.unread import UnreadMirror
-from channels.base import ChannelError, integration_loader, retry_delay, sender_for
+from channels.base import (
+    CREDENTIALS_REFUSED,
+    ChannelError,
+    integration_loader,
+    retry_delay,
+    sender_for,
+)
 from core.errors import Invalid, NotFound, Unreachable
 from core.messages import InboundMessage, MessageEdit, OutboundMessage, Receipt, ThreadState
 from core.settings import RETRY_SCHEDULE
-from storage import chats, messages
+from storage import chats, integrations, messages
+from storage.audit import Actor
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
 from storage.integrations import Integration
 
@@ -99,6 +106,7 @@ class Delivered(msgspec.Struct, frozen=True):
     retry_after: float | None = None
     attempt: int = 1
     unreachable: bool = False  # the recipient is gone (ChannelError.unreachable)
+    reason: str | None = None  # ChannelError.reason
 
 
 class Resend(msgspec.Struct, frozen=True):
@@ -471,7 +479,7 @@ class ChatActor(VirtualActor):
         except ChannelError as exc:
             return Delivered(message_id, error=str(exc), retryable=exc.retryable,
                              retry_after=exc.retry_after, attempt=attempt,
-                             unreachable=exc.unreachable)
+                             unreachable=exc.unreachable, reason=exc.reason)
         except Exception as exc:  # our side (Postgres down, ...): try again later
             log.warning("chat %s: delivering %s failed: %s", self.key, message_id, exc)
             return Delivered(message_id, error=f"{type(exc).__name__}: {exc}",
@@ -510,10 +518,19 @@ class ChatActor(VirtualActor):
             writes.append(chats.reachability_write(self.org_id, self.key, self.unreachable,
                                                    now_utc()))
         await self._commit(writes)
+        if report.reason == CREDENTIALS_REFUSED and self.integration_id:
+            await self._integration_failed(report.error or "credentials refused")
         for entry in self.recent:
             if str(entry["id"]) == report.message_id:
                 entry["status"] = status
         return status
+
+    async def _integration_failed(self, error: str) -> None:
+        """The provider refused the integration's credentials: it shows so
+        (GET /v1/integrations/{id}) until someone switches it off and on."""
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
+            await integrations.failed(conn, Actor(self.org_id), str(self.integration_id),
+                                      error[:500])
 
     async def _retry_later(self, report: Delivered, item: dict[str, Any] | None,
                            delay: float) -> None:

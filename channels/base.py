@@ -37,11 +37,17 @@ class ChannelError(ProviderError):
     blocked bot), so the conversation refuses further sends."""
 
     def __init__(self, message: str, *, retryable: bool = False,
-                 retry_after: float | None = None, unreachable: bool = False) -> None:
+                 retry_after: float | None = None, unreachable: bool = False,
+                 reason: str | None = None) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after = retry_after
         self.unreachable = unreachable
+        self.reason = reason  # the provider's kind of refusal (CREDENTIALS_REFUSED, ...)
+
+
+# A reason that says the integration itself no longer works (not this send).
+CREDENTIALS_REFUSED = "credentials_refused"
 
 
 def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | None = None,

@@ -28,7 +28,7 @@ import telegram
 from telegram import error as tg
 from telegram.request import HTTPXRequest
 
-from channels.base import ChannelError
+from channels.base import CREDENTIALS_REFUSED, ChannelError
 from channels.telegram_updates import (
     ALLOWED_UPDATES,
     CHANNEL,
@@ -130,7 +130,8 @@ def channel_error(exc: tg.TelegramError, doing: str) -> ChannelError:
         return ChannelError(f"chat_migrated: {doing}: the group is now the supergroup"
                             f" {exc.new_chat_id}")
     if isinstance(exc, tg.InvalidToken):
-        return ChannelError(f"token_refused: {doing}: the bot token was refused by Telegram")
+        return ChannelError(f"token_refused: {doing}: the bot token was refused by Telegram",
+                            reason=CREDENTIALS_REFUSED)
     if isinstance(exc, tg.Conflict):
         return ChannelError(f"conflict: {what} (a webhook is set, or another process polls"
                             " this bot)", retryable=True)

@@ -332,3 +332,25 @@ async def test_a_telegram_contact_merged_into_a_crm_contact_stays_merged(
     itself = await api.post(f"/v1/contacts/{crm['id']}/merge", headers=owner.headers,
                             json={"into": crm["id"]})
     assert itself.status_code == 422
+
+
+async def test_a_revoked_token_fails_the_send_and_shows_on_the_integration(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, secret = await connect(api, owner, fake)
+    assert (await post_update(api, created["id"], tg.private_text("hi"), secret)).status_code \
+        == 200
+    chat = await chat_of(api, owner)
+    fake.fail(token, "sendMessage", 401, "Unauthorized")  # the owner revoked the token
+    sent = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
+                          json={"content": "hello?"})
+    assert sent.status_code == 202
+
+    async def failing() -> dict[str, Any] | None:
+        shown = (await api.get(f"/v1/integrations/{created['id']}",
+                               headers=owner.headers)).json()
+        return shown if shown.get("error") else None
+
+    shown = await eventually(failing, what="the integration marked failing")
+    assert "refused" in shown["error"] and shown["error_at"]
+    (row,) = [r for r in await history(api, owner, chat["id"]) if r["id"] == sent.json()["id"]]
+    assert row["status"] == "failed"  # final: no retry with a token that cannot work
