@@ -22,6 +22,7 @@ from tests.actors.kinds import TEST_KINDS
 from tests.fakes import google
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
+from tests.fakes.telegram import FakeTelegram
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,6 +35,14 @@ def fake_google() -> Iterator[FakeGoogle]:
     provider = FakeGoogle(port=free_port()).start()
     yield provider
     provider.stop()
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeTelegram]:
+    """The Telegram Bot API, on loopback (each test adds bots of its own)."""
+    server = FakeTelegram(free_port()).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -8,41 +8,17 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 
-from serve.stack import free_port
 from tests.conftest import Account, register
 from tests.fakes import telegram_updates as tg
 from tests.fakes.telegram import FakeTelegram
+from tests.serve.telegram_bots import connect
 from tests.waiting import eventually
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeTelegram]:
-    server = FakeTelegram(free_port()).start()
-    yield server
-    server.stop()
-
-
-async def connect(api: httpx.AsyncClient, owner: Account, fake: FakeTelegram,
-                  mode: str = "webhook") -> tuple[dict[str, Any], str, str]:
-    """A Telegram integration; its JSON, the bot token and the webhook's secret."""
-    token = fake.add_bot(username=f"bot_{uuid.uuid4().hex[:8]}")
-    resp = await api.post("/v1/integrations", headers=owner.headers, json={
-        "type": "telegram", "name": "Support bot",
-        "config": {"bot_token": token, "mode": mode, "api_base_url": fake.url}})
-    assert resp.status_code == 201, resp.text
-    secret = ""
-    if mode == "webhook":
-        (call,) = fake.calls_of(token, "setWebhook")
-        secret = call.params["secret_token"]
-    return resp.json(), token, secret
 
 
 async def post_update(api: httpx.AsyncClient, integration_id: str, update: dict[str, Any],

@@ -10,39 +10,20 @@ import os
 import random
 import signal
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 import ray
 
 from actors.poller import CURSOR, MAX_BACKOFF, PollerRef, TelegramPoller, backoff
 from actors.runtime.client import NAMESPACE, ActorSystem, host_name
 from channels.base import MAX_RETRY_AFTER
-from serve.stack import free_port
 from storage.db import Database
 from tests.conftest import Account
 from tests.fakes import telegram_updates as tg
 from tests.fakes.telegram import Call, FakeTelegram
+from tests.serve.telegram_bots import connect
 from tests.waiting import eventually
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeTelegram]:
-    server = FakeTelegram(free_port()).start()
-    yield server
-    server.stop()
-
-
-async def connect(api: httpx.AsyncClient, owner: Account, fake: FakeTelegram,
-                  mode: str = "polling") -> tuple[dict[str, Any], str]:
-    token = fake.add_bot(username=f"bot_{uuid.uuid4().hex[:8]}")
-    resp = await api.post("/v1/integrations", headers=owner.headers, json={
-        "type": "telegram", "name": "Polling bot",
-        "config": {"bot_token": token, "mode": mode, "api_base_url": fake.url}})
-    assert resp.status_code == 201, resp.text
-    return resp.json(), token
 
 
 def sender(n: int) -> dict[str, Any]:
@@ -75,7 +56,7 @@ def offsets(calls: list[Call]) -> list[int | None]:
 
 async def test_a_polling_bot_receives_and_confirms_its_updates(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database) -> None:
-    created, token = await connect(api, owner, fake)
+    created, token, _ = await connect(api, owner, fake, "polling")
     assert created["config"]["mode"] == "polling" and created["webhook_url"] is None
     assert len(fake.calls_of(token, "deleteWebhook")) == 1  # a bot uses one mode at a time
     assert fake.calls_of(token, "setWebhook") == [] and fake.bot(token).webhook is None
@@ -104,7 +85,7 @@ async def test_a_polling_bot_receives_and_confirms_its_updates(
 async def test_rate_limits_conflicts_and_drops_are_ridden_out(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database,
         actors: ActorSystem) -> None:
-    created, token = await connect(api, owner, fake)
+    created, token, _ = await connect(api, owner, fake, "polling")
     await eventually(lambda: fake.calls_of(token, "getUpdates"), what="a first getUpdates")
     # The poll under way answers these; the next three calls fail, each its own way.
     fake.fail(token, "getUpdates", 429, retry_after=1)
@@ -131,7 +112,7 @@ async def test_rate_limits_conflicts_and_drops_are_ridden_out(
 async def test_the_poller_killed_between_fetch_and_commit_loses_and_doubles_nothing(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database,
         actors: ActorSystem) -> None:
-    created, token = await connect(api, owner, fake)
+    created, token, _ = await connect(api, owner, fake, "polling")
     warm = texts(1, start=20)
     fake.enqueue(token, *warm)
     await eventually(lambda: _len_is(stored(db, owner), 1), what="the first message stored")
@@ -166,7 +147,7 @@ async def test_the_poller_killed_between_fetch_and_commit_loses_and_doubles_noth
 async def test_switching_webhook_to_polling_and_back(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database,
         actors: ActorSystem) -> None:
-    created, token = await connect(api, owner, fake, mode="webhook")
+    created, token, _ = await connect(api, owner, fake, mode="webhook")
     poller = PollerRef(actors, owner.org_id, created["id"])
     assert len(fake.calls_of(token, "setWebhook")) == 1
     assert fake.calls_of(token, "getUpdates") == [] and not await poller.ensure()
@@ -193,7 +174,7 @@ async def test_switching_webhook_to_polling_and_back(
 
 async def test_a_mode_is_checked(api: httpx.AsyncClient, owner: Account,
                                  fake: FakeTelegram) -> None:
-    created, _ = await connect(api, owner, fake)
+    created, _, _ = await connect(api, owner, fake, "polling")
     url = f"/v1/integrations/{created['id']}"
     for bad in ({"mode": "pigeon"}, {}, {"mode": "polling", "bot_token": "x"}):
         resp = await api.patch(url, headers=owner.headers, json={"config": bad})
@@ -210,7 +191,7 @@ async def test_a_mode_is_checked(api: httpx.AsyncClient, owner: Account,
 async def test_a_revoked_token_stops_the_poller_and_shows_on_the_integration(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database,
         actors: ActorSystem) -> None:
-    created, token = await connect(api, owner, fake)
+    created, token, _ = await connect(api, owner, fake, "polling")
     poller = PollerRef(actors, owner.org_id, created["id"])
     await eventually(lambda: fake.calls_of(token, "getUpdates"), what="a first getUpdates")
     fake.fail(token, "getUpdates", 401, "Unauthorized")  # the owner revoked the token
