@@ -89,6 +89,7 @@ class Send(msgspec.Struct, frozen=True):
     user_id: str | None = None
     agent_id: str | None = None
     idempotency_key: str | None = None
+    reply_to: str | None = None  # a message of this chat it answers
 
 
 class MarkRead(msgspec.Struct, frozen=True):
@@ -408,23 +409,29 @@ class ChatActor(VirtualActor):
                 return {**found, "duplicate": True}
         else:
             message_id = str(uuid.uuid4())
+        reply_to = None
+        if command.reply_to is not None:
+            async with self.ctx.db.tenant_tx(self.org_id) as conn:
+                reply_to = await messages.reply_target(conn, command.reply_to, self.key)
         at = now_utc()
         view, write = messages.outbound_write(
             self.org_id, self.key, message_id, command.text, at,
-            user_id=command.user_id, agent_id=command.agent_id)
+            user_id=command.user_id, agent_id=command.agent_id, reply_to=reply_to)
         await self._commit([write])
         self.last_message_at = at
         self.recent.append({"id": message_id, "sender_type": view["sender_type"],
                             "content": command.text, "is_incoming": False,
                             "status": "pending", "created_at": at})
-        self._queue({"id": message_id, "content": command.text, "attempts": 0})
+        self._queue({"id": message_id, "content": command.text, "attempts": 0,
+                     "reply_to": reply_to["external_id"] if reply_to else None})
         return {**view, "created_at": at, "duplicate": False}
 
     def _resume(self, pending: Mapping[str, Any]) -> None:
         """A pending message read back from Postgres: queued now if due, else
         when due (`wait` seconds from now)."""
         item = {"id": str(pending["id"]), "content": pending["content"],
-                "attempts": int(pending.get("attempts") or 0)}
+                "attempts": int(pending.get("attempts") or 0),
+                "reply_to": pending.get("reply_to")}
         wait = float(pending.get("wait") or 0.0)
         if wait <= 0:
             self._queue(item)
@@ -475,7 +482,8 @@ class ChatActor(VirtualActor):
             receipt = await channel.send(integration, OutboundMessage(
                 organization_id=self.org_id, integration_id=integration.id,
                 channel=integration.type, thread_id=self.thread_id or "",
-                message_id=message_id, chat_id=self.key, text=item["content"]))
+                message_id=message_id, chat_id=self.key, text=item["content"],
+                reply_to_external_id=item.get("reply_to")))
         except ChannelError as exc:
             return Delivered(message_id, error=str(exc), retryable=exc.retryable,
                              retry_after=exc.retry_after, attempt=attempt,

@@ -108,10 +108,13 @@ class ChatRef:
             self.actor, SetReachable(state), idempotent=True)
 
     async def send(self, text: str, user_id: str | None,
-                   idempotency_key: str | None = None) -> SentMessage:
+                   idempotency_key: str | None = None, *,
+                   reply_to: str | None = None) -> SentMessage:
         """Store `text` as pending and queue it for the chat's channel; only
-        with an idempotency key is a lost call tried again (it cannot send twice)."""
-        command = Send(text, user_id=user_id, idempotency_key=idempotency_key)
+        with an idempotency key is a lost call tried again (it cannot send twice).
+        `reply_to`: the id of the message of this chat it answers."""
+        command = Send(text, user_id=user_id, idempotency_key=idempotency_key,
+                       reply_to=reply_to)
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, command, idempotent=bool(idempotency_key))
 

@@ -106,7 +106,7 @@ WHERE id = $1 AND organization_id = $2 AND status = 'pending'
 # Outbound messages of this chat still pending, and in how many seconds
 # each is due (the sweeper's or an activation's resend).
 SELECT_PENDING = """
-SELECT id, content, delivery_attempts AS attempts,
+SELECT id, content, delivery_attempts AS attempts, metadata->'reply_to'->>'external_id' AS reply_to,
        coalesce(extract(epoch FROM next_attempt_at - localtimestamp), 0)::float8 AS wait
 FROM messages WHERE id = ANY($1::uuid[]) AND chat_id = $2 AND NOT is_incoming
   AND status = 'pending' ORDER BY created_at, id
@@ -202,16 +202,19 @@ def revision_write(org_id: str, chat_id: str, message_id: str, edit: MessageEdit
 
 
 def outbound_write(org_id: str, chat_id: str, message_id: str, text: str, at: datetime, *,
-                   user_id: str | None, agent_id: str | None) -> tuple[dict[str, Any], Write]:
-    """A reply stored `pending` (and `message.created`): its view and its write."""
+                   user_id: str | None, agent_id: str | None,
+                   reply_to: dict[str, str] | None = None) -> tuple[dict[str, Any], Write]:
+    """A reply stored `pending` (and `message.created`): its view and its write.
+    `reply_to`: the message it answers (`reply_target`)."""
     sender_type = "agent" if agent_id else "user"
+    metadata = {"reply_to": reply_to} if reply_to else {}
     shown = {"id": message_id, "chat_id": chat_id, "sender_type": sender_type,
              "sender_id": user_id, "content": text, "is_incoming": False,
              "is_read": True, "status": "pending", "external_id": None,
-             "created_at": at.isoformat()}
+             "metadata": metadata, "created_at": at.isoformat()}
     return shown, Write(INSERT_OUTBOUND, (
-        message_id, chat_id, org_id, sender_type, user_id, text, agent_id, {}, at, user_id,
-        shown))
+        message_id, chat_id, org_id, sender_type, user_id, text, agent_id, metadata, at,
+        user_id, shown))
 
 
 def status_write(org_id: str, chat_id: str, message_id: str, status: str,
@@ -293,3 +296,21 @@ async def attachment(conn: asyncpg.Connection, attachment_id: UUID) -> dict[str,
     if row is None:
         raise NotFound("attachment not found")
     return dict(row)
+
+
+async def reply_target(conn: asyncpg.Connection, message_id: str,
+                       chat_id: str) -> dict[str, str]:
+    """What a reply to `message_id` names: our id and the provider's (an
+    inbound message's own, or the id the provider gave our message when it
+    was sent); `Invalid` unless it is a message of this chat the provider knows."""
+    try:
+        UUID(message_id)
+    except ValueError:
+        raise Invalid("reply_to is not a message id", field="reply_to") from None
+    external = await conn.fetchval(
+        "SELECT coalesce(external_id, metadata->>'provider_message_id') FROM messages"
+        " WHERE id = $1 AND chat_id = $2", message_id, chat_id)
+    if external is None:
+        raise Invalid("reply_to is not a message of this chat that was delivered",
+                      field="reply_to")
+    return {"message_id": message_id, "external_id": str(external)}

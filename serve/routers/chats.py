@@ -93,6 +93,9 @@ class MessagePage(BaseModel):
 
 class SendIn(Strict):
     content: str = Field(min_length=1, max_length=65_536)
+    reply_to: UUID | None = Field(
+        default=None, description="A message of this chat this one answers (threaded at the"
+                                  " provider where it can: Telegram's reply)")
 
 
 class Sent(MessageOut):
@@ -147,14 +150,15 @@ async def send_message(chat_id: UUID, body: SendIn, request: Request,
     if "\x00" in body.content or (idempotency_key and "\x00" in idempotency_key):
         raise Invalid("text contains a NUL character", field="content")
     return await send(runtime_of(request).actors, principal, chat_id, body.content,
-                      idempotency_key)
+                      idempotency_key, body.reply_to)
 
 
 async def send(actors: ActorSystem, principal: Principal, chat_id: UUID | str, content: str,
-               idempotency_key: str | None) -> SentMessage:
+               idempotency_key: str | None, reply_to: UUID | None = None) -> SentMessage:
     """Through the chat actor (shared by this route and WebSocket `message.send`)."""
     chat = ChatRef(actors, principal.org_id, str(chat_id))
-    return await chat.send(content, principal.user_id, idempotency_key)
+    return await chat.send(content, principal.user_id, idempotency_key,
+                           reply_to=str(reply_to) if reply_to else None)
 
 
 @router.post("/{chat_id}/read", response_model=ReadOut)

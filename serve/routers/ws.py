@@ -312,7 +312,11 @@ class Session:
             f"rate_limit:api:{self.principal.rate_key}:POST:{SEND_ROUTE}")
         if not decision.allowed:
             raise RateLimited("too many messages", retry_after=decision.retry_after)
-        message = await send(self.runtime.actors, self.principal, chat_id, content, key)
+        reply_to = None
+        if frame.get("reply_to") is not None:
+            reply_to = uuid.UUID(self._uuid(frame.get("reply_to"), "reply_to"))
+        message = await send(self.runtime.actors, self.principal, chat_id, content, key,
+                             reply_to)
         self.live.send_now(_encode({"type": "message.ack", "ref": frame.get("ref"),
                                     "message": message}))
 

@@ -330,3 +330,45 @@ async def test_a_revoked_token_fails_the_send_and_shows_on_the_integration(
     assert "refused" in shown["error"] and shown["error_at"]
     (row,) = [r for r in await history(api, owner, chat["id"]) if r["id"] == sent.json()["id"]]
     assert row["status"] == "failed"  # final: no retry with a token that cannot work
+
+
+async def test_a_reply_is_threaded_at_telegram(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, secret = await connect(api, owner, fake)
+    question = tg.private_text("Do you have it in blue?")
+    assert (await post_update(api, created["id"], question, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+    (incoming,) = await history(api, owner, chat["id"])
+    sent = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
+                          json={"content": "Yes, in blue and green.", "reply_to": incoming["id"]})
+    assert sent.status_code == 202, sent.text
+    await eventually(lambda: fake.calls_of(token, "sendMessage"), what="the reply sent")
+    (call,) = fake.calls_of(token, "sendMessage")
+    assert call.params["reply_parameters"]["message_id"] == question["message"]["message_id"]
+    other = await connect(api, await register(api), fake)
+    elsewhere = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
+                               json={"content": "x", "reply_to": other[0]["id"]})
+    assert elsewhere.status_code == 422  # not a message of this chat
+
+
+async def test_a_photo_with_a_caption_is_an_attachment_with_its_file(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, _, secret = await connect(api, owner, fake)
+    jpeg = b"\xff\xd8\xff\xe0" + b"JFIF shop front" * 500
+    file_id = fake.add_file(jpeg, "photos/file_3.jpg")
+    picture = tg.photo(caption="Our shop front")
+    picture["message"]["photo"][-1]["file_id"] = file_id  # the largest size: the one kept
+    assert (await post_update(api, created["id"], picture, secret)).status_code == 200
+    chat = await chat_of(api, owner)
+
+    async def fetched() -> dict[str, Any] | None:
+        (row,) = await history(api, owner, chat["id"])
+        found = row["attachments"]
+        return row if found and found[0]["stored"] else None
+
+    row = await eventually(fetched, what="the photo fetched")
+    assert row["content"] == "Our shop front"
+    (photo,) = row["attachments"]
+    assert photo["kind"] == "photo" and photo["size"] == len(jpeg)
+    got = await api.get(f"/v1/attachments/{photo['id']}", headers=owner.headers)
+    assert got.status_code == 200 and got.content == jpeg
