@@ -189,3 +189,11 @@ async def polling(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     """(org id, integration id) of every bot that should be polling, across
     orgs: `conn` is the owner's (row-level security would show one org)."""
     return [(str(r["organization_id"]), str(r["id"])) for r in await conn.fetch(POLLING)]
+
+
+async def bot_connected(conn: asyncpg.Connection, bot_id: int) -> bool:
+    """Whether a Telegram bot is connected already, in any org (`conn` is the
+    owner's): one bot, one integration, or two would take each other's updates."""
+    return bool(await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM integrations WHERE type = 'telegram'"
+        " AND config->>'bot_id' = $1::text)", str(bot_id)))

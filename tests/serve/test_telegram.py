@@ -372,3 +372,14 @@ async def test_a_photo_with_a_caption_is_an_attachment_with_its_file(
     assert photo["kind"] == "photo" and photo["size"] == len(jpeg)
     got = await api.get(f"/v1/attachments/{photo['id']}", headers=owner.headers)
     assert got.status_code == 200 and got.content == jpeg
+
+
+async def test_a_bot_connects_to_one_integration_only(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    _, token, _ = await connect(api, owner, fake)
+    for org in (owner, await register(api)):
+        again = await api.post("/v1/integrations", headers=org.headers, json={
+            "type": "telegram", "name": "Same bot",
+            "config": {"bot_token": token, "mode": "polling", "api_base_url": fake.url}})
+        assert again.status_code == 409, again.text
+        assert "connected already" in again.json()["error"]["message"]
