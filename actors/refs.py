@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from actors.agent import AgentActor, FinishRun, StartRun
-from actors.chat import ChatActor, Edit, Inbound, MarkRead, Resend, Send, SetReachable
+from actors.chat import ChatActor, Edit, Inbound, MarkRead, Resend, Send, SetReachable, Typing
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
 from actors.runtime.client import ActorRef, ActorSystem
@@ -109,6 +109,12 @@ class ChatRef:
     async def mark_read(self, user_id: str | None) -> ReadResult:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, MarkRead(user_id=user_id), idempotent=True)
+
+    async def typing(self, user_id: str | None) -> bool:
+        """Show the contact that `user_id` is typing, where the channel can
+        (Telegram), at most every few seconds; whether it was asked for."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Typing(user_id), idempotent=True)
 
     def resend(self, message_ids: tuple[str, ...]) -> asyncio.Future[Any]:
         """Nudge the chat to send these pending messages when due (a tell:
