@@ -3,11 +3,14 @@ fake Bot API's clock (its recorded call times): replies to one chat go out
 at the per-chat rate, two chats of one bot together at the bot's cap (the
 session stack's settings: 5/s per chat, 7/s per bot), a 429's retry_after
 holds the chat's sends (its retry and the messages queued behind it), and
-a typing frame on the WebSocket becomes a sendChatAction, at most every 4 s."""
+a typing frame on the WebSocket becomes a sendChatAction, at most every 4 s.
+And the webhook on the ingress's fast path, answering as its documented route."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,10 +18,12 @@ import httpx
 import pytest
 
 from core.settings import Settings
+from serve.fastpath import FastPath
 from serve.stack import Stack, free_port
 from tests.conftest import Account
 from tests.fakes import telegram_updates as tg
 from tests.fakes.telegram import Call, FakeTelegram
+from tests.serve.local_app import local_app
 from tests.serve.messaging import Client
 from tests.serve.test_telegram import connect, history, post_update
 from tests.waiting import eventually
@@ -156,3 +161,66 @@ async def test_typing_on_the_socket_is_a_chat_action_at_most_every_4_s(
         assert 4.0 - 0.05 <= second.at - first.at <= 6.0
     finally:
         await agent.close()
+
+
+async def test_the_webhook_fast_path_answers_as_the_documented_route(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    """A canonical integration id takes the fast path; the same id without its
+    hyphens goes on to FastAPI's route (which parses it as well): both answer
+    alike."""
+    integration, _, secret = await connect(api, owner, fake)
+    fast_id, slow_id = integration["id"], uuid.UUID(integration["id"]).hex
+    unknown = str(uuid.uuid4())
+    cases: list[tuple[str, dict[str, Any] | bytes, str | None]] = [
+        ("id", tg.private_text("Fast or slow?"), secret),
+        ("id", tg.private_text("Again"), "wrong"),
+        ("id", tg.private_text("Again"), None),
+        ("id", b"{nope", secret),
+        ("unknown", tg.private_text("Anyone?"), secret),
+    ]
+    for target, body, token in cases:
+        answers = []
+        for integration_id in ((fast_id, slow_id) if target == "id"
+                               else (unknown, uuid.UUID(unknown).hex)):
+            headers = {"content-type": "application/json"}
+            if token is not None:
+                headers["X-Telegram-Bot-Api-Secret-Token"] = token
+            content = body if isinstance(body, bytes) else json.dumps(body)
+            resp = await api.post(f"/v1/channels/telegram/{integration_id}/webhook",
+                                  content=content, headers=headers)
+            answers.append((resp.status_code, resp.json(), resp.headers["content-type"]))
+        assert answers[0] == answers[1], (target, token, answers)
+    statuses = []
+    for target, body, token in cases:
+        headers = {"X-Telegram-Bot-Api-Secret-Token": token} if token else {}
+        content = body if isinstance(body, bytes) else json.dumps(body)
+        resp = await api.post(f"/v1/channels/telegram/{fast_id if target == 'id' else unknown}"
+                              "/webhook", content=content, headers=headers)
+        statuses.append(resp.status_code)
+    assert statuses == [200, 401, 401, 400, 404]
+
+
+async def test_the_webhook_is_served_before_fastapi(settings: Settings) -> None:
+    passed_on: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        passed_on.append(scope["path"])
+        await send({"type": "http.response.start", "status": 418, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with local_app(settings) as local:
+        fast = FastPath(app)
+
+        async def entry(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            scope["app"] = local.app  # what Starlette sets before its middleware
+            await fast(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=entry)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            unknown = str(uuid.uuid4())
+            taken = await client.post(f"/v1/channels/telegram/{unknown}/webhook", content=b"{}")
+            assert taken.status_code == 404 and taken.json()["error"]["code"] == "not_found"
+            other = await client.post(
+                f"/v1/channels/telegram/{uuid.UUID(unknown).hex}/webhook", content=b"{}")
+            assert other.status_code == 418
+    assert passed_on == [f"/v1/channels/telegram/{uuid.UUID(unknown).hex}/webhook"]
