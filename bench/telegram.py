@@ -219,7 +219,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10, help="seconds per ingest phase")
     parser.add_argument("--warmup", type=float, default=2)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--polled", type=int, default=20_000, help="updates to long-poll")
     parser.add_argument("--probe-timeout", type=float, default=20.0)
