@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 
 RECENT = 20  # messages kept hot
 SEEN = 500  # external ids remembered for in-memory dedup
+TYPING_EVERY = 4.0  # seconds; Telegram shows a chat action for about 5
 
 
 # -- messages -------------------------------------------------------------
@@ -110,6 +112,12 @@ class Delivered(msgspec.Struct, frozen=True):
     reason: str | None = None  # ChannelError.reason
 
 
+class Typing(msgspec.Struct, frozen=True):
+    """Someone on our side is typing: show the contact, where the channel can."""
+
+    user_id: str | None = None
+
+
 class Resend(msgspec.Struct, frozen=True):
     """Deliver these pending messages when due, unless already on their way."""
 
@@ -127,7 +135,7 @@ class ChatActor(VirtualActor):
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
                  "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers",
-                 "unreachable", "members", "fetching")
+                 "unreachable", "members", "fetching", "typed_at", "typing_task")
 
     async def on_activate(self) -> None:
         try:
@@ -141,6 +149,8 @@ class ChatActor(VirtualActor):
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries not yet due
         self.sender: asyncio.Task[None] | None = None
         self.fetching: set[asyncio.Task[Any]] = set()  # files of stored messages
+        self.typed_at = float("-inf")
+        self.typing_task: asyncio.Task[None] | None = None
         self._adopt(row)
         if row is None:
             return
@@ -564,6 +574,31 @@ class ChatActor(VirtualActor):
         for row in rows:
             self._resume(row)
         return sum(1 for row in rows if row["wait"] <= 0)
+
+    @on(Typing)
+    async def typing(self, _: Typing) -> bool:
+        """Show the contact that we are typing (Telegram's sendChatAction), at
+        most every TYPING_EVERY seconds; whether it was asked for. The call
+        to the provider runs beside the turn: the chat does not wait for it."""
+        now = time.monotonic()
+        if not self.exists or self.unreachable or now - self.typed_at < TYPING_EVERY:
+            return False
+        try:
+            integration = await self._integration()
+            show = getattr(sender_for(self.ctx, integration.type), "send_typing", None)
+        except ChannelError:
+            return False
+        if show is None:  # the channel has no typing indicator
+            return False
+        self.typed_at = now
+        self.typing_task = asyncio.create_task(self._show_typing(show, integration))
+        return True
+
+    async def _show_typing(self, show: Any, integration: Integration) -> None:
+        try:
+            await show(integration, self.thread_id or "")
+        except ChannelError as exc:  # an indicator lost costs nothing worth a retry
+            log.info("chat %s: typing indicator failed: %s", self.key, exc)
 
     # -- state ------------------------------------------------------------
 

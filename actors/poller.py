@@ -37,7 +37,7 @@ from actors.refs import deliver_batch
 from actors.runtime.actor import VirtualActor, on
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY
-from channels.base import MAX_RETRY_AFTER, ChannelError, integration_loader
+from channels.base import MAX_RETRY_AFTER, ChannelError, integration_loader, sender_for
 from channels.telegram import CHANNEL, TelegramConnector
 from storage import cursors, integrations
 from storage.audit import Actor
@@ -109,7 +109,8 @@ class TelegramPoller(VirtualActor):
     @property
     def connector(self) -> TelegramConnector:
         # One per host: one HTTP client per bot, shared with the chats' sends.
-        return self.ctx.loader("sender:telegram", TelegramConnector)  # type: ignore[no-any-return]
+        # The host's one Telegram connector (with its pacer): the chats send through it too.
+        return sender_for(self.ctx, CHANNEL)  # type: ignore[return-value]
 
     async def _load(self) -> Integration | None:
         loader = self.ctx.loader("integration", lambda: integration_loader(self.ctx))

@@ -31,6 +31,7 @@ from actors.chat import (
     Resend,
     Send,
     SetReachable,
+    Typing,
 )
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
@@ -122,6 +123,12 @@ class ChatRef:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, MarkRead(user_id=user_id), idempotent=True)
 
+    async def typing(self, user_id: str | None) -> bool:
+        """Show the contact that `user_id` is typing, where the channel can
+        (Telegram), at most every few seconds; whether it was asked for."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Typing(user_id), idempotent=True)
+
     def resend(self, message_ids: tuple[str, ...]) -> asyncio.Future[Any]:
         """Nudge the chat to send these pending messages when due (a tell:
         resolves once its host has it; the outbox's next sweep is the retry)."""
@@ -198,13 +205,21 @@ class AgentRef:
 
 async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
     """Everything one provider request or poll carried, each part to its
-    chat actor, in the order it came; resolves once all of it is committed.
+    chat actor: the chats at once, each chat's messages in the order they
+    came, then the edits and thread states; resolves once all of it is committed.
     A failure raises: the provider is not told it arrived and sends it again
     (webhooks), or the cursor does not move (polling); dedup keys make the
     parts stored already harmless."""
     accepted = []
+    by_chat: dict[str, list[InboundMessage]] = {}
     for message in batch.messages:
-        accepted.append(await ChatRef.of(system, message).inbound(message))
+        by_chat.setdefault(chat_id_for(message), []).append(message)
+
+    async def one_chat(items: list[InboundMessage]) -> list[Accepted]:
+        return [await ChatRef.of(system, m).inbound(m) for m in items]
+
+    for got in await asyncio.gather(*(one_chat(v) for v in by_chat.values())):
+        accepted.extend(got)
     for edit in batch.edits:
         accepted.append(await ChatRef.of(system, edit).edit(edit))
     for state in batch.states:

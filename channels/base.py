@@ -114,6 +114,9 @@ def sender_for(ctx: Any, channel: str) -> Sender:
             "sender:api", lambda: ApiChannel(Policy.from_settings(ctx.settings)))
     if channel == "telegram":
         from channels.telegram import TelegramConnector
+        from storage.pacing import TelegramPacer
 
-        return ctx.loader("sender:telegram", TelegramConnector)  # type: ignore[no-any-return]
+        return ctx.loader(  # type: ignore[no-any-return]
+            "sender:telegram", lambda: TelegramConnector(
+                pacer=TelegramPacer.from_settings(ctx.redis, ctx.settings)))
     raise ChannelError(f"no outbound sender for channel {channel!r}")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import httpx
@@ -199,15 +199,28 @@ def _checked(token: str) -> str:
     return token
 
 
+class Pacer(Protocol):
+    """Telegram's outbound limits, shared by every host (storage.pacing)."""
+
+    async def wait(self, bot_id: str, chat_id: int) -> None:
+        """Return when one more message may go to `chat_id` from the bot."""
+
+    async def hold(self, bot_id: str, chat_id: int, seconds: float) -> None:
+        """Send nothing more to `chat_id` for `seconds` (a 429's retry_after)."""
+
+
 class TelegramConnector:
     """channels.base.WebhookConnector and PollingConnector for Telegram.
 
     `api_base_url` (a self-hosted Bot API server, or a test fake) is used
-    for integrations whose config does not name one."""
+    for integrations whose config does not name one. With a `pacer`, every
+    message sent (each part of a split one) waits for its slot."""
 
-    def __init__(self, api_base_url: str | None = None, *, read_timeout: float = 15.0) -> None:
+    def __init__(self, api_base_url: str | None = None, *, read_timeout: float = 15.0,
+                 pacer: Pacer | None = None) -> None:
         self.api_base_url = api_base(api_base_url)
         self.read_timeout = read_timeout  # of every call but the long poll
+        self.pacer = pacer
         self._bots: dict[tuple[str, str], telegram.Bot] = {}
         self._requests: list[HTTPXRequest] = []
         self._files: httpx.AsyncClient | None = None
@@ -341,8 +354,11 @@ class TelegramConnector:
         if message.reply_to_external_id and message.reply_to_external_id.isdigit():
             reply = telegram.ReplyParameters(message_id=int(message.reply_to_external_id),
                                              allow_sending_without_reply=True)
+        bot_id = str(bot.token).partition(":")[0]
         sent: telegram.Message | None = None
         for index, part in enumerate(parts):
+            if self.pacer is not None:
+                await self.pacer.wait(bot_id, chat)
             try:
                 sent = await bot.send_message(
                     chat_id=chat, text=part, message_thread_id=topic,
@@ -350,7 +366,11 @@ class TelegramConnector:
             except tg.TelegramError as exc:
                 doing = "sendMessage" if len(parts) == 1 else \
                     f"sendMessage (part {index + 1} of {len(parts)})"
-                raise channel_error(exc, doing) from exc
+                error = channel_error(exc, doing)
+                if self.pacer is not None and error.retry_after:
+                    # The chat's later messages wait too, not only this one's retry.
+                    await self.pacer.hold(bot_id, chat, error.retry_after)
+                raise error from exc
         if sent is None:  # split_text gave parts: unreachable, but typed
             raise ChannelError("nothing was sent")
         # The last part's id: what later edits, replies and statuses refer to.

@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     mfa_failures_per_user: int = Field(default=5, ge=1)
     mfa_window_seconds: int = Field(default=900, ge=1)
     telegram_login_max_age: int = Field(default=600, ge=1)
+    # Outbound Telegram pacing (Telegram's flood limits), across all hosts:
+    # messages a second to one chat, a minute to one group, a second per bot.
+    telegram_chat_per_second: float = Field(default=1.0, gt=0)
+    telegram_group_per_minute: float = Field(default=20.0, gt=0)
+    telegram_bot_per_second: float = Field(default=30.0, gt=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -6,6 +6,8 @@ routes run:
 - `GET /healthz` (liveness probes, often): the same constant answer;
 - `POST /v1/channels/api/{integration_id}/messages` (channels' inbound
   webhooks): `serve.routers.channels_api.accept`;
+- `POST /v1/channels/telegram/{integration_id}/webhook` (Telegram's updates):
+  `serve.routers.channels_telegram.accept_update`;
 - `GET /v1/contacts` (the CRM's list and search):
   `serve.auth.authenticate` / `authorize` and
   `serve.routers.contacts.contact_page` (`storage.contacts.read_page`, the
@@ -30,10 +32,12 @@ from serve.auth import authenticate, authorize, bearer_of, forwarded_ip
 from serve.errors import EXPECTED, expected_response
 from serve.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE, PageParams
 from serve.routers.channels_api import MAX_BODY, accept
+from serve.routers.channels_telegram import accept_update
 from serve.routers.contacts import Q_MAX, SOURCE_MAX, TAGS_MAX, contact_page
 from storage.contacts import ContactFilters
 
 INBOUND_PREFIX = "/v1/channels/api/"
+TELEGRAM_PREFIX, TELEGRAM_SUFFIX = "/v1/channels/telegram/", "/webhook"
 HEALTHZ = "/healthz"
 HEALTHY = Response(b'{"status":"ok"}', media_type="application/json")
 CONTACTS = "/v1/contacts"
@@ -59,6 +63,14 @@ class FastPath:
                 integration_id = _canonical_uuid(path[len(INBOUND_PREFIX):-len("/messages")])
                 if integration_id is not None:
                     await _answer(_inbound(scope, receive, integration_id), scope, receive, send)
+                    return
+            elif (method == "POST" and path.startswith(TELEGRAM_PREFIX)
+                  and path.endswith(TELEGRAM_SUFFIX)):
+                integration_id = _canonical_uuid(
+                    path[len(TELEGRAM_PREFIX):-len(TELEGRAM_SUFFIX)])
+                if integration_id is not None:
+                    await _answer(_telegram(scope, receive, integration_id), scope, receive,
+                                  send)
                     return
         await self.app(scope, receive, send)
 
@@ -91,13 +103,23 @@ def _canonical_uuid(text: str) -> str | None:
 
 
 async def _inbound(scope: dict[str, Any], receive: Any, integration_id: str) -> Response:
+    return await _webhook(accept, 202, scope, receive, integration_id)
+
+
+async def _telegram(scope: dict[str, Any], receive: Any, integration_id: str) -> Response:
+    return await _webhook(accept_update, 200, scope, receive, integration_id)
+
+
+async def _webhook(handle: Any, status: int, scope: dict[str, Any], receive: Any,
+                   integration_id: str) -> Response:
+    """A channel's webhook: its body to `handle` (verify, parse, commit)."""
     started = time.perf_counter()
     body = await _read(receive)
     try:
-        answer = await accept(scope["app"].state, integration_id, _headers(scope), body)
+        answer = await handle(scope["app"].state, integration_id, _headers(scope), body)
     finally:
         TIMINGS.observe("handler", time.perf_counter() - started)
-    return Response(answer, status_code=202, media_type="application/json")
+    return Response(answer, status_code=status, media_type="application/json")
 
 
 async def _read(receive: Any) -> bytes:

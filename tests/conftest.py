@@ -72,7 +72,12 @@ def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
         # accounts. The per-IP limits are tested on in-process apps of their
         # own (tests/serve/local_app.py).
         register_rate_per_minute=100_000, register_burst=10_000,
-        auth_rate_per_minute=100_000, auth_burst=10_000)
+        auth_rate_per_minute=100_000, auth_burst=10_000,
+        # Telegram pacing fast enough for tests yet measurable: two chats of
+        # one bot (10/s) are over its cap (7/s); groups are paced only as chats
+        # here (their cap is measured in tests/storage/test_pacing.py).
+        telegram_chat_per_second=5, telegram_bot_per_second=7,
+        telegram_group_per_minute=6000)
     engine = Stack(settings, dashboard=False, kinds=(*DEFAULT_KINDS, *TEST_KINDS))
     engine.start()
     try:

@@ -7,7 +7,8 @@ Client frames (JSON objects with a `type`; an optional `ref` is echoed back):
 - `{"type":"unsubscribe","topics":[...]}`
 - `{"type":"message.send","chat_id":...,"content":...,"idempotency_key"?}`
   -> `{"type":"message.ack","message":{...}}`
-- `{"type":"typing","chat_id":...}` (ephemeral: to the chat's subscribers)
+- `{"type":"typing","chat_id":...}` (ephemeral: to the chat's subscribers, and
+  to a Telegram contact as sendChatAction, at most every 4 s)
 - `{"type":"mark_read","chat_id":...}` -> `{"type":"read.ack",...}` and `chat.read`
 - `{"type":"auth","token":...}` a fresh access token of the same user and org
   (from `/v1/auth/refresh`) before the current one expires -> `{"type":"authed"}`
@@ -328,6 +329,9 @@ class Session:
         await self.runtime.redis.publish(chat_topic(chat_id), _encode({
             "type": "typing", "chat_id": chat_id, "user_id": self.principal.user_id,
             "organization_id": self.principal.org_id}))
+        # The contact sees it too, on channels that show it (Telegram's chat action).
+        await ChatRef(self.runtime.actors, self.principal.org_id, chat_id).typing(
+            self.principal.user_id)
 
     async def mark_read(self, frame: dict[str, Any]) -> None:
         self._need("chats:write")

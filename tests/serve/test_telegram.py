@@ -35,6 +35,15 @@ async def chat_of(api: httpx.AsyncClient, owner: Account) -> dict[str, Any]:
     return dict(chat)
 
 
+async def opened(api: httpx.AsyncClient, owner: Account, fake: FakeTelegram,
+                 first: dict[str, Any]) -> tuple[dict[str, Any], str, str, dict[str, Any]]:
+    """A bot whose first update `first` opened a chat: the integration, the
+    bot token, the webhook's secret and the chat."""
+    created, token, secret = await connect(api, owner, fake)
+    assert (await post_update(api, created["id"], first, secret)).status_code == 200
+    return created, token, secret, await chat_of(api, owner)
+
+
 async def history(api: httpx.AsyncClient, owner: Account, chat_id: str) -> list[dict[str, Any]]:
     resp = await api.get(f"/v1/chats/{chat_id}/messages", headers=owner.headers)
     assert resp.status_code == 200, resp.text
@@ -118,10 +127,8 @@ async def test_an_edit_is_a_revision_beside_the_original(
 
 async def test_a_blocked_bot_fails_sends_fast_and_replies_are_split(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
-    created, token, secret = await connect(api, owner, fake)
     first = tg.private_text("Can you send the full terms?")
-    assert (await post_update(api, created["id"], first, secret)).status_code == 200
-    chat = await chat_of(api, owner)
+    created, token, secret, chat = await opened(api, owner, fake, first)
     long_text = " ".join(f"clause-{n}" for n in range(1200))  # 13,289 characters
     sent = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
                           json={"content": long_text})
@@ -334,10 +341,8 @@ async def test_a_revoked_token_fails_the_send_and_shows_on_the_integration(
 
 async def test_a_reply_is_threaded_at_telegram(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
-    created, token, secret = await connect(api, owner, fake)
     question = tg.private_text("Do you have it in blue?")
-    assert (await post_update(api, created["id"], question, secret)).status_code == 200
-    chat = await chat_of(api, owner)
+    created, token, secret, chat = await opened(api, owner, fake, question)
     (incoming,) = await history(api, owner, chat["id"])
     sent = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
                           json={"content": "Yes, in blue and green.", "reply_to": incoming["id"]})

@@ -4,22 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
-import pytest
 import redis.asyncio as aioredis
 
-from core.settings import Settings
 from storage.ratelimit import TokenBucket
-from storage.redis import open_redis
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    assert settings.redis_url is not None
-    client = open_redis(settings.redis_url)
-    yield client
-    await client.aclose()
+from tests.storage.accounts import redis as redis  # the fixture
 
 
 async def test_a_burst_gets_exactly_the_capacity(redis: aioredis.Redis) -> None:
