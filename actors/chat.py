@@ -135,7 +135,7 @@ class ChatActor(VirtualActor):
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
                  "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers",
-                 "unreachable", "members", "fetching", "typed_at", "typing_task")
+                 "unreachable", "members", "fetching", "typed_at", "typing_task", "paused")
 
     async def on_activate(self) -> None:
         try:
@@ -149,6 +149,8 @@ class ChatActor(VirtualActor):
         self.timers: dict[str, asyncio.TimerHandle] = {}  # retries not yet due
         self.sender: asyncio.Task[None] | None = None
         self.fetching: set[asyncio.Task[Any]] = set()  # files of stored messages
+        # A message waiting for its retry holds the ones queued behind it: order.
+        self.paused: str | None = None
         self.typed_at = float("-inf")
         self.typing_task: asyncio.Task[None] | None = None
         self._adopt(row)
@@ -455,14 +457,19 @@ class ChatActor(VirtualActor):
 
     def _queue(self, item: dict[str, Any]) -> None:
         """Queue a message for the delivery task, once: a message already on
-        its way is not queued again (the sweeper may nudge a live chat)."""
+        its way is not queued again (the sweeper may nudge a live chat). The
+        message the queue waits for goes first."""
         if item["id"] in self.sending:
             return
         timer = self.timers.pop(item["id"], None)
         if timer is not None:
             timer.cancel()
         self.sending[item["id"]] = item
-        self.outbox.append(item)
+        if self.paused == item["id"]:
+            self.paused = None
+            self.outbox.appendleft(item)
+        else:
+            self.outbox.append(item)
         self._start_sender()
 
     def _start_sender(self) -> None:
@@ -472,7 +479,7 @@ class ChatActor(VirtualActor):
     async def _deliver_all(self) -> None:
         """Send queued messages one at a time, in order, reporting each back."""
         system = self.ctx.system
-        while self.outbox:
+        while self.outbox and self.paused is None:
             item = self.outbox[0]
             report = await self._deliver(item)
             self.outbox.popleft()
@@ -558,6 +565,7 @@ class ChatActor(VirtualActor):
         await self._commit([messages.retry_write(
             self.org_id, report.message_id, report.attempt, due, report.error or "")])
         if item is not None:  # else not ours in memory: the sweeper brings it back
+            self.paused = report.message_id  # what was queued after it waits for it
             self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3)})
 
     @on(Resend)
