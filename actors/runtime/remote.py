@@ -63,8 +63,21 @@ async def open_context(index: int, settings: Settings) -> AsyncIterator[HostCont
         committer = await stack.enter_async_context(GroupCommitter(db))
         system = await stack.enter_async_context(ActorSystem(settings.hosts))
         # `channels.base.sender_for` finds the senders under these names.
-        yield HostContext(index=index, settings=settings, db=db, redis=redis,
+        ctx = HostContext(index=index, settings=settings, db=db, redis=redis,
                           committer=committer, system=system, loaders={"sender:api": api})
+        stack.push_async_callback(_close_senders, ctx.loaders)
+        yield ctx
+
+
+async def _close_senders(loaders: dict[str, Any]) -> None:
+    """The senders made on demand (the Telegram connector's HTTP clients);
+    the API channel's client is closed by the stack that opened it."""
+    for name, loaded in list(loaders.items()):
+        if name.startswith("sender:") and name != "sender:api" and hasattr(loaded, "close"):
+            try:
+                await loaded.close()
+            except Exception as exc:  # shutting down: the others still close
+                log.warning("closing %s failed: %s", name, exc)
 
 
 @asynccontextmanager

@@ -80,12 +80,19 @@ async def test_shutdown_closes_every_resource_the_host_opened(
         assert api is ctx.loaders["sender:api"]
         client = api.client  # type: ignore[attr-defined]
         assert not client.is_closed
+        telegram = sender_for(ctx, "telegram")  # made on demand, with its Bot API clients
+        telegram.bot(f"123:{'a' * 35}")  # type: ignore[attr-defined]
+        requests = list(telegram._requests)  # type: ignore[attr-defined]
+        for request in requests:
+            await request.initialize()
+        assert requests and not any(r._client.is_closed for r in requests)
         assert await connections(redis, name) >= 1
         db = ctx.db
     finally:
         await host.shutdown()
     assert host.host is None
     assert client.is_closed
+    assert all(r._client.is_closed for r in requests)  # closed with the host
     assert db.app is None and db.system is None
     await eventually(lambda: _none(redis, name), what="the host's Redis closing")
     with pytest.raises(Exception, match="shut down"):
