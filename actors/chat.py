@@ -110,6 +110,7 @@ class Delivered(msgspec.Struct, frozen=True):
     attempt: int = 1
     unreachable: bool = False  # the recipient is gone (ChannelError.unreachable)
     reason: str | None = None  # ChannelError.reason
+    sent_parts: int = 0  # ChannelError.sent_parts: what a retry skips
 
 
 class Typing(msgspec.Struct, frozen=True):
@@ -443,7 +444,8 @@ class ChatActor(VirtualActor):
         when due (`wait` seconds from now)."""
         item = {"id": str(pending["id"]), "content": pending["content"],
                 "attempts": int(pending.get("attempts") or 0),
-                "reply_to": pending.get("reply_to")}
+                "reply_to": pending.get("reply_to"),
+                "sent_parts": int(pending.get("sent_parts") or 0)}
         wait = float(pending.get("wait") or 0.0)
         if wait <= 0:
             self._queue(item)
@@ -500,11 +502,13 @@ class ChatActor(VirtualActor):
                 organization_id=self.org_id, integration_id=integration.id,
                 channel=integration.type, thread_id=self.thread_id or "",
                 message_id=message_id, chat_id=self.key, text=item["content"],
-                reply_to_external_id=item.get("reply_to")))
+                reply_to_external_id=item.get("reply_to"),
+                sent_parts=int(item.get("sent_parts") or 0)))
         except ChannelError as exc:
             return Delivered(message_id, error=str(exc), retryable=exc.retryable,
                              retry_after=exc.retry_after, attempt=attempt,
-                             unreachable=exc.unreachable, reason=exc.reason)
+                             unreachable=exc.unreachable, reason=exc.reason,
+                             sent_parts=exc.sent_parts)
         except Exception as exc:  # our side (Postgres down, ...): try again later
             log.warning("chat %s: delivering %s failed: %s", self.key, message_id, exc)
             return Delivered(message_id, error=f"{type(exc).__name__}: {exc}",
@@ -563,10 +567,13 @@ class ChatActor(VirtualActor):
         is due, so that a restart continues the schedule."""
         due = now_utc() + timedelta(seconds=delay)
         await self._commit([messages.retry_write(
-            self.org_id, report.message_id, report.attempt, due, report.error or "")])
+            self.org_id, report.message_id, report.attempt, due, report.error or "",
+            report.sent_parts)])
         if item is not None:  # else not ours in memory: the sweeper brings it back
             self.paused = report.message_id  # what was queued after it waits for it
-            self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3)})
+            self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3),
+                          "sent_parts": max(report.sent_parts,
+                                            int(item.get("sent_parts") or 0))})
 
     @on(Resend)
     async def resend(self, command: Resend) -> int:

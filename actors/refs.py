@@ -218,8 +218,11 @@ async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
     async def one_chat(items: list[InboundMessage]) -> list[Accepted]:
         return [await ChatRef.of(system, m).inbound(m) for m in items]
 
-    for got in await asyncio.gather(*(one_chat(v) for v in by_chat.values())):
-        accepted.extend(got)
+    if len(by_chat) == 1:  # a webhook's one message: no task to spawn
+        accepted.extend(await one_chat(next(iter(by_chat.values()))))
+    else:
+        for got in await asyncio.gather(*(one_chat(v) for v in by_chat.values())):
+            accepted.extend(got)
     for edit in batch.edits:
         accepted.append(await ChatRef.of(system, edit).edit(edit))
     for state in batch.states:

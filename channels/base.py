@@ -38,8 +38,9 @@ class ChannelError(ProviderError):
 
     def __init__(self, message: str, *, retryable: bool = False,
                  retry_after: float | None = None, unreachable: bool = False,
-                 reason: str | None = None) -> None:
+                 reason: str | None = None, sent_parts: int = 0) -> None:
         super().__init__(message)
+        self.sent_parts = sent_parts  # parts of a split text that did go out
         self.retryable = retryable
         self.retry_after = retry_after
         self.unreachable = unreachable

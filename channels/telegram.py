@@ -357,6 +357,8 @@ class TelegramConnector:
         bot_id = str(bot.token).partition(":")[0]
         sent: telegram.Message | None = None
         for index, part in enumerate(parts):
+            if index < message.sent_parts:  # a retry: these went out before
+                continue
             if self.pacer is not None:
                 await self.pacer.wait(bot_id, chat)
             try:
@@ -367,6 +369,7 @@ class TelegramConnector:
                 doing = "sendMessage" if len(parts) == 1 else \
                     f"sendMessage (part {index + 1} of {len(parts)})"
                 error = channel_error(exc, doing)
+                error.sent_parts = index
                 if self.pacer is not None and error.retry_after:
                     # The chat's later messages wait too, not only this one's retry.
                     await self.pacer.hold(bot_id, chat, error.retry_after)

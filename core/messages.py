@@ -108,6 +108,7 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     text: str
     attachments: tuple[Attachment, ...] = ()
     reply_to_external_id: str | None = None
+    sent_parts: int = 0  # parts of a split text the provider has already (a retry skips them)
 
 
 class Receipt(msgspec.Struct, frozen=True, omit_defaults=True):

@@ -44,6 +44,7 @@ SELECT c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id,
        (SELECT coalesce(jsonb_agg(p ORDER BY p.created_at, p.id), '[]'::jsonb) FROM (
           SELECT m.id, m.content, m.created_at, m.delivery_attempts AS attempts,
                  m.metadata->'reply_to'->>'external_id' AS reply_to,
+                 (m.metadata->>'sent_parts')::int AS sent_parts,
                  coalesce(extract(epoch FROM m.next_attempt_at - localtimestamp), 0)::float8 AS wait
           FROM messages m
           WHERE m.chat_id = c.id AND NOT m.is_incoming AND m.status = 'pending') p) AS pending

@@ -107,6 +107,7 @@ WHERE id = $1 AND organization_id = $2 AND status = 'pending'
 # each is due (the sweeper's or an activation's resend).
 SELECT_PENDING = """
 SELECT id, content, delivery_attempts AS attempts, metadata->'reply_to'->>'external_id' AS reply_to,
+       (metadata->>'sent_parts')::int AS sent_parts,
        coalesce(extract(epoch FROM next_attempt_at - localtimestamp), 0)::float8 AS wait
 FROM messages WHERE id = ANY($1::uuid[]) AND chat_id = $2 AND NOT is_incoming
   AND status = 'pending' ORDER BY created_at, id
@@ -226,9 +227,13 @@ def status_write(org_id: str, chat_id: str, message_id: str, status: str,
 
 
 def retry_write(org_id: str, message_id: str, attempt: int, due: datetime,
-                error: str) -> Write:
-    """Keep a pending message pending, `attempt` tries made, due again at `due`."""
-    return Write(SCHEDULE_RETRY, (message_id, org_id, attempt, due, {"error": error[:500]}))
+                error: str, sent_parts: int = 0) -> Write:
+    """Keep a pending message pending, `attempt` tries made, due again at `due`
+    (and how many parts of its split text went out already: a retry skips them)."""
+    noted: dict[str, Any] = {"error": error[:500]}
+    if sent_parts:
+        noted["sent_parts"] = sent_parts
+    return Write(SCHEDULE_RETRY, (message_id, org_id, attempt, due, noted))
 
 
 # -- reads ----------------------------------------------------------------

@@ -388,3 +388,25 @@ async def test_a_bot_connects_to_one_integration_only(
             "config": {"bot_token": token, "mode": "polling", "api_base_url": fake.url}})
         assert again.status_code == 409, again.text
         assert "connected already" in again.json()["error"]["message"]
+
+
+async def test_a_split_reply_retried_midway_sends_each_part_once(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    created, token, secret, chat = await opened(api, owner, fake, tg.private_text("Terms?"))
+    long_text = " ".join(f"term-{n}" for n in range(1500))  # four parts
+    fake.delay(token, "sendMessage", 0)  # the first part goes out...
+    fake.fail(token, "sendMessage", 429, retry_after=1)  # ...the second is flooded
+    sent = await api.post(f"/v1/chats/{chat['id']}/messages", headers=owner.headers,
+                          json={"content": long_text})
+    assert sent.status_code == 202
+
+    async def delivered() -> bool:
+        rows = await history(api, owner, chat["id"])
+        return any(r["id"] == sent.json()["id"] and r["status"] == "sent" for r in rows)
+
+    await eventually(delivered, what="the reply sent")
+    texts = [c.params["text"] for c in fake.calls_of(token, "sendMessage")]
+    assert len(texts) == 5, [t[:12] for t in texts]  # four parts and one retry
+    first, flooded, *rest = texts
+    assert flooded == rest[0]  # the second part again, the first not
+    assert " ".join([first, *rest]) == long_text
