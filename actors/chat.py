@@ -52,7 +52,14 @@ from channels.base import (
     sender_for,
 )
 from core.errors import Invalid, NotFound, Unreachable
-from core.messages import InboundMessage, MessageEdit, OutboundMessage, Receipt, ThreadState
+from core.messages import (
+    Attachment,
+    InboundMessage,
+    MessageEdit,
+    OutboundMessage,
+    Receipt,
+    ThreadState,
+)
 from core.settings import RETRY_SCHEDULE
 from storage import chats, integrations, messages
 from storage.audit import Actor
@@ -78,6 +85,12 @@ class Edit(msgspec.Struct, frozen=True):
 
 class SetReachable(msgspec.Struct, frozen=True):
     state: ThreadState
+
+
+class FetchFiles(msgspec.Struct, frozen=True):
+    """Fetch the files of these messages not fetched yet (the sweeper's nudge)."""
+
+    message_ids: tuple[str, ...]
 
 
 class Reload(msgspec.Struct, frozen=True):
@@ -274,12 +287,28 @@ class ChatActor(VirtualActor):
                             "status": "delivered", "created_at": at})
         self._mirror_unread()
         if any(a.provider_id for a in message.attachments):
-            self._fetch(message_id, message)
+            self._fetch(message_id, message.attachments)
         answer["duplicate"] = False
         return answer
 
-    def _fetch(self, message_id: str, message: InboundMessage) -> None:
-        """Fetch the files `message` came with, in the background."""
+    @on(FetchFiles)
+    async def fetch_files(self, command: FetchFiles) -> int:
+        """Fetch what these messages' files still lack; how many messages."""
+        if not self.exists:
+            return 0
+        started = 0
+        for message_id in command.message_ids:
+            if any(t.get_name() == f"files {message_id}" for t in self.fetching):
+                continue  # on its way already
+            async with self.ctx.db.tenant_tx(self.org_id) as conn:
+                wanted = await messages.files_to_fetch(conn, message_id)
+            if wanted:
+                self._fetch(message_id, tuple(wanted))
+                started += 1
+        return started
+
+    def _fetch(self, message_id: str, attachments: tuple[Attachment, ...]) -> None:
+        """Fetch the files of a stored message, in the background."""
         async def run() -> None:
             try:
                 integration = await self._integration()
@@ -289,7 +318,7 @@ class ChatActor(VirtualActor):
                 settings = self.ctx.settings
                 await fetch_files(source, integration, settings.data_dir,  # type: ignore[arg-type]
                                   settings.max_attachment_bytes, message_id,
-                                  message.attachments, self._commit)
+                                  attachments, self._commit)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the message is stored; its files stay references

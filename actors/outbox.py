@@ -35,6 +35,7 @@ from actors.runtime.startup import Startup
 from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
+from storage import messages
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,11 @@ ORDER BY coalesce(next_attempt_at, created_at) LIMIT $2
 
 class OutboxSweeper:
     def __init__(self, settings: Settings, interval: float = 2.0, grace: float = 5.0,
-                 batch: int = 1000) -> None:
+                 batch: int = 1000, fetch_grace: float = 300.0) -> None:
         self.settings = settings
         self.interval = interval
         self.grace = grace  # a live chat's own timer normally comes first
+        self.fetch_grace = fetch_grace  # a live chat fetches at once; these it left
         self.batch = batch
         self.nudged = 0
         self.db: Database | None = None
@@ -89,6 +91,12 @@ class OutboxSweeper:
             except Exception:  # keep going: Postgres or a host may come back
                 log.exception("outbox sweep failed")
             try:
+                await self.refetch()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("nudging unfetched files failed")
+            try:
                 assert self.db is not None and self.system is not None
                 await wake_all(self.db, self.system)
             except asyncio.CancelledError:
@@ -96,6 +104,19 @@ class OutboxSweeper:
             except Exception:
                 log.exception("waking the pollers failed")
             await asyncio.sleep(self.interval)
+
+    async def refetch(self) -> int:
+        """Nudge the chats whose messages' files were left unfetched."""
+        assert self.db is not None and self.db.system is not None
+        assert self.system is not None
+        async with self.db.system_tx() as conn:
+            chats = await messages.unfetched(conn, self.fetch_grace, self.batch)
+        tells = [ChatRef(self.system, org_id, chat_id).fetch_files(tuple(ids))
+                 for (org_id, chat_id), ids in chats.items()]
+        for result in await asyncio.gather(*tells, return_exceptions=True):
+            if isinstance(result, Exception):  # its host is down: the next pass retries
+                log.warning("outbox: a chat's files not nudged: %s", result)
+        return sum(len(ids) for ids in chats.values())
 
     async def sweep(self) -> int:
         """Nudge the chats of every due message; return how many messages."""

@@ -25,6 +25,7 @@ from actors.agent import AgentActor, FinishRun, StartRun
 from actors.chat import (
     ChatActor,
     Edit,
+    FetchFiles,
     Inbound,
     MarkRead,
     Reload,
@@ -137,6 +138,11 @@ class ChatRef:
     async def state(self) -> dict[str, Any]:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, GetState(), idempotent=True)
+
+    def fetch_files(self, message_ids: tuple[str, ...]) -> asyncio.Future[Any]:
+        """Nudge the chat to fetch these messages' files still missing (a tell,
+        like `resend`: the sweeper's next pass is the retry)."""
+        return self.actor.tell(FetchFiles(message_ids))
 
     async def reload(self) -> bool:
         """Make the chat read its state from Postgres again (whether it exists)."""

@@ -319,3 +319,37 @@ async def reply_target(conn: asyncpg.Connection, message_id: str,
         raise Invalid("reply_to is not a message of this chat that was delivered",
                       field="reply_to")
     return {"message_id": message_id, "external_id": str(external)}
+
+
+# Files a message came with that are neither fetched nor refused, `$1`
+# seconds after they were stored (the chat fetches at once; these are the
+# ones a dying host left), across orgs: the owner's connection.
+UNFETCHED = """
+SELECT a.organization_id, m.chat_id, a.message_id FROM message_attachments a
+JOIN messages m ON m.id = a.message_id
+WHERE a.provider_file_id IS NOT NULL AND a.stored_at IS NULL AND a.error IS NULL
+  AND a.created_at <= localtimestamp - make_interval(secs => $1)
+ORDER BY a.created_at LIMIT $2
+"""
+
+
+async def unfetched(conn: asyncpg.Connection, grace: float,
+                    limit: int) -> dict[tuple[str, str], list[str]]:
+    """(org, chat) -> ids of messages with files left unfetched."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for row in await conn.fetch(UNFETCHED, grace, limit):
+        ids = found.setdefault((str(row["organization_id"]), str(row["chat_id"])), [])
+        if str(row["message_id"]) not in ids:
+            ids.append(str(row["message_id"]))
+    return found
+
+
+async def files_to_fetch(conn: asyncpg.Connection, message_id: str) -> list[Attachment]:
+    """A message's attachments not fetched yet, as the channel named them."""
+    rows = await conn.fetch(
+        "SELECT file_url, file_name, file_type, file_size, kind, provider_file_id"
+        " FROM message_attachments WHERE message_id = $1 AND provider_file_id IS NOT NULL"
+        " AND stored_at IS NULL AND error IS NULL ORDER BY created_at, id", message_id)
+    return [Attachment(url=r["file_url"], name=r["file_name"], mime_type=r["file_type"],
+                       size=r["file_size"], kind=r["kind"], provider_id=r["provider_file_id"])
+            for r in rows]

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from storage.db import Database
 from tests.conftest import Account, register
 from tests.fakes import telegram_updates as tg
 from tests.fakes.telegram import FakeTelegram
@@ -410,3 +411,26 @@ async def test_a_split_reply_retried_midway_sends_each_part_once(
     first, flooded, *rest = texts
     assert flooded == rest[0]  # the second part again, the first not
     assert " ".join([first, *rest]) == long_text
+
+
+async def test_a_file_a_dying_host_left_unfetched_is_fetched_later(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database) -> None:
+    content = b"%PDF-1.7 contract " * 100
+    document = tg.document("contract.pdf", file_id=fake.add_file(content, "documents/c.pdf"))
+    created, _, secret, chat = await opened(api, owner, fake, document)
+
+    async def stored() -> dict[str, Any] | None:
+        (row,) = await history(api, owner, chat["id"])
+        return row["attachments"][0] if row["attachments"][0]["stored"] else None
+
+    first = await eventually(stored, what="the file fetched")
+    # As a host killed mid-fetch leaves it: a reference, no file, no error,
+    # stored long enough ago that its chat is not about to fetch it.
+    async with db.tenant_tx(owner.org_id) as conn:
+        await conn.execute(
+            "UPDATE message_attachments SET stored_at = NULL, file_url = 'telegram-file:x',"
+            " created_at = localtimestamp - interval '10 minutes' WHERE id = $1",
+            uuid.UUID(first["id"]))
+    await eventually(stored, timeout=30, what="the sweeper's nudge fetching it again")
+    got = await api.get(f"/v1/attachments/{first['id']}", headers=owner.headers)
+    assert got.status_code == 200 and got.content == content
