@@ -14,27 +14,15 @@ inserted nothing: a duplicate, counted once.
 The statements and ids are `storage.chats` and `storage.messages`; this
 module decides when to run them and keeps the hot state in step.
 
-Outbound: a turn persists the message as `pending` (an `Idempotency-Key`
-maps to a fixed id) and queues it; a per-chat delivery task sends queued
-messages in order through the chat's channel and reports back with a
-`Delivered` turn, which moves the status forward (`sent` or `failed`). A
-retryable failure keeps the message `pending`, stores the attempt count and
-when the next attempt is due (`outbound_retry_schedule`, jittered, or the
-receiver's Retry-After), and queues it again then. Pending messages found at
-activation are queued again when due, and the outbox sweeper (actors.outbox)
-nudges chats whose host died with a `Resend`, so a host crash delays a send
-but never drops it (the message id is the `webhook-id`: receivers dedup).
+Outbound (replies, their delivery and retries) is the base class,
+actors.outbound.ChatOutbound.
 """
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
-import uuid
 from collections import deque
-from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -42,35 +30,26 @@ import msgspec
 
 from actors.files import fetch_files
 from actors.messages import GetState, Ping
-from actors.runtime.actor import VirtualActor, on
+from actors.outbound import ChatOutbound, now_utc
+from actors.runtime.actor import on
 from actors.unread import UnreadMirror
 from channels.base import (
-    CREDENTIALS_REFUSED,
-    ChannelError,
-    integration_loader,
-    retry_delay,
     sender_for,
 )
-from core.errors import Invalid, NotFound, Unreachable
+from core.errors import Invalid
 from core.messages import (
     Attachment,
     InboundMessage,
     MessageEdit,
-    OutboundMessage,
-    Receipt,
     ThreadState,
 )
-from core.settings import RETRY_SCHEDULE
-from storage import chats, integrations, messages
-from storage.audit import Actor
+from storage import chats, messages
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
-from storage.integrations import Integration
 
 log = logging.getLogger(__name__)
 
 RECENT = 20  # messages kept hot
 SEEN = 500  # external ids remembered for in-memory dedup
-TYPING_EVERY = 4.0  # seconds; Telegram shows a chat action for about 5
 
 
 # -- messages -------------------------------------------------------------
@@ -97,59 +76,17 @@ class Reload(msgspec.Struct, frozen=True):
     """Drop the cached state for Postgres's (its contacts were merged, say)."""
 
 
-class Send(msgspec.Struct, frozen=True):
-    """Send `text` from a user (or an agent) to the chat's channel."""
-
-    text: str
-    user_id: str | None = None
-    agent_id: str | None = None
-    idempotency_key: str | None = None
-    reply_to: str | None = None  # a message of this chat it answers
-
-
 class MarkRead(msgspec.Struct, frozen=True):
     user_id: str | None = None
 
 
-class Delivered(msgspec.Struct, frozen=True):
-    """The delivery task's report on attempt number `attempt`: a receipt, or
-    why it failed and whether trying again may work."""
-
-    message_id: str
-    receipt: Receipt | None = None
-    error: str | None = None
-    retryable: bool = False
-    retry_after: float | None = None
-    attempt: int = 1
-    unreachable: bool = False  # the recipient is gone (ChannelError.unreachable)
-    reason: str | None = None  # ChannelError.reason
-    sent_parts: int = 0  # ChannelError.sent_parts: what a retry skips
-
-
-class Typing(msgspec.Struct, frozen=True):
-    """Someone on our side is typing: show the contact, where the channel can."""
-
-    user_id: str | None = None
-
-
-class Resend(msgspec.Struct, frozen=True):
-    """Deliver these pending messages when due, unless already on their way."""
-
-    message_ids: tuple[str, ...]
-
-
 # -- the actor ------------------------------------------------------------
 
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-class ChatActor(VirtualActor):
+class ChatActor(ChatOutbound):
     kind = "chat"
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
-                 "last_message_at", "last_inbound_at", "assigned_agent_id", "recent",
-                 "seen", "seen_order", "outbox", "sender", "touches", "sending", "timers",
-                 "unreachable", "members", "fetching", "typed_at", "typing_task", "paused")
+                 "last_inbound_at", "assigned_agent_id", "recent", "seen", "seen_order",
+                 "touches", "members", "fetching")
 
     async def on_activate(self) -> None:
         try:
@@ -158,15 +95,9 @@ class ChatActor(VirtualActor):
             raise Invalid(f"chat key {self.key!r} is not a UUID") from None
         row = await self._load()
         self.touches = 0
-        self.outbox: deque[dict[str, Any]] = deque()
-        self.sending: dict[str, dict[str, Any]] = {}  # queued or in flight, until reported
-        self.timers: dict[str, asyncio.TimerHandle] = {}  # retries not yet due
-        self.sender: asyncio.Task[None] | None = None
-        self.fetching: set[asyncio.Task[Any]] = set()  # files of stored messages
-        # A message waiting for its retry holds the ones queued behind it: order.
-        self.paused: str | None = None
-        self.typed_at = float("-inf")
-        self.typing_task: asyncio.Task[None] | None = None
+        self._start_outbound()
+        # Messages whose files are being fetched, and the task fetching them.
+        self.fetching: dict[str, asyncio.Task[None]] = {}
         self._adopt(row)
         if row is None:
             return
@@ -204,6 +135,10 @@ class ChatActor(VirtualActor):
         self.last_inbound_at = row["last_inbound_at"]
         self.assigned_agent_id = (row["metadata"] or {}).get("assigned_agent_id")
         self.recent.extend(row["recent"] or ())
+        profile = row["contact_profile"] or {}
+        if self.contact_id and profile.get("sender"):  # its first sender needs no lookup
+            self.members[profile["sender"]] = chats.Profile(
+                self.contact_id, profile.get("name"), profile.get("username"))
         for external_id in reversed(row["seen"] or ()):
             self._remember(external_id)
 
@@ -220,21 +155,9 @@ class ChatActor(VirtualActor):
         return not self.outbox and not self.sending and not self.fetching
 
     async def on_deactivate(self) -> None:
-        # Only at shutdown can sends be in flight here: they stay `pending` in
-        # Postgres and are queued again by the next activation.
-        for timer in self.timers.values():
-            timer.cancel()
-        self.timers.clear()
-        for task in list(self.fetching):  # what is not fetched stays a reference
+        for task in list(self.fetching.values()):  # what is not fetched stays a reference
             task.cancel()
-        if self.sender is not None and not self.sender.done():
-            self.sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.sender
-
-    def _require(self) -> None:
-        if not self.exists:
-            raise NotFound(f"chat {self.key} not found")
+        await self._stop_outbound()
 
     def _remember(self, external_id: str) -> None:
         if external_id in self.seen:
@@ -243,9 +166,6 @@ class ChatActor(VirtualActor):
         self.seen_order.append(external_id)
         if len(self.seen_order) > SEEN:
             self.seen.discard(self.seen_order.popleft())
-
-    async def _commit(self, writes: list[Write]) -> None:
-        await self.ctx.committer.commit(self.org_id, writes)
 
     def _mirror_unread(self) -> None:
         mirror = self.ctx.loader("unread-mirror", lambda: UnreadMirror(self.ctx.redis))
@@ -296,16 +216,14 @@ class ChatActor(VirtualActor):
         """Fetch what these messages' files still lack; how many messages."""
         if not self.exists:
             return 0
-        started = 0
-        for message_id in command.message_ids:
-            if any(t.get_name() == f"files {message_id}" for t in self.fetching):
-                continue  # on its way already
-            async with self.ctx.db.tenant_tx(self.org_id) as conn:
-                wanted = await messages.files_to_fetch(conn, message_id)
-            if wanted:
-                self._fetch(message_id, tuple(wanted))
-                started += 1
-        return started
+        idle = [i for i in command.message_ids if i not in self.fetching]  # else on its way
+        if not idle:
+            return 0
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
+            wanted = await messages.files_to_fetch(conn, idle)
+        for message_id, attachments in wanted.items():
+            self._fetch(message_id, tuple(attachments))
+        return len(wanted)
 
     def _fetch(self, message_id: str, attachments: tuple[Attachment, ...]) -> None:
         """Fetch the files of a stored message, in the background."""
@@ -326,8 +244,8 @@ class ChatActor(VirtualActor):
                             self.key, message_id, exc)
 
         task = asyncio.create_task(run(), name=f"files {message_id}")
-        self.fetching.add(task)
-        task.add_done_callback(self.fetching.discard)
+        self.fetching[message_id] = task
+        task.add_done_callback(lambda _: self.fetching.pop(message_id, None))
 
     @on(Edit)
     async def edit(self, command: Edit) -> dict[str, Any]:
@@ -433,216 +351,6 @@ class ChatActor(VirtualActor):
         self.unread = 0
         self._mirror_unread()
         return {"chat_id": self.key, "unread": 0, "changed": True}
-
-    # -- outbound ---------------------------------------------------------
-
-    @on(Send)
-    async def send(self, command: Send) -> dict[str, Any]:
-        self._require()
-        if self.unreachable:
-            raise Unreachable(f"this conversation cannot be written to: {self.unreachable}")
-        if not command.text.strip():
-            raise Invalid("a message needs text", field="content")
-        if command.idempotency_key:
-            message_id = messages.outbound_id(self.key, command.idempotency_key)
-            async with self.ctx.db.tenant_tx(self.org_id) as conn:
-                found = await messages.find(conn, message_id, self.key)
-            if found is not None:
-                return {**found, "duplicate": True}
-        else:
-            message_id = str(uuid.uuid4())
-        reply_to = None
-        if command.reply_to is not None:
-            async with self.ctx.db.tenant_tx(self.org_id) as conn:
-                reply_to = await messages.reply_target(conn, command.reply_to, self.key)
-        at = now_utc()
-        view, write = messages.outbound_write(
-            self.org_id, self.key, message_id, command.text, at,
-            user_id=command.user_id, agent_id=command.agent_id, reply_to=reply_to)
-        await self._commit([write])
-        self.last_message_at = at
-        self.recent.append({"id": message_id, "sender_type": view["sender_type"],
-                            "content": command.text, "is_incoming": False,
-                            "status": "pending", "created_at": at})
-        self._queue({"id": message_id, "content": command.text, "attempts": 0,
-                     "reply_to": reply_to["external_id"] if reply_to else None})
-        return {**view, "created_at": at, "duplicate": False}
-
-    def _resume(self, pending: Mapping[str, Any]) -> None:
-        """A pending message read back from Postgres: queued now if due, else
-        when due (`wait` seconds from now)."""
-        item = {"id": str(pending["id"]), "content": pending["content"],
-                "attempts": int(pending.get("attempts") or 0),
-                "reply_to": pending.get("reply_to"),
-                "sent_parts": int(pending.get("sent_parts") or 0)}
-        wait = float(pending.get("wait") or 0.0)
-        if wait <= 0:
-            self._queue(item)
-        elif item["id"] not in self.sending and item["id"] not in self.timers:
-            self.timers[item["id"]] = asyncio.get_running_loop().call_later(
-                wait, self._due, item)
-
-    def _due(self, item: dict[str, Any]) -> None:
-        self.timers.pop(item["id"], None)
-        self._queue(item)
-
-    def _queue(self, item: dict[str, Any]) -> None:
-        """Queue a message for the delivery task, once: a message already on
-        its way is not queued again (the sweeper may nudge a live chat). The
-        message the queue waits for goes first."""
-        if item["id"] in self.sending:
-            return
-        timer = self.timers.pop(item["id"], None)
-        if timer is not None:
-            timer.cancel()
-        self.sending[item["id"]] = item
-        if self.paused == item["id"]:
-            self.paused = None
-            self.outbox.appendleft(item)
-        else:
-            self.outbox.append(item)
-        self._start_sender()
-
-    def _start_sender(self) -> None:
-        if self.sender is None or self.sender.done():
-            self.sender = asyncio.create_task(self._deliver_all())
-
-    async def _deliver_all(self) -> None:
-        """Send queued messages one at a time, in order, reporting each back."""
-        system = self.ctx.system
-        while self.outbox and self.paused is None:
-            item = self.outbox[0]
-            report = await self._deliver(item)
-            self.outbox.popleft()
-            try:
-                await system.ask(self.kind, self.org_id, self.key, report)
-            except Exception as exc:  # stays pending: the sweeper sends it again
-                self.sending.pop(item["id"], None)
-                log.warning("chat %s: recording delivery of %s failed: %s",
-                            self.key, item["id"], exc)
-
-    async def _deliver(self, item: dict[str, Any]) -> Delivered:
-        message_id = str(item["id"])
-        attempt = int(item.get("attempts") or 0) + 1
-        try:
-            integration = await self._integration()
-            channel = sender_for(self.ctx, integration.type)
-            receipt = await channel.send(integration, OutboundMessage(
-                organization_id=self.org_id, integration_id=integration.id,
-                channel=integration.type, thread_id=self.thread_id or "",
-                message_id=message_id, chat_id=self.key, text=item["content"],
-                reply_to_external_id=item.get("reply_to"),
-                sent_parts=int(item.get("sent_parts") or 0)))
-        except ChannelError as exc:
-            return Delivered(message_id, error=str(exc), retryable=exc.retryable,
-                             retry_after=exc.retry_after, attempt=attempt,
-                             unreachable=exc.unreachable, reason=exc.reason,
-                             sent_parts=exc.sent_parts)
-        except Exception as exc:  # our side (Postgres down, ...): try again later
-            log.warning("chat %s: delivering %s failed: %s", self.key, message_id, exc)
-            return Delivered(message_id, error=f"{type(exc).__name__}: {exc}",
-                             retryable=True, attempt=attempt)
-        return Delivered(message_id, receipt=receipt, attempt=attempt)
-
-    async def _integration(self) -> Integration:
-        if self.integration_id is None:
-            raise ChannelError(f"chat {self.key} has no channel integration to send through")
-        loader = self.ctx.loader("integration", lambda: integration_loader(self.ctx))
-        found = await loader.load((self.org_id, self.integration_id))
-        if found is None or not found.is_active:
-            raise ChannelError(f"integration {self.integration_id} is missing or inactive")
-        return found  # type: ignore[no-any-return]
-
-    @on(Delivered)
-    async def delivered(self, report: Delivered) -> str:
-        item = self.sending.pop(report.message_id, None)
-        if report.receipt is None and report.retryable:
-            settings = self.ctx.settings
-            schedule = settings.outbound_retry_schedule if settings else RETRY_SCHEDULE
-            delay = retry_delay(schedule, report.attempt, report.retry_after)
-            if delay is not None:
-                await self._retry_later(report, item, delay)
-                return "pending"
-        status = "sent" if report.receipt is not None else "failed"
-        extra: dict[str, Any] = {}
-        if report.receipt is not None:
-            extra["provider_message_id"] = report.receipt.external_id
-        if report.error:
-            extra["error"] = report.error[:500]
-        writes = [messages.status_write(
-            self.org_id, self.key, report.message_id, status, extra, report.attempt)]
-        if report.unreachable and not self.unreachable:  # later sends fail fast
-            self.unreachable = (report.error or "unreachable")[:200]
-            writes.append(chats.reachability_write(self.org_id, self.key, self.unreachable,
-                                                   now_utc()))
-        await self._commit(writes)
-        if report.reason == CREDENTIALS_REFUSED and self.integration_id:
-            await self._integration_failed(report.error or "credentials refused")
-        for entry in self.recent:
-            if str(entry["id"]) == report.message_id:
-                entry["status"] = status
-        return status
-
-    async def _integration_failed(self, error: str) -> None:
-        """The provider refused the integration's credentials: it shows so
-        (GET /v1/integrations/{id}) until someone switches it off and on."""
-        async with self.ctx.db.tenant_tx(self.org_id) as conn:
-            await integrations.failed(conn, Actor(self.org_id), str(self.integration_id),
-                                      error[:500])
-
-    async def _retry_later(self, report: Delivered, item: dict[str, Any] | None,
-                           delay: float) -> None:
-        """Keep the message pending; count the attempt and store when the next
-        is due, so that a restart continues the schedule."""
-        due = now_utc() + timedelta(seconds=delay)
-        await self._commit([messages.retry_write(
-            self.org_id, report.message_id, report.attempt, due, report.error or "",
-            report.sent_parts)])
-        if item is not None:  # else not ours in memory: the sweeper brings it back
-            self.paused = report.message_id  # what was queued after it waits for it
-            self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3),
-                          "sent_parts": max(report.sent_parts,
-                                            int(item.get("sent_parts") or 0))})
-
-    @on(Resend)
-    async def resend(self, command: Resend) -> int:
-        """The sweeper's nudge: queue those of `message_ids` still pending and
-        not already on their way (each when due); return how many were due."""
-        if not self.exists:
-            return 0
-        wanted = [i for i in command.message_ids if i not in self.sending]
-        if not wanted:
-            return 0
-        async with self.ctx.db.tenant_tx(self.org_id) as conn:
-            rows = await messages.pending(conn, wanted, self.key)
-        for row in rows:
-            self._resume(row)
-        return sum(1 for row in rows if row["wait"] <= 0)
-
-    @on(Typing)
-    async def typing(self, _: Typing) -> bool:
-        """Show the contact that we are typing (Telegram's sendChatAction), at
-        most every TYPING_EVERY seconds; whether it was asked for. The call
-        to the provider runs beside the turn: the chat does not wait for it."""
-        now = time.monotonic()
-        if not self.exists or self.unreachable or now - self.typed_at < TYPING_EVERY:
-            return False
-        try:
-            integration = await self._integration()
-            show = getattr(sender_for(self.ctx, integration.type), "send_typing", None)
-        except ChannelError:
-            return False
-        if show is None:  # the channel has no typing indicator
-            return False
-        self.typed_at = now
-        self.typing_task = asyncio.create_task(self._show_typing(show, integration))
-        return True
-
-    async def _show_typing(self, show: Any, integration: Integration) -> None:
-        try:
-            await show(integration, self.thread_id or "")
-        except ChannelError as exc:  # an indicator lost costs nothing worth a retry
-            log.info("chat %s: typing indicator failed: %s", self.key, exc)
 
     # -- state ------------------------------------------------------------
 

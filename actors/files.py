@@ -37,20 +37,15 @@ def files_dir(data_dir: Path, org_id: str) -> Path:
 
 async def fetch_files(source: FileSource, integration: Integration, data_dir: Path,
                       max_bytes: int, message_id: str, attachments: Sequence[Attachment],
-                      commit: Callable[[list[Write]], Awaitable[Any]]) -> int:
-    """Fetch each of `attachments` that has a provider id; returns how many
-    were stored. Every outcome is committed as it comes."""
+                      commit: Callable[[list[Write]], Awaitable[Any]]) -> None:
+    """Fetch each of `attachments` that has a provider id; every outcome
+    (where the file went, or why it never will) is committed as it comes."""
     dest = files_dir(data_dir, integration.org_id)
     dest.mkdir(parents=True, exist_ok=True)
-    stored = 0
     for attachment in attachments:
-        if not attachment.provider_id:
-            continue
-        write = await _fetch_one(source, integration, Path(data_dir), dest, max_bytes,
-                                 message_id, attachment.provider_id)
-        await commit([write])
-        stored += write.args[2] is not None
-    return stored
+        if attachment.provider_id:
+            await commit([await _fetch_one(source, integration, Path(data_dir), dest,
+                                           max_bytes, message_id, attachment.provider_id)])
 
 
 async def _fetch_one(source: FileSource, integration: Integration, data_dir: Path, dest: Path,

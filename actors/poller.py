@@ -37,7 +37,13 @@ from actors.refs import deliver_batch
 from actors.runtime.actor import VirtualActor, on
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY
-from channels.base import MAX_RETRY_AFTER, ChannelError, integration_loader, sender_for
+from channels.base import (
+    CONFLICT,
+    MAX_RETRY_AFTER,
+    ChannelError,
+    integration_loader,
+    sender_for,
+)
 from channels.telegram import CHANNEL, TelegramConnector
 from storage import cursors, integrations
 from storage.audit import Actor
@@ -108,8 +114,8 @@ class TelegramPoller(VirtualActor):
 
     @property
     def connector(self) -> TelegramConnector:
-        # One per host: one HTTP client per bot, shared with the chats' sends.
-        # The host's one Telegram connector (with its pacer): the chats send through it too.
+        # The host's one Telegram connector (one HTTP client per bot, the
+        # pacer), shared with the chats' sends.
         return sender_for(self.ctx, CHANNEL)  # type: ignore[return-value]
 
     async def _load(self) -> Integration | None:
@@ -168,7 +174,7 @@ class TelegramPoller(VirtualActor):
                 log.warning("telegram poller %s: %s; next getUpdates in %.1f s",
                             self.key, exc, delay)
                 # A webhook set meanwhile answers 409: the mode may have changed.
-                if str(exc).startswith("conflict") and not await self._still_polling():
+                if exc.reason == CONFLICT and not await self._still_polling():
                     return
             except Exception as exc:  # our side (Postgres, a chat's host): the same updates again
                 self.failures += 1

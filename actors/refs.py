@@ -22,20 +22,10 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from actors.agent import AgentActor, FinishRun, StartRun
-from actors.chat import (
-    ChatActor,
-    Edit,
-    FetchFiles,
-    Inbound,
-    MarkRead,
-    Reload,
-    Resend,
-    Send,
-    SetReachable,
-    Typing,
-)
+from actors.chat import ChatActor, Edit, FetchFiles, Inbound, MarkRead, Reload, SetReachable
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
+from actors.outbound import Resend, Send, Typing
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
 from core.messages import Batch, InboundMessage, MessageEdit, ThreadState

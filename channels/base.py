@@ -47,8 +47,11 @@ class ChannelError(ProviderError):
         self.reason = reason  # the provider's kind of refusal (CREDENTIALS_REFUSED, ...)
 
 
-# A reason that says the integration itself no longer works (not this send).
+# Reasons a caller acts on: the integration itself no longer works (not
+# this send); the provider serves someone else for it (Telegram: a webhook
+# set, or another client polling the bot).
 CREDENTIALS_REFUSED = "credentials_refused"
+CONFLICT = "conflict"
 
 
 def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | None = None,

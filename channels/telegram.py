@@ -28,7 +28,7 @@ import telegram
 from telegram import error as tg
 from telegram.request import HTTPXRequest
 
-from channels.base import CREDENTIALS_REFUSED, ChannelError
+from channels.base import CONFLICT, CREDENTIALS_REFUSED, ChannelError
 from channels.telegram_updates import (
     ALLOWED_UPDATES,
     CHANNEL,
@@ -134,7 +134,7 @@ def channel_error(exc: tg.TelegramError, doing: str) -> ChannelError:
                             reason=CREDENTIALS_REFUSED)
     if isinstance(exc, tg.Conflict):
         return ChannelError(f"conflict: {what} (a webhook is set, or another process polls"
-                            " this bot)", retryable=True)
+                            " this bot)", retryable=True, reason=CONFLICT)
     if isinstance(exc, tg.BadRequest):
         return ChannelError(f"bad_request: {what}")
     return ChannelError(f"{type(exc).__name__}: {what}", retryable=True)

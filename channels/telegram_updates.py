@@ -164,22 +164,22 @@ def _content(message: Mapping[str, Any]) -> str:
     return keys[0] if keys else "empty"
 
 
-def _where(message: Mapping[str, Any]) -> tuple[str, int, Sender] | None:
-    """A message's thread, id and sender; None when one is missing."""
+def _where(kind: str, message: Mapping[str, Any]) -> tuple[str, int, Sender] | str:
+    """A message's thread, id and sender; why it is ignored when one is missing."""
     thread = thread_of(message)
     message_id = _int(message.get("message_id"))
     sender = sender_of(message)
     if thread is None or message_id is None or sender is None:
-        return None
+        return f"{kind}: no chat, message_id or sender"
     return thread, message_id, sender
 
 
 def message_of(org_id: str, integration_id: str, kind: str,
                message: Mapping[str, Any]) -> InboundMessage | str:
     """A `message` / `channel_post` as an InboundMessage, or why it is ignored."""
-    where = _where(message)
-    if where is None:
-        return f"{kind}: no chat, message_id or sender"
+    where = _where(kind, message)
+    if isinstance(where, str):
+        return where
     thread, message_id, sender = where
     text, attachments = _text(message), attachments_of(message)
     if not text and not attachments:
@@ -200,9 +200,9 @@ def message_of(org_id: str, integration_id: str, kind: str,
 
 def edit_of(org_id: str, integration_id: str, kind: str,
             message: Mapping[str, Any]) -> MessageEdit | str:
-    where = _where(message)
-    if where is None:
-        return f"{kind}: no chat, message_id or sender"
+    where = _where(kind, message)
+    if isinstance(where, str):
+        return where
     thread, message_id, sender = where
     return MessageEdit(
         organization_id=org_id, integration_id=integration_id, channel=CHANNEL,

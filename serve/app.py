@@ -78,6 +78,9 @@ def build_app(settings: Settings) -> FastAPI:
                 hub = getattr(app.state, "hub", None)
                 if hub is not None:
                     await hub.close()
+                telegram = getattr(app.state, "telegram", None)  # made on first use
+                if telegram is not None:
+                    await telegram.close()
 
     app = FastAPI(
         title="Bidi",

@@ -31,6 +31,10 @@ IDS = uuid.UUID("6f1d2c9e-7d0b-4d43-9a51-2f9a1c3b5e10")  # namespace for derived
 ACTIVATION = """
 SELECT c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id,
        c.last_message_at, c.last_inbound_at, c.metadata, c.unreachable_reason,
+       (SELECT jsonb_build_object('sender', ct.metadata->>'channel_sender_id',
+                                  'name', ct.metadata->>'channel_name',
+                                  'username', ct.telegram_username)
+          FROM contacts ct WHERE ct.id = c.contact_id) AS contact_profile,
        (SELECT count(*) FROM messages m
          WHERE m.chat_id = c.id AND m.is_incoming AND NOT m.is_read) AS unread,
        (SELECT coalesce(jsonb_agg(r ORDER BY r.created_at, r.id), '[]'::jsonb) FROM (

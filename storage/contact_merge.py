@@ -17,7 +17,7 @@ import asyncpg
 
 from core.errors import Invalid, NotFound
 from storage.audit import Actor, record
-from storage.contacts import COLUMNS, Contact, _contact
+from storage.contacts import COLUMNS, Contact, as_contact
 from storage.rows import one
 
 FILLED = ("last_name", "role", "email", "phone", "telegram_username", "telegram_chat_id",
@@ -72,4 +72,4 @@ async def merge(conn: asyncpg.Connection, actor: Actor, merged_id: UUID,
     await record(conn, actor, action="contact.merge", resource_type="contact",
                  resource_id=kept_id, changes={"merged_id": str(merged_id), "taken": taken},
                  event_type="contact.merged", payload=payload)
-    return _contact(row), chats
+    return as_contact(row), chats

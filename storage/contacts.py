@@ -65,7 +65,7 @@ class ImportReport(TypedDict):
     errors: list[RowError]
 
 
-def _contact(row: asyncpg.Record) -> Contact:
+def as_contact(row: asyncpg.Record) -> Contact:
     return cast(Contact, dict(row))
 
 
@@ -182,7 +182,7 @@ async def read_page(db: Database, org_id: str, filters: ContactFilters, window: 
 
 
 async def get(conn: asyncpg.Connection, contact_id: UUID) -> Contact:
-    return _contact(await rows.get_one(conn, "contacts", COLUMNS, "contact", contact_id))
+    return as_contact(await rows.get_one(conn, "contacts", COLUMNS, "contact", contact_id))
 
 
 async def _check_company(conn: asyncpg.Connection, company_id: UUID | None) -> None:
@@ -209,7 +209,7 @@ async def _insert(conn: asyncpg.Connection, actor: Actor,
 
 async def _created(conn: asyncpg.Connection, actor: Actor, values: dict[str, Any],
                    row: asyncpg.Record) -> Contact:
-    contact = _contact(row)
+    contact = as_contact(row)
     await record(conn, actor, action="contact.create", resource_type="contact",
                  resource_id=row["id"], changes=values, event_type="contact.created",
                  payload=dict(contact))
@@ -233,7 +233,7 @@ async def update(conn: asyncpg.Connection, actor: Actor, contact_id: UUID,
     if before is None:
         raise NotFound("contact not found")
     if not values:
-        return _contact(before)
+        return as_contact(before)
     await _check_company(conn, values.get("company_id"))
     row = rows.one(await conn.fetchrow(  # `before` is locked FOR UPDATE
         f"UPDATE contacts SET {rows.set_sql(values)}, updated_at = now() WHERE id = $1"
@@ -242,7 +242,7 @@ async def update(conn: asyncpg.Connection, actor: Actor, contact_id: UUID,
     await record(conn, actor, action="contact.update", resource_type="contact",
                  resource_id=contact_id, changes=changes, event_type="contact.updated",
                  payload={"id": contact_id, "changes": changes})
-    return _contact(row)
+    return as_contact(row)
 
 
 async def delete(conn: asyncpg.Connection, actor: Actor, contact_id: UUID) -> None:

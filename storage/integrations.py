@@ -13,9 +13,14 @@ from uuid import UUID
 import asyncpg
 
 from core.crypto import Cipher
-from core.errors import Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound
 from storage.audit import Actor, record
+from storage.errors import expect
 from storage.rows import one
+
+expect("uq_integrations_telegram_bot", lambda: Conflict(
+    "this bot is connected already; disconnect it there first (a bot delivers its updates"
+    " to one integration)"))
 
 COLUMNS = "id, organization_id, type, name, config, is_active, error"
 
@@ -189,11 +194,3 @@ async def polling(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     """(org id, integration id) of every bot that should be polling, across
     orgs: `conn` is the owner's (row-level security would show one org)."""
     return [(str(r["organization_id"]), str(r["id"])) for r in await conn.fetch(POLLING)]
-
-
-async def bot_connected(conn: asyncpg.Connection, bot_id: int) -> bool:
-    """Whether a Telegram bot is connected already, in any org (`conn` is the
-    owner's): one bot, one integration, or two would take each other's updates."""
-    return bool(await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM integrations WHERE type = 'telegram'"
-        " AND config->>'bot_id' = $1::text)", str(bot_id)))

@@ -344,12 +344,17 @@ async def unfetched(conn: asyncpg.Connection, grace: float,
     return found
 
 
-async def files_to_fetch(conn: asyncpg.Connection, message_id: str) -> list[Attachment]:
-    """A message's attachments not fetched yet, as the channel named them."""
+async def files_to_fetch(conn: asyncpg.Connection,
+                         message_ids: list[str]) -> dict[str, list[Attachment]]:
+    """These messages' attachments not fetched yet, as the channel named them."""
     rows = await conn.fetch(
-        "SELECT file_url, file_name, file_type, file_size, kind, provider_file_id"
-        " FROM message_attachments WHERE message_id = $1 AND provider_file_id IS NOT NULL"
-        " AND stored_at IS NULL AND error IS NULL ORDER BY created_at, id", message_id)
-    return [Attachment(url=r["file_url"], name=r["file_name"], mime_type=r["file_type"],
-                       size=r["file_size"], kind=r["kind"], provider_id=r["provider_file_id"])
-            for r in rows]
+        "SELECT message_id, file_url, file_name, file_type, file_size, kind, provider_file_id"
+        " FROM message_attachments WHERE message_id = ANY($1::uuid[])"
+        " AND provider_file_id IS NOT NULL AND stored_at IS NULL AND error IS NULL"
+        " ORDER BY created_at, id", message_ids)
+    found: dict[str, list[Attachment]] = {}
+    for r in rows:
+        found.setdefault(str(r["message_id"]), []).append(Attachment(
+            url=r["file_url"], name=r["file_name"], mime_type=r["file_type"],
+            size=r["file_size"], kind=r["kind"], provider_id=r["provider_file_id"]))
+    return found

@@ -102,9 +102,8 @@ class TelegramPacer:
     async def reserve(self, bot_id: str, chat_id: int) -> tuple[bool, float]:
         """(True, seconds until the slot taken) or (False, seconds until the
         chat is free: nothing was taken; ask again then)."""
-        interval = self.group_interval if chat_id < 0 else self.chat_interval
         taken, wait = await self._reserve(keys=list(_keys(bot_id, chat_id)),
-                                          args=[self.bot_interval, interval])
+                                          args=[self.bot_interval, self.interval(chat_id) * 1000])
         return bool(int(taken)), max(0.0, float(wait) / 1000.0)
 
     async def wait(self, bot_id: str, chat_id: int) -> None:

@@ -26,7 +26,7 @@ from actors.poller import PollerRef
 from channels import netguard
 from channels.telegram import CHANNEL, new_secret_token, parse_config
 from core.crypto import Cipher
-from core.errors import Conflict, Invalid
+from core.errors import Invalid
 from serve.auth import Principal, runtime_of
 from serve.routers.channels_telegram import connector_of, webhook_path
 from storage import integrations
@@ -64,10 +64,6 @@ async def create(request: Request, principal: Principal, name: str,
                                  field=BASE_FIELD)
     connector = connector_of(request.app.state)
     bot = await connector.get_me(config.bot_token, config.api_base_url)
-    async with runtime.db.system_tx() as conn:
-        if await integrations.bot_connected(conn, bot.id):
-            raise Conflict("this bot is connected already; disconnect it there first (a bot"
-                           " delivers its updates to one integration)")
     public = {"mode": config.mode, "api_base_url": config.api_base_url,
               "bot_id": bot.id, "bot_username": bot.username}
     secrets = {"bot_token": config.bot_token, "secret_token": new_secret_token()}

@@ -11,8 +11,9 @@ from collections.abc import Awaitable
 import httpx
 import redis.asyncio as aioredis
 
-from actors.chat import SEEN, Delivered
+from actors.chat import SEEN
 from actors.messages import GetState
+from actors.outbound import Delivered
 from actors.runtime.client import ActorSystem
 from channels import signing
 from core.messages import Receipt

@@ -18,6 +18,7 @@ import httpx
 from core.settings import Settings
 from serve.fastpath import FastPath
 from serve.stack import Stack
+from storage.db import Database
 from tests.conftest import Account
 from tests.fakes import telegram_updates as tg
 from tests.fakes.telegram import Call, FakeTelegram
@@ -45,10 +46,15 @@ async def reply(api: httpx.AsyncClient, owner: Account, chat_id: str, text: str)
     return str(sent.json()["id"])
 
 
-async def all_sent(api: httpx.AsyncClient, owner: Account, chat_id: str, count: int) -> None:
+async def all_sent(db: Database, owner: Account, chat_id: str, count: int) -> None:
+    """Wait for `count` replies of the chat to be `sent` (read from Postgres:
+    polling the API for seconds would meet its rate limit)."""
     async def done() -> bool:
-        rows = await history(api, owner, chat_id)
-        return sum(1 for r in rows if not r["is_incoming"] and r["status"] == "sent") == count
+        async with db.tenant_tx(owner.org_id) as conn:
+            sent = await conn.fetchval(
+                "SELECT count(*) FROM messages WHERE chat_id = $1 AND NOT is_incoming"
+                " AND status = 'sent'", uuid.UUID(chat_id))
+        return bool(sent == count)
 
     await eventually(done, timeout=60, what=f"{count} replies sent")
 
@@ -68,14 +74,14 @@ def assert_near(measured: float, cap: float) -> None:
 
 async def test_replies_to_one_chat_go_at_the_chat_rate(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram,
-        settings: Settings) -> None:
+        settings: Settings, db: Database) -> None:
     integration, token, secret = await connect(api, owner, fake)
     chat_id, chat = await new_chat(api, owner, integration, secret, 5001)
     # Twelve replies, the last split in two: each part waits for its slot.
     for n in range(11):
         await reply(api, owner, chat_id, f"reply {n}")
     await reply(api, owner, chat_id, "x" * 4000 + " " + "y" * 1000)
-    await all_sent(api, owner, chat_id, 12)
+    await all_sent(db, owner, chat_id, 12)
     calls = sends_to(fake, token, chat)
     assert len(calls) == 13
     assert_near(rate([c.at for c in calls]), settings.telegram_chat_per_second)
@@ -83,7 +89,7 @@ async def test_replies_to_one_chat_go_at_the_chat_rate(
 
 async def test_two_chats_of_one_bot_share_the_bot_cap(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram,
-        settings: Settings) -> None:
+        settings: Settings, db: Database) -> None:
     integration, token, secret = await connect(api, owner, fake)
     (first, a), (second, b) = [await new_chat(api, owner, integration, secret, user)
                                 for user in (5101, 5102)]
@@ -94,8 +100,8 @@ async def test_two_chats_of_one_bot_share_the_bot_cap(
             await reply(api, owner, chat_id, f"reply {n}")
 
     await asyncio.gather(replies(first), replies(second))
-    await all_sent(api, owner, first, 14)
-    await all_sent(api, owner, second, 14)
+    await all_sent(db, owner, first, 14)
+    await all_sent(db, owner, second, 14)
     to_a, to_b = ([c.at for c in sends_to(fake, token, chat)] for chat in (a, b))
     # While both chats had replies to send, the bot's cap bound them.
     start, end = max(to_a[0], to_b[0]), min(to_a[-1], to_b[-1])
@@ -105,14 +111,14 @@ async def test_two_chats_of_one_bot_share_the_bot_cap(
 
 
 async def test_retry_after_holds_the_retry_and_the_chat_behind_it(
-        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database) -> None:
     integration, token, secret = await connect(api, owner, fake)
     chat_id, chat = await new_chat(api, owner, integration, secret, 5201)
     fake.fail(token, "sendMessage", 429, retry_after=2)
     flooded = await reply(api, owner, chat_id, "first")
     await eventually(lambda: sends_to(fake, token, chat), what="the first attempt")
     queued = await reply(api, owner, chat_id, "second")
-    await all_sent(api, owner, chat_id, 2)
+    await all_sent(db, owner, chat_id, 2)
     first, *later = sends_to(fake, token, chat)
     assert first.params["text"] == "first"
     assert [c.params["text"] for c in later] == ["first", "second"]  # order kept
