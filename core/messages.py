@@ -7,6 +7,7 @@ provider message always maps to the same key, stored as
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -28,6 +29,9 @@ class Sender(msgspec.Struct, frozen=True, omit_defaults=True):
     email: str | None = None
     phone: str | None = None
     username: str | None = None
+    # Other ids of the same person on this channel (WhatsApp: the
+    # business-scoped user id beside the wa_id): their contact is this one.
+    aliases: tuple[str, ...] = ()
 
 
 class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -44,6 +48,10 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     reply_to_external_id: str | None = None
     thread_title: str | None = None  # a group's title
     thread_kind: str | None = None  # private, group, supergroup, channel (as the provider says)
+    # What the text alone does not say, kept on the message's metadata:
+    # {"type": ...} and the provider's structured parts (a location, shared
+    # contacts, the id of the button pressed, an unsupported type's errors).
+    data: dict[str, Any] | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -72,9 +80,25 @@ class StatusUpdate(msgspec.Struct, frozen=True, omit_defaults=True):
     channel: str
     external_id: str  # the provider's id for our message (Receipt.external_id)
     status: str  # sent, delivered, read, failed
+    thread_id: str | None = None  # the conversation it was sent to, when the provider says
     at: datetime | None = None
     error_code: str | None = None
     error_title: str | None = None
+
+
+class Reaction(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Someone's reaction to a message of the conversation (theirs or ours):
+    kept on that message, not as a message. An empty `emoji` takes it back."""
+
+    organization_id: str
+    integration_id: str
+    channel: str
+    thread_id: str
+    external_id: str  # the provider's id of the message reacted to
+    reaction_id: str  # the provider's id of the reaction itself (its dedup key)
+    sender: Sender
+    emoji: str
+    at: datetime | None = None
 
 
 class ThreadState(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -94,6 +118,7 @@ class Batch(msgspec.Struct, frozen=True, omit_defaults=True):
     messages: tuple[InboundMessage, ...] = ()
     edits: tuple[MessageEdit, ...] = ()
     statuses: tuple[StatusUpdate, ...] = ()
+    reactions: tuple[Reaction, ...] = ()
     states: tuple[ThreadState, ...] = ()
     ignored: tuple[str, ...] = ()  # what it carried that we do not handle (logged)
 
@@ -108,6 +133,9 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     text: str
     attachments: tuple[Attachment, ...] = ()
     reply_to_external_id: str | None = None
+    # A provider's approved template instead of free text (WhatsApp:
+    # {"name", "language", "components"}); `text` is then what the inbox shows.
+    template: dict[str, Any] | None = None
     sent_parts: int = 0  # parts of a split text the provider has already (a retry skips them)
 
 

@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     telegram_chat_per_second: float = Field(default=1.0, gt=0)
     telegram_group_per_minute: float = Field(default=20.0, gt=0)
     telegram_bot_per_second: float = Field(default=30.0, gt=0)
+    # Outbound WhatsApp pacing (Meta's throughput limits): messages a second
+    # per business number, seconds between two messages to one user.
+    whatsapp_number_per_second: float = Field(default=80.0, gt=0)
+    whatsapp_user_interval: float = Field(default=6.0, ge=0)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

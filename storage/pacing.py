@@ -1,7 +1,8 @@
-"""Outbound pacing of Telegram bots, in Redis so that it holds across the
-cluster: the chats of one bot live on different hosts, and Telegram counts
-per bot (about 30 messages a second), per chat (about one a second) and per
-group (20 a minute).
+"""Outbound pacing of Telegram bots and WhatsApp numbers, in Redis so that it
+holds across the cluster: the chats of one bot live on different hosts, and
+Telegram counts per bot (about 30 messages a second), per chat (about one a
+second) and per group (20 a minute); Meta counts per business number (80
+messages a second by default) and per user (about one every 6 s).
 
 Each key holds the time its next send may go (Redis's own clock, so hosts'
 clocks do not matter). A send reserves a slot in one script call: if its chat
@@ -66,11 +67,22 @@ return tostring(until_ - now)
 """
 
 
-def _keys(bot_id: str, chat_id: int) -> tuple[str, str]:
-    # One hash tag per bot: a Redis Cluster keeps a bot's keys on one node,
-    # as a script touching both needs.
-    base = f"pace:telegram:{{{bot_id}}}"
+def _keys(bot_id: str, chat_id: int | str, channel: str = "telegram") -> tuple[str, str]:
+    # One hash tag per sender: a Redis Cluster keeps a bot's keys on one
+    # node, as a script touching both needs.
+    base = f"pace:{channel}:{{{bot_id}}}"
     return f"{base}:bot", f"{base}:chat:{chat_id}"
+
+
+async def _take(reserve: Any, keys: tuple[str, str], intervals: list[float]) -> None:
+    """Reserve a slot (waiting out a busy chat first), then wait for it."""
+    while True:
+        taken, wait = await reserve(keys=list(keys), args=intervals)
+        delay = max(0.0, float(wait) / 1000.0)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if int(taken):
+            return
 
 
 class TelegramPacer:
@@ -108,13 +120,38 @@ class TelegramPacer:
 
     async def wait(self, bot_id: str, chat_id: int) -> None:
         """Return when this send may go (one message, or one part of a split one)."""
-        while True:
-            taken, delay = await self.reserve(bot_id, chat_id)
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if taken:
-                return
+        await _take(self._reserve, _keys(bot_id, chat_id),
+                    [self.bot_interval, self.interval(chat_id) * 1000])
 
     async def hold(self, bot_id: str, chat_id: int, seconds: float) -> None:
         """Nothing more to this chat for `seconds` (Telegram's retry_after)."""
         await self._hold(keys=[_keys(bot_id, chat_id)[1]], args=[max(0.0, seconds) * 1000.0])
+
+
+class WhatsAppPacer:
+    """Waits for a send's slot under the per-number and per-user limits (the
+    same script: the number is the "bot", the user the "chat")."""
+
+    def __init__(self, redis: aioredis.Redis, *, number_per_second: float = 80.0,
+                 user_interval: float = 6.0) -> None:
+        if number_per_second <= 0 or user_interval < 0:
+            raise ValueError("pacing rates must be positive")
+        self.number_interval = 1000.0 / number_per_second
+        self.user_interval = user_interval * 1000.0
+        self._reserve = redis.register_script(_RESERVE)
+        self._hold = redis.register_script(_HOLD)
+
+    @classmethod
+    def from_settings(cls, redis: aioredis.Redis, settings: Any) -> WhatsAppPacer:
+        return cls(redis, number_per_second=settings.whatsapp_number_per_second,
+                   user_interval=settings.whatsapp_user_interval)
+
+    async def wait(self, number_id: str, recipient: str) -> None:
+        """Return when one more message may go from the number to `recipient`."""
+        await _take(self._reserve, _keys(number_id, recipient, "whatsapp"),
+                    [self.number_interval, self.user_interval])
+
+    async def hold(self, number_id: str, recipient: str, seconds: float) -> None:
+        """Nothing more to `recipient` for `seconds` (Meta throttled the pair)."""
+        await self._hold(keys=[_keys(number_id, recipient, "whatsapp")[1]],
+                         args=[max(0.0, seconds) * 1000.0])
