@@ -49,9 +49,11 @@ class ChannelError(ProviderError):
 
 # Reasons a caller acts on: the integration itself no longer works (not
 # this send); the provider serves someone else for it (Telegram: a webhook
-# set, or another client polling the bot).
+# set, or another client polling the bot); the provider's messaging window
+# with the recipient is closed (WhatsApp's 24 hours: only a template may go).
 CREDENTIALS_REFUSED = "credentials_refused"
 CONFLICT = "conflict"
+WINDOW_CLOSED = "window_closed"
 
 
 def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | None = None,
