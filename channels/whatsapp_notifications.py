@@ -99,7 +99,7 @@ def _item(item: Any, where: str) -> Mapping[str, Any]:
 def _id(item: Mapping[str, Any], where: str) -> str:
     found = _str(item.get("id"))
     if not found:
-        raise Invalid(f"{where} has no id (a non-empty string)", field=f"{where}.id")
+        raise Invalid(f"{where}.id must be a non-empty string", field=f"{where}.id")
     return found
 
 
