@@ -140,7 +140,7 @@ class _Value:
 
     def __init__(self, value: Mapping[str, Any], where: str, org_id: str,
                  integration_id: str) -> None:
-        self.where, self.org_id, self.integration_id = where, org_id, integration_id
+        self.org_id, self.integration_id = org_id, integration_id
         self.contacts = [_item(c, f"{where}.contacts[{i}]")
                          for i, c in enumerate(_list(value, "contacts", where))]
 
