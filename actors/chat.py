@@ -30,7 +30,7 @@ import msgspec
 
 from actors.files import fetch_files
 from actors.messages import GetState, Ping
-from actors.outbound import ChatOutbound, now_utc
+from actors.outbound import WINDOWED, ChatOutbound, latest, now_utc
 from actors.runtime.actor import on
 from actors.unread import UnreadMirror
 from channels.base import (
@@ -41,6 +41,8 @@ from core.messages import (
     Attachment,
     InboundMessage,
     MessageEdit,
+    Reaction,
+    StatusUpdate,
     ThreadState,
 )
 from storage import chats, messages
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 RECENT = 20  # messages kept hot
 SEEN = 500  # external ids remembered for in-memory dedup
+EARLY = 1000  # statuses held for messages whose receipt is still on its way
 
 
 # -- messages -------------------------------------------------------------
@@ -72,6 +75,16 @@ class FetchFiles(msgspec.Struct, frozen=True):
     message_ids: tuple[str, ...]
 
 
+class Statuses(msgspec.Struct, frozen=True):
+    """The provider's statuses of messages this chat sent."""
+
+    updates: tuple[StatusUpdate, ...]
+
+
+class Reactions(msgspec.Struct, frozen=True):
+    reactions: tuple[Reaction, ...]
+
+
 class Reload(msgspec.Struct, frozen=True):
     """Drop the cached state for Postgres's (its contacts were merged, say)."""
 
@@ -86,7 +99,8 @@ class ChatActor(ChatOutbound):
     kind = "chat"
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_inbound_at", "assigned_agent_id", "recent", "seen", "seen_order",
-                 "touches", "members", "fetching")
+                 "touches", "members", "fetching", "early", "last_inbound_external",
+                 "reading")
 
     async def on_activate(self) -> None:
         try:
@@ -98,6 +112,11 @@ class ChatActor(ChatOutbound):
         self._start_outbound()
         # Messages whose files are being fetched, and the task fetching them.
         self.fetching: dict[str, asyncio.Task[None]] = {}
+        # Provider statuses that came before the receipt of their message
+        # (the provider answered the send, then posted its status, and the
+        # status's turn ran first): applied with the receipt.
+        self.early: dict[str, list[StatusUpdate]] = {}
+        self.reading: asyncio.Task[None] | None = None
         self._adopt(row)
         if row is None:
             return
@@ -118,6 +137,7 @@ class ChatActor(ChatOutbound):
         self.unreachable: str | None = None
         # Senders seen since activation (a group has many): their contact and profile.
         self.members: dict[str, chats.Profile] = {}
+        self.last_inbound_external: str | None = None  # what a read receipt names
         if row is None:  # not yet: the first inbound message creates it
             self.contact_id = self.channel = self.thread_id = self.integration_id = None
             self.unread = 0
@@ -141,6 +161,8 @@ class ChatActor(ChatOutbound):
                 self.contact_id, profile.get("name"), profile.get("username"))
         for external_id in reversed(row["seen"] or ()):
             self._remember(external_id)
+        if row["seen"]:
+            self.last_inbound_external = row["seen"][0]  # newest first
 
 
     async def _reload(self) -> None:
@@ -187,6 +209,10 @@ class ChatActor(ChatOutbound):
             if message.external_id in self.seen:
                 return answer
         at = message.received_at or now_utc()
+        if message.channel in WINDOWED and message.sent_at is not None:
+            # The service window runs from when the contact wrote, not from
+            # when the provider got it to us (a redelivery can be days late).
+            at = min(at, message.sent_at)
         try:
             stored = await self._store_inbound(message, message_id, at)
         except CommitError as exc:
@@ -201,7 +227,9 @@ class ChatActor(ChatOutbound):
         if not stored:  # stored before, longer ago than `seen` remembers
             return answer
         self.unread += 1
-        self.last_message_at = self.last_inbound_at = at
+        self.last_message_at = latest(self.last_message_at, at)
+        self.last_inbound_at = latest(self.last_inbound_at, at)
+        self.last_inbound_external = message.external_id
         self.recent.append({"id": message_id, "sender_type": "contact",
                             "content": message.text, "is_incoming": True,
                             "status": "delivered", "created_at": at})
@@ -282,6 +310,45 @@ class ChatActor(ChatOutbound):
             self.unreachable = reason
         return {"chat_id": self.key, "known": self.exists, "unreachable_reason": reason}
 
+    @on(Statuses)
+    async def statuses(self, command: Statuses) -> dict[str, int]:
+        """Apply the provider's statuses (a status never moves back); those of
+        a message whose receipt is not recorded yet wait for it."""
+        for update in command.updates:
+            if update.organization_id != self.org_id or chats.chat_id_for(update) != self.key:
+                raise Invalid("this status belongs to another chat")
+        if not self.exists:
+            return {"applied": 0, "held": 0}
+        writes = [messages.provider_status_write(self.org_id, self.key, u)
+                  for u in command.updates]
+        await self._commit(writes)
+        held = 0
+        for update, write in zip(command.updates, writes, strict=True):
+            if not write.inserted and self.sending and len(self.early) < EARLY:
+                self.early.setdefault(update.external_id, []).append(update)
+                held += 1
+        return {"applied": sum(w.inserted for w in writes), "held": held}
+
+    def _early_writes(self, external_id: str) -> list[Write]:
+        """The held statuses of a message whose receipt came (outbound half)."""
+        return [messages.provider_status_write(self.org_id, self.key, u)
+                for u in self.early.pop(external_id, ())]
+
+    @on(Reactions)
+    async def reactions(self, command: Reactions) -> dict[str, int]:
+        """Keep each reaction on the message it reacts to (not as a message)."""
+        for reaction in command.reactions:
+            if reaction.organization_id != self.org_id or \
+                    chats.chat_id_for(reaction) != self.key:
+                raise Invalid("this reaction belongs to another chat")
+        if not self.exists:
+            return {"applied": 0}
+        at = now_utc()
+        writes = [messages.reaction_write(self.org_id, self.key, r, at)
+                  for r in command.reactions]
+        await self._commit(writes)
+        return {"applied": sum(w.inserted for w in writes)}
+
     @on(Reload)
     async def reload(self, _: Reload) -> bool:
         await self._reload()
@@ -350,7 +417,20 @@ class ChatActor(ChatOutbound):
                                              now_utc())])
         self.unread = 0
         self._mirror_unread()
+        if self.channel == "whatsapp" and self.last_inbound_external:
+            self.reading = asyncio.create_task(self._read_receipt(self.last_inbound_external))
         return {"chat_id": self.key, "unread": 0, "changed": True}
+
+    async def _read_receipt(self, external_id: str) -> None:
+        """Tell the provider the contact's messages were read (WhatsApp's blue
+        ticks), beside the turn; a receipt lost costs nothing worth a retry."""
+        try:
+            integration = await self._integration()
+            read = getattr(sender_for(self.ctx, integration.type), "mark_read", None)
+            if read is not None:
+                await read(integration, external_id)
+        except Exception as exc:
+            log.info("chat %s: read receipt failed: %s", self.key, exc)
 
     # -- state ------------------------------------------------------------
 

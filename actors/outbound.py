@@ -38,7 +38,7 @@ from channels.base import (
     retry_delay,
     sender_for,
 )
-from core.errors import Invalid, NotFound, Unreachable
+from core.errors import Invalid, NotFound, Unreachable, WindowClosed
 from core.messages import OutboundMessage, Receipt
 from core.settings import RETRY_SCHEDULE
 from storage import chats, integrations, messages
@@ -49,6 +49,10 @@ from storage.integrations import Integration
 log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.0  # seconds; Telegram shows a chat action for about 5
+# WhatsApp's customer service window: free-form messages only this long
+# after the contact's last message (a template opens a conversation any time).
+SERVICE_WINDOW = timedelta(hours=24)
+WINDOWED = frozenset({"whatsapp"})
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -59,6 +63,10 @@ class Send(msgspec.Struct, frozen=True):
     agent_id: str | None = None
     idempotency_key: str | None = None
     reply_to: str | None = None  # a message of this chat it answers
+    # A provider template ({"name", "language", "components"}) instead of
+    # free text: allowed outside WhatsApp's 24-hour window.
+    template: dict[str, Any] | None = None
+    campaign_id: str | None = None  # a campaign sends it (no user, no agent)
 
 
 class Delivered(msgspec.Struct, frozen=True):
@@ -92,14 +100,25 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(at: datetime) -> datetime:
+    """`at` in UTC with its zone (Postgres's timestamps come back without one)."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+def latest(known: datetime | None, at: datetime) -> datetime:
+    return at if known is None or aware(at) > aware(known) else known
+
+
 class ChatOutbound(VirtualActor):
     __slots__ = ("outbox", "sending", "timers", "sender", "paused", "typed_at", "typing_task",
                  "unreachable", "last_message_at")
 
     # The chat's state this half reads (actors.chat.ChatActor keeps it).
     exists: bool
+    channel: str | None
     integration_id: str | None
     thread_id: str | None
+    last_inbound_at: datetime | None
     recent: deque[dict[str, Any]]
     # The chat's state both halves write.
     unreachable: str | None
@@ -134,6 +153,10 @@ class ChatOutbound(VirtualActor):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.sender
 
+    def _early_writes(self, external_id: str) -> list[Write]:
+        """Statuses that came before this receipt (the chat holds them)."""
+        return []
+
     def _require(self) -> None:
         if not self.exists:
             raise NotFound(f"chat {self.key} not found")
@@ -148,6 +171,11 @@ class ChatOutbound(VirtualActor):
             raise Unreachable(f"this conversation cannot be written to: {self.unreachable}")
         if not command.text.strip():
             raise Invalid("a message needs text", field="content")
+        if command.template is None and self.channel in WINDOWED:
+            self._require_window()
+        if command.template is not None and self.channel not in WINDOWED:
+            raise Invalid(f"templates are WhatsApp's; this chat is on {self.channel}",
+                          field="template")
         if command.idempotency_key:
             message_id = messages.outbound_id(self.key, command.idempotency_key)
             async with self.ctx.db.tenant_tx(self.org_id) as conn:
@@ -163,15 +191,30 @@ class ChatOutbound(VirtualActor):
         at = now_utc()
         view, write = messages.outbound_write(
             self.org_id, self.key, message_id, command.text, at,
-            user_id=command.user_id, agent_id=command.agent_id, reply_to=reply_to)
+            user_id=command.user_id, agent_id=command.agent_id, reply_to=reply_to,
+            template=command.template, campaign_id=command.campaign_id)
         await self._commit([write])
         self.last_message_at = at
         self.recent.append({"id": message_id, "sender_type": view["sender_type"],
                             "content": command.text, "is_incoming": False,
                             "status": "pending", "created_at": at})
         self._queue({"id": message_id, "content": command.text, "attempts": 0,
-                     "reply_to": reply_to["external_id"] if reply_to else None})
+                     "reply_to": reply_to["external_id"] if reply_to else None,
+                     "template": command.template})
         return {**view, "created_at": at, "duplicate": False}
+
+    def _require_window(self) -> None:
+        """`WindowClosed` unless the contact wrote within the service window:
+        checked before anything is stored or sent, for every sender alike (a
+        person, an agent, a campaign)."""
+        last = aware(self.last_inbound_at) if self.last_inbound_at is not None else None
+        if last is None or now_utc() - last > SERVICE_WINDOW:
+            since = "has never written" if last is None else \
+                f"last wrote at {last.isoformat(timespec='seconds')}"
+            raise WindowClosed(
+                "outside WhatsApp's 24-hour customer service window: the contact"
+                f" {since}; only an approved template can be sent now (send"
+                " `template` instead of free text)")
 
     def _resume(self, pending: Mapping[str, Any]) -> None:
         """A pending message read back from Postgres: queued now if due, else
@@ -179,6 +222,7 @@ class ChatOutbound(VirtualActor):
         item = {"id": str(pending["id"]), "content": pending["content"],
                 "attempts": int(pending.get("attempts") or 0),
                 "reply_to": pending.get("reply_to"),
+                "template": pending.get("template"),
                 "sent_parts": int(pending.get("sent_parts") or 0)}
         wait = float(pending.get("wait") or 0.0)
         if wait <= 0:
@@ -236,7 +280,7 @@ class ChatOutbound(VirtualActor):
                 organization_id=self.org_id, integration_id=integration.id,
                 channel=integration.type, thread_id=self.thread_id or "",
                 message_id=message_id, chat_id=self.key, text=item["content"],
-                reply_to_external_id=item.get("reply_to"),
+                reply_to_external_id=item.get("reply_to"), template=item.get("template"),
                 sent_parts=int(item.get("sent_parts") or 0)))
         except ChannelError as exc:
             return Delivered(message_id, error=str(exc), retryable=exc.retryable,
@@ -275,7 +319,10 @@ class ChatOutbound(VirtualActor):
         if report.error:
             extra["error"] = report.error[:500]
         writes = [messages.status_write(
-            self.org_id, self.key, report.message_id, status, extra, report.attempt)]
+            self.org_id, self.key, report.message_id, status, extra, report.attempt,
+            report.receipt.external_id if report.receipt is not None else None)]
+        if report.receipt is not None:
+            writes.extend(self._early_writes(report.receipt.external_id))
         if report.unreachable and not self.unreachable:  # later sends fail fast
             self.unreachable = (report.error or "unreachable")[:200]
             writes.append(chats.reachability_write(self.org_id, self.key, self.unreachable,

@@ -22,13 +22,23 @@ from datetime import datetime
 from typing import Any, TypedDict
 
 from actors.agent import AgentActor, FinishRun, StartRun
-from actors.chat import ChatActor, Edit, FetchFiles, Inbound, MarkRead, Reload, SetReachable
+from actors.chat import (
+    ChatActor,
+    Edit,
+    FetchFiles,
+    Inbound,
+    MarkRead,
+    Reactions,
+    Reload,
+    SetReachable,
+    Statuses,
+)
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
 from actors.outbound import Resend, Send, Typing
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
-from core.messages import Batch, InboundMessage, MessageEdit, ThreadState
+from core.messages import Batch, InboundMessage, MessageEdit, Reaction, StatusUpdate, ThreadState
 from storage.chats import chat_id_for
 
 
@@ -73,7 +83,8 @@ class ChatRef:
     policy: RetryPolicy = DEFAULT_POLICY
 
     @classmethod
-    def of(cls, system: ActorSystem, message: InboundMessage | MessageEdit | ThreadState,
+    def of(cls, system: ActorSystem,
+           message: InboundMessage | MessageEdit | ThreadState | Reaction,
            policy: RetryPolicy = DEFAULT_POLICY) -> ChatRef:
         """The chat `message` belongs to (its id follows from where it happens)."""
         return cls(system, message.organization_id, chat_id_for(message), policy)
@@ -101,14 +112,29 @@ class ChatRef:
 
     async def send(self, text: str, user_id: str | None,
                    idempotency_key: str | None = None, *,
-                   reply_to: str | None = None) -> SentMessage:
+                   reply_to: str | None = None, template: dict[str, Any] | None = None,
+                   agent_id: str | None = None, campaign_id: str | None = None) -> SentMessage:
         """Store `text` as pending and queue it for the chat's channel; only
         with an idempotency key is a lost call tried again (it cannot send twice).
-        `reply_to`: the id of the message of this chat it answers."""
+        `reply_to`: the id of the message of this chat it answers; `template`:
+        a provider template to send instead of free text (WhatsApp). The
+        sender is a user, an agent or a campaign: each is held to the same
+        rules (WhatsApp's window: `WindowClosed`)."""
         command = Send(text, user_id=user_id, idempotency_key=idempotency_key,
-                       reply_to=reply_to)
+                       reply_to=reply_to, template=template, agent_id=agent_id,
+                       campaign_id=campaign_id)
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, command, idempotent=bool(idempotency_key))
+
+    async def statuses(self, updates: tuple[StatusUpdate, ...]) -> dict[str, int]:
+        """Apply the provider's statuses of this chat's messages; after COMMIT."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Statuses(updates), idempotent=True)
+
+    async def reactions(self, reactions: tuple[Reaction, ...]) -> dict[str, int]:
+        """Keep reactions on the messages they react to; after COMMIT."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Reactions(reactions), idempotent=True)
 
     async def mark_read(self, user_id: str | None) -> ReadResult:
         return await self.policy.ask(  # type: ignore[no-any-return]
@@ -223,4 +249,29 @@ async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
         accepted.append(await ChatRef.of(system, edit).edit(edit))
     for state in batch.states:
         await ChatRef.of(system, state).set_reachable(state)
+    if batch.statuses or batch.reactions:
+        await _deliver_news(system, batch)
     return accepted
+
+
+async def _deliver_news(system: ActorSystem, batch: Batch) -> None:
+    """Statuses and reactions, each chat's in one call, the chats at once
+    (after the messages: a reaction may name one of them)."""
+    statuses: dict[tuple[str, str], list[StatusUpdate]] = {}
+    for update in batch.statuses:
+        if update.thread_id is None:
+            continue  # no conversation named: nothing to find it by
+        ref = ChatRef(system, update.organization_id, chat_id_for(update))
+        statuses.setdefault((ref.org_id, ref.chat_id), []).append(update)
+    reactions: dict[tuple[str, str], list[Reaction]] = {}
+    for reaction in batch.reactions:
+        reactions.setdefault((reaction.organization_id, chat_id_for(reaction)), []).append(
+            reaction)
+    calls = [ChatRef(system, org, chat).statuses(tuple(items))
+             for (org, chat), items in statuses.items()]
+    calls += [ChatRef(system, org, chat).reactions(tuple(items))
+              for (org, chat), items in reactions.items()]
+    if len(calls) == 1:
+        await calls[0]
+    else:
+        await asyncio.gather(*calls)

@@ -125,4 +125,11 @@ def sender_for(ctx: Any, channel: str) -> Sender:
         return ctx.loader(  # type: ignore[no-any-return]
             "sender:telegram", lambda: TelegramConnector(
                 pacer=TelegramPacer.from_settings(ctx.redis, ctx.settings)))
+    if channel == "whatsapp":
+        from channels.whatsapp import WhatsAppConnector
+        from storage.pacing import WhatsAppPacer
+
+        return ctx.loader(  # type: ignore[no-any-return]
+            "sender:whatsapp", lambda: WhatsAppConnector(
+                pacer=WhatsAppPacer.from_settings(ctx.redis, ctx.settings)))
     raise ChannelError(f"no outbound sender for channel {channel!r}")

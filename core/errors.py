@@ -54,6 +54,13 @@ class Unreachable(Conflict):
     code = "recipient_unreachable"
 
 
+class WindowClosed(Conflict):
+    """WhatsApp's customer service window is closed (more than 24 hours since
+    the contact last wrote): only an approved template may be sent."""
+
+    code = "outside_customer_service_window"
+
+
 class Invalid(BidiError):
     code = "invalid"
 

@@ -78,9 +78,10 @@ def build_app(settings: Settings) -> FastAPI:
                 hub = getattr(app.state, "hub", None)
                 if hub is not None:
                     await hub.close()
-                telegram = getattr(app.state, "telegram", None)  # made on first use
-                if telegram is not None:
-                    await telegram.close()
+                for name in ("telegram", "whatsapp"):  # connectors made on first use
+                    connector = getattr(app.state, name, None)
+                    if connector is not None:
+                        await connector.close()
 
     app = FastAPI(
         title="Bidi",

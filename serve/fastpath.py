@@ -8,6 +8,9 @@ routes run:
   webhooks): `serve.routers.channels_api.accept`;
 - `POST /v1/channels/telegram/{integration_id}/webhook` (Telegram's updates):
   `serve.routers.channels_telegram.accept_update`;
+- `POST /v1/channels/whatsapp/webhook` and
+  `/v1/channels/whatsapp/{integration_id}/webhook` (Meta's notifications):
+  `serve.routers.channels_whatsapp.accept_notification`;
 - `GET /v1/contacts` (the CRM's list and search):
   `serve.auth.authenticate` / `authorize` and
   `serve.routers.contacts.contact_page` (`storage.contacts.read_page`, the
@@ -33,11 +36,14 @@ from serve.errors import EXPECTED, expected_response
 from serve.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE, PageParams
 from serve.routers.channels_api import MAX_BODY, accept
 from serve.routers.channels_telegram import accept_update
+from serve.routers.channels_whatsapp import accept_notification
 from serve.routers.contacts import Q_MAX, SOURCE_MAX, TAGS_MAX, contact_page
 from storage.contacts import ContactFilters
 
 INBOUND_PREFIX = "/v1/channels/api/"
 TELEGRAM_PREFIX, TELEGRAM_SUFFIX = "/v1/channels/telegram/", "/webhook"
+WHATSAPP_PREFIX = "/v1/channels/whatsapp/"
+WHATSAPP_APP = "/v1/channels/whatsapp/webhook"
 HEALTHZ = "/healthz"
 HEALTHY = Response(b'{"status":"ok"}', media_type="application/json")
 CONTACTS = "/v1/contacts"
@@ -64,13 +70,21 @@ class FastPath:
                 if integration_id is not None:
                     await _answer(_inbound(scope, receive, integration_id), scope, receive, send)
                     return
-            elif (method == "POST" and path.startswith(TELEGRAM_PREFIX)
-                  and path.endswith(TELEGRAM_SUFFIX)):
-                integration_id = _canonical_uuid(
-                    path[len(TELEGRAM_PREFIX):-len(TELEGRAM_SUFFIX)])
-                if integration_id is not None:
-                    await _answer(_telegram(scope, receive, integration_id), scope, receive,
-                                  send)
+            elif method == "POST" and path.endswith(TELEGRAM_SUFFIX):
+                handle = None
+                if path.startswith(TELEGRAM_PREFIX):
+                    handle = accept_update
+                    integration_id = _canonical_uuid(
+                        path[len(TELEGRAM_PREFIX):-len(TELEGRAM_SUFFIX)])
+                elif path == WHATSAPP_APP:
+                    handle, integration_id = _whatsapp_app, ""
+                elif path.startswith(WHATSAPP_PREFIX):
+                    handle = accept_notification
+                    integration_id = _canonical_uuid(
+                        path[len(WHATSAPP_PREFIX):-len(TELEGRAM_SUFFIX)])
+                if handle is not None and integration_id is not None:
+                    await _answer(_webhook(handle, 200, scope, receive, integration_id),
+                                  scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
@@ -106,8 +120,8 @@ async def _inbound(scope: dict[str, Any], receive: Any, integration_id: str) -> 
     return await _webhook(accept, 202, scope, receive, integration_id)
 
 
-async def _telegram(scope: dict[str, Any], receive: Any, integration_id: str) -> Response:
-    return await _webhook(accept_update, 200, scope, receive, integration_id)
+async def _whatsapp_app(state: Any, _: str, headers: dict[str, str], body: bytes) -> bytes:
+    return await accept_notification(state, None, headers, body)
 
 
 async def _webhook(handle: Any, status: int, scope: dict[str, Any], receive: Any,

@@ -24,7 +24,7 @@ from core.errors import MalformedJSON
 from serve.errors import envelope
 
 IMPORT = "/v1/contacts/import"
-INBOUND_PREFIX = "/v1/channels/api/"
+CHANNELS_PREFIX = "/v1/channels/"  # every channel's inbound webhook
 
 
 class BodyLimit:
@@ -38,7 +38,7 @@ class BodyLimit:
         if method == "POST":
             if path == IMPORT:
                 return self.import_bytes
-            if path.startswith(INBOUND_PREFIX) and path.endswith("/messages"):
+            if path.startswith(CHANNELS_PREFIX):
                 return self.inbound_bytes
         return self.default
 

@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 
 from core.errors import NotFound
-from core.messages import InboundMessage, MessageEdit, ThreadState
+from core.messages import InboundMessage, MessageEdit, Reaction, StatusUpdate, ThreadState
 from storage.committer import Write
 from storage.db import Database
 from storage.loader import BatchLoader
@@ -48,6 +48,7 @@ SELECT c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id,
        (SELECT coalesce(jsonb_agg(p ORDER BY p.created_at, p.id), '[]'::jsonb) FROM (
           SELECT m.id, m.content, m.created_at, m.delivery_attempts AS attempts,
                  m.metadata->'reply_to'->>'external_id' AS reply_to,
+                 m.metadata->'template' AS template,
                  (m.metadata->>'sent_parts')::int AS sent_parts,
                  coalesce(extract(epoch FROM m.next_attempt_at - localtimestamp), 0)::float8 AS wait
           FROM messages m
@@ -58,11 +59,15 @@ FROM chats c WHERE c.id = ANY($1::uuid[])
 FIND_CONTACT = """
 SELECT id, first_name, telegram_username, metadata->>'channel_name' AS channel_name
 FROM contacts
-WHERE id = $1 OR id = (SELECT contact_id FROM contact_aliases WHERE alias_id = $1)
+WHERE id = $1 OR id = ANY($4::uuid[])
+   OR id IN (SELECT contact_id FROM contact_aliases
+             WHERE alias_id = $1 OR alias_id = ANY($4::uuid[]))
    OR ($2::text IS NOT NULL AND lower(email) = lower($2))
-   OR ($3::text IS NOT NULL AND phone = $3)
+   OR ($3::text IS NOT NULL AND (bidi_phone_digits(phone) = $3
+                                 OR bidi_phone_digits(whatsapp_phone) = $3))
 ORDER BY (id = $1) DESC,
-         (id = (SELECT contact_id FROM contact_aliases WHERE alias_id = $1)) DESC NULLS LAST
+         (id = (SELECT contact_id FROM contact_aliases WHERE alias_id = $1)) DESC NULLS LAST,
+         (id = ANY($4::uuid[])) DESC
 LIMIT 1
 """
 
@@ -86,8 +91,13 @@ SELECT $2, 'contact.updated', 'contact', c.id,
 INSERT_CONTACT = """
 WITH c AS (
   INSERT INTO contacts (id, organization_id, first_name, email, phone, telegram_username,
-                        source, metadata, telegram_chat_id)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10) ON CONFLICT DO NOTHING RETURNING id)
+                        source, metadata, telegram_chat_id, whatsapp_phone)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $12) ON CONFLICT DO NOTHING RETURNING id),
+-- The sender's other ids on this channel find this contact too.
+a AS (
+  INSERT INTO contact_aliases (organization_id, alias_id, contact_id)
+  SELECT $2, alias, $1 FROM unnest($11::uuid[]) alias WHERE EXISTS (SELECT 1 FROM c)
+  ON CONFLICT DO NOTHING)
 INSERT INTO events (organization_id, event_type, entity_type, entity_id, payload)
 SELECT $2, 'contact.created', 'contact', c.id, $9 FROM c
 """
@@ -132,15 +142,30 @@ def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(IDS, "\x1f".join(parts)))
 
 
-def chat_id_for(message: InboundMessage | MessageEdit | ThreadState) -> str:
+def chat_id_for(message: InboundMessage | MessageEdit | ThreadState | Reaction
+                | StatusUpdate) -> str:
     """A conversation's chat id follows from where it happens: same thread, same chat."""
     return derived_id("chat", message.organization_id, message.channel,
-                      message.integration_id, message.thread_id)
+                      message.integration_id, message.thread_id or "")
 
 
-def contact_id_for(message: InboundMessage) -> str:
+def contact_id_for(message: InboundMessage, sender_id: str | None = None) -> str:
+    """The contact of `message`'s sender (or of another id of theirs on its channel)."""
     return derived_id("contact", message.organization_id, message.channel,
-                      message.integration_id, message.sender.id)
+                      message.integration_id, sender_id or message.sender.id)
+
+
+def alias_ids(message: InboundMessage) -> list[str]:
+    """The contact ids the sender's other ids on this channel would have."""
+    return [contact_id_for(message, alias) for alias in message.sender.aliases]
+
+
+MIN_PHONE_DIGITS = 7  # shorter is no phone number to match a person by
+
+
+def phone_digits(phone: str | None) -> str | None:
+    digits = "".join(c for c in phone or "" if c.isascii() and c.isdigit())
+    return digits if len(digits) >= MIN_PHONE_DIGITS else None
 
 
 # -- activation -----------------------------------------------------------
@@ -179,7 +204,7 @@ async def find_contact(conn: asyncpg.Connection, message: InboundMessage) -> Pro
     this channel), or one with the sender's email or phone."""
     sender = message.sender
     row = await conn.fetchrow(FIND_CONTACT, contact_id_for(message), sender.email,
-                              sender.phone)
+                              phone_digits(sender.phone), alias_ids(message))
     if row is None:
         return None
     # The name the channel gave (None for a contact the CRM made: its name stays).
@@ -208,7 +233,8 @@ def contact_write(org_id: str, message: InboundMessage) -> Write:
     return Write(INSERT_CONTACT, (
         contact_id, org_id, first_name, sender.email, sender.phone, sender.username,
         message.channel, {"channel_sender_id": sender.id, "channel_name": first_name},
-        payload, telegram_chat_id))
+        payload, telegram_chat_id, alias_ids(message),
+        sender.phone if message.channel == "whatsapp" else None))
 
 
 def profile_write(org_id: str, before: Profile, message: InboundMessage) -> Write | None:

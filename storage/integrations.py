@@ -21,6 +21,9 @@ from storage.rows import one
 expect("uq_integrations_telegram_bot", lambda: Conflict(
     "this bot is connected already; disconnect it there first (a bot delivers its updates"
     " to one integration)"))
+expect("uq_integrations_whatsapp_number", lambda: Conflict(
+    "this WhatsApp number is connected already; disconnect it there first (Meta delivers"
+    " a number's messages to one integration)"))
 
 COLUMNS = "id, organization_id, type, name, config, is_active, error"
 
@@ -58,8 +61,10 @@ async def find(conn: asyncpg.Connection, integration_id: str,
     return None if row is None else from_row(row, cipher)
 
 
-# The API's view of an integration: never its secrets, sealed or not.
-PUBLIC_COLUMNS = ("id, type, name, config - 'secrets' AS config, is_active, last_sync_at,"
+# The API's view of an integration: never its secrets, sealed or not, nor
+# the hashes it is looked up by (`lookup`).
+PUBLIC_COLUMNS = ("id, type, name, config - 'secrets' - 'lookup' AS config, is_active,"
+                  " last_sync_at,"
                   " error, error_at, created_at, updated_at")
 CONFIG_FIELDS = ("callback_url", "mode")  # what a change may set inside `config`
 
@@ -194,3 +199,24 @@ async def polling(conn: asyncpg.Connection) -> list[tuple[str, str]]:
     """(org id, integration id) of every bot that should be polling, across
     orgs: `conn` is the owner's (row-level security would show one org)."""
     return [(str(r["organization_id"]), str(r["id"])) for r in await conn.fetch(POLLING)]
+
+
+WHATSAPP = (f"SELECT {COLUMNS} FROM integrations WHERE type = 'whatsapp'"
+            " AND config->>'phone_number_id' = ANY($1::text[])")
+WHATSAPP_VERIFY = (f"SELECT {COLUMNS} FROM integrations WHERE type = 'whatsapp' AND is_active"
+                   " AND config->'lookup'->>'verify_token_sha256' = $1")
+
+
+async def whatsapp_numbers(conn: asyncpg.Connection, phone_number_ids: list[str],
+                           cipher: Cipher) -> dict[str, Integration]:
+    """The WhatsApp integrations of these numbers, across orgs (`conn` is the
+    owner's: a notification names numbers, not orgs), by number id."""
+    rows = await conn.fetch(WHATSAPP, phone_number_ids)
+    found = (from_row(r, cipher) for r in rows)
+    return {str(i.config["phone_number_id"]): i for i in found}
+
+
+async def whatsapp_by_verify_token(conn: asyncpg.Connection, token_sha256: str,
+                                   cipher: Cipher) -> list[Integration]:
+    """Active WhatsApp integrations whose verify token has this hash (any org)."""
+    return [from_row(r, cipher) for r in await conn.fetch(WHATSAPP_VERIFY, token_sha256)]

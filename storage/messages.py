@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 
 from core.errors import Invalid, NotFound
-from core.messages import Attachment, InboundMessage, MessageEdit
+from core.messages import Attachment, InboundMessage, MessageEdit, Reaction, StatusUpdate
 from storage import chats
 from storage.committer import Write
 
@@ -32,7 +32,8 @@ WITH m AS (
   VALUES ($1, $2, $3, 'contact', $9, $4, true, $5, 'delivered', $6, $7)
   ON CONFLICT DO NOTHING RETURNING id),
 c AS (
-  UPDATE chats SET last_message_at = $7, last_inbound_at = $7, is_unread = true,
+  UPDATE chats SET last_message_at = greatest(last_message_at, $7),
+                   last_inbound_at = greatest(last_inbound_at, $7), is_unread = true,
                    unread_count = unread_count + 1, updated_at = $7
   WHERE id = $2 AND EXISTS (SELECT 1 FROM m)),
 e AS (
@@ -72,6 +73,11 @@ SELECT $3, 'message.created', 'message', m.id, $2, $10, $11 FROM m
 UPDATE_STATUS = """
 WITH u AS (
   UPDATE messages SET status = $3,
+         -- the provider's id, by which its later statuses and reactions find
+         -- the message (unless another message of the chat has that id)
+         external_id = CASE WHEN $8::text IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM messages o WHERE o.chat_id = $5 AND o.external_id = $8)
+           THEN $8 ELSE external_id END,
          metadata = coalesce(metadata, '{}'::jsonb) || $4::jsonb,
          delivery_attempts = greatest(delivery_attempts, $7), next_attempt_at = NULL
   WHERE id = $1 AND bidi_status_advances(status, $3) RETURNING id)
@@ -96,6 +102,40 @@ e AS (
 SELECT r.message_id FROM r
 """
 
+# The provider's news of one of our messages, found by its id at the
+# provider ($1) in its chat ($3); a status never moves back. Echoes $1 when
+# a message moved.
+PROVIDER_STATUS = """
+WITH u AS (
+  UPDATE messages SET status = $4, metadata = coalesce(metadata, '{}'::jsonb) || $5::jsonb
+  WHERE chat_id = $3 AND external_id = $1 AND NOT is_incoming
+    AND bidi_status_advances(status, $4) RETURNING id),
+e AS (
+  INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+  SELECT $2, 'message.status.updated', 'message', u.id, $3,
+         $6::jsonb || jsonb_build_object('id', u.id) FROM u)
+SELECT $1::text FROM u
+"""
+
+# A contact's reaction ($1: the reaction's own id) to a message of the chat
+# ($3), ours or theirs, found by its provider id ($4): kept on it under the
+# sender ($5), one reaction each, an empty emoji taking it back. A
+# redelivered or older reaction changes nothing. Echoes $1 when it changed.
+REACTION = """
+WITH u AS (
+  UPDATE messages SET metadata = jsonb_set(coalesce(metadata, '{}'::jsonb), '{reactions}',
+           coalesce(metadata->'reactions', '{}'::jsonb) || jsonb_build_object($5::text, $6::jsonb))
+  WHERE chat_id = $3 AND external_id = $4
+    AND metadata->'reactions'->$5->>'reaction_id' IS DISTINCT FROM $1
+    AND coalesce(metadata->'reactions'->$5->>'at' <= $7, true)
+  RETURNING id),
+e AS (
+  INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+  SELECT $2, 'message.reaction.updated', 'message', u.id, $3,
+         $8::jsonb || jsonb_build_object('id', u.id) FROM u)
+SELECT $1::text FROM u
+"""
+
 # A retryable failure: the message stays pending, due again at $4.
 SCHEDULE_RETRY = """
 UPDATE messages SET delivery_attempts = $3, next_attempt_at = $4,
@@ -107,6 +147,7 @@ WHERE id = $1 AND organization_id = $2 AND status = 'pending'
 # each is due (the sweeper's or an activation's resend).
 SELECT_PENDING = """
 SELECT id, content, delivery_attempts AS attempts, metadata->'reply_to'->>'external_id' AS reply_to,
+       metadata->'template' AS template,
        (metadata->>'sent_parts')::int AS sent_parts,
        coalesce(extract(epoch FROM next_attempt_at - localtimestamp), 0)::float8 AS wait
 FROM messages WHERE id = ANY($1::uuid[]) AND chat_id = $2 AND NOT is_incoming
@@ -158,6 +199,8 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
         metadata["attachments"] = msgspec.to_builtins(message.attachments)
     if message.sent_at is not None:
         metadata["sent_at"] = message.sent_at.isoformat()
+    if message.data:
+        metadata["data"] = message.data
     if message.reply_to_external_id is not None:  # the message it answers, by our id
         metadata["reply_to"] = {"external_id": message.reply_to_external_id,
                                 "message_id": inbound_id(chat_id, message.reply_to_external_id)}
@@ -165,8 +208,9 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
                "channel": message.channel, "sender_type": "contact", "sender": sender,
                "content": message.text, "is_incoming": True, "status": "delivered",
                "external_id": message.external_id, "created_at": at.isoformat()}
-    if "reply_to" in metadata:
-        payload["reply_to"] = metadata["reply_to"]
+    for key in ("reply_to", "data"):
+        if key in metadata:
+            payload[key] = metadata[key]
     return Write.reporting(INSERT_INBOUND, (
         message_id, chat_id, org_id, message.text, message.external_id, metadata, at,
         payload, contact_id, [_attachment(a) for a in message.attachments]))
@@ -204,11 +248,18 @@ def revision_write(org_id: str, chat_id: str, message_id: str, edit: MessageEdit
 
 def outbound_write(org_id: str, chat_id: str, message_id: str, text: str, at: datetime, *,
                    user_id: str | None, agent_id: str | None,
-                   reply_to: dict[str, str] | None = None) -> tuple[dict[str, Any], Write]:
+                   reply_to: dict[str, str] | None = None,
+                   template: dict[str, Any] | None = None,
+                   campaign_id: str | None = None) -> tuple[dict[str, Any], Write]:
     """A reply stored `pending` (and `message.created`): its view and its write.
-    `reply_to`: the message it answers (`reply_target`)."""
-    sender_type = "agent" if agent_id else "user"
-    metadata = {"reply_to": reply_to} if reply_to else {}
+    `reply_to`: the message it answers (`reply_target`); `template`: the
+    provider template it is sent as; `campaign_id`: the campaign sending it."""
+    sender_type = "agent" if agent_id else "campaign" if campaign_id else "user"
+    metadata: dict[str, Any] = {"reply_to": reply_to} if reply_to else {}
+    if template is not None:
+        metadata["template"] = template
+    if campaign_id is not None:
+        metadata["campaign_id"] = campaign_id
     shown = {"id": message_id, "chat_id": chat_id, "sender_type": sender_type,
              "sender_id": user_id, "content": text, "is_incoming": False,
              "is_read": True, "status": "pending", "external_id": None,
@@ -219,11 +270,41 @@ def outbound_write(org_id: str, chat_id: str, message_id: str, text: str, at: da
 
 
 def status_write(org_id: str, chat_id: str, message_id: str, status: str,
-                 extra: dict[str, Any], attempt: int) -> Write:
+                 extra: dict[str, Any], attempt: int, external_id: str | None = None) -> Write:
     """Move the status forward (never back), merging `extra` into the
-    metadata; `message.status.updated`, and `message.sent` when sent."""
+    metadata; `message.status.updated`, and `message.sent` when sent.
+    `external_id`: the provider's id for it, kept as its `external_id`."""
     payload = {"id": message_id, "chat_id": chat_id, "status": status, **extra}
-    return Write(UPDATE_STATUS, (message_id, org_id, status, extra, chat_id, payload, attempt))
+    return Write(UPDATE_STATUS, (message_id, org_id, status, extra, chat_id, payload, attempt,
+                                 external_id))
+
+
+def provider_status_write(org_id: str, chat_id: str, update: StatusUpdate) -> Write:
+    """The provider's status of one of our messages (by its id there); after
+    COMMIT `.inserted` says whether a message moved."""
+    at = update.at.isoformat() if update.at else None
+    noted: dict[str, Any] = {f"{update.status}_at": at} if at else {}
+    if update.status == "failed":
+        noted["error"] = f"{update.error_code or 'failed'}: {update.error_title or ''}"[:500]
+        noted["provider_error"] = {"code": update.error_code, "title": update.error_title}
+    payload = {"chat_id": chat_id, "status": update.status, "external_id": update.external_id,
+               **noted}
+    return Write.reporting(PROVIDER_STATUS, (update.external_id, org_id, chat_id, update.status,
+                                             noted, payload))
+
+
+def reaction_write(org_id: str, chat_id: str, reaction: Reaction, at: datetime) -> Write:
+    """`reaction` kept on the message it reacts to; after COMMIT `.inserted`
+    says whether anything changed (False: a redelivery, an older reaction,
+    or no such message)."""
+    when = (reaction.at or at).astimezone(UTC).isoformat()  # one form: compared as text
+    kept = {"emoji": reaction.emoji or None, "reaction_id": reaction.reaction_id, "at": when,
+            "name": reaction.sender.name}
+    payload = {"chat_id": chat_id, "external_id": reaction.external_id,
+               "sender_id": reaction.sender.id, "emoji": reaction.emoji or None, "at": when}
+    return Write.reporting(REACTION, (reaction.reaction_id, org_id, chat_id,
+                                      reaction.external_id, reaction.sender.id, kept, when,
+                                      payload))
 
 
 def retry_write(org_id: str, message_id: str, attempt: int, due: datetime,

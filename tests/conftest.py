@@ -77,7 +77,10 @@ def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
         # one bot (10/s) are over its cap (7/s); groups are paced only as chats
         # here (their cap is measured in tests/storage/test_pacing.py).
         telegram_chat_per_second=5, telegram_bot_per_second=7,
-        telegram_group_per_minute=6000)
+        telegram_group_per_minute=6000,
+        # WhatsApp pacing: a number's cap measurable in a second or two; one
+        # user's gap short enough not to slow the tests that reply twice.
+        whatsapp_number_per_second=20, whatsapp_user_interval=0.05)
     engine = Stack(settings, dashboard=False, kinds=(*DEFAULT_KINDS, *TEST_KINDS))
     engine.start()
     try:

@@ -91,11 +91,25 @@ class MessagePage(BaseModel):
     data: list[MessageOut]
 
 
+class TemplateIn(Strict):
+    name: str = Field(min_length=1, max_length=512, pattern=r"^[a-z0-9_]+$",
+                      description="An approved template of the number's business account")
+    language: str = Field(min_length=2, max_length=15, pattern=r"^[A-Za-z]{2,3}(_[A-Za-z0-9]+)?$",
+                          description="Its language code, e.g. en_US")
+    components: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=20,
+        description="Header, body and button parameters, as the Cloud API takes them")
+
+
 class SendIn(Strict):
-    content: str = Field(min_length=1, max_length=65_536)
+    content: str | None = Field(default=None, min_length=1, max_length=65_536,
+                                description="The text (what the inbox shows for a template)")
     reply_to: UUID | None = Field(
         default=None, description="A message of this chat this one answers (threaded at the"
                                   " provider where it can: Telegram's reply)")
+    template: TemplateIn | None = Field(
+        default=None, description="WhatsApp: send this template instead of free text (the"
+                                  " only kind allowed outside the 24-hour window)")
 
 
 class Sent(MessageOut):
@@ -147,18 +161,25 @@ async def send_message(chat_id: UUID, body: SendIn, request: Request,
     """Persisted as `pending` and sent through the chat's channel; the status
     then moves to `sent` or `failed` (events `message.sent`,
     `message.status.updated`)."""
-    if "\x00" in body.content or (idempotency_key and "\x00" in idempotency_key):
+    template = body.template.model_dump() if body.template is not None else None
+    content = body.content
+    if content is None:
+        if template is None:
+            raise Invalid("a message needs content (or a template)", field="content")
+        content = f"[template {template['name']} ({template['language']})]"
+    if "\x00" in content or (idempotency_key and "\x00" in idempotency_key):
         raise Invalid("text contains a NUL character", field="content")
-    return await send(runtime_of(request).actors, principal, chat_id, body.content,
-                      idempotency_key, body.reply_to)
+    return await send(runtime_of(request).actors, principal, chat_id, content,
+                      idempotency_key, body.reply_to, template)
 
 
 async def send(actors: ActorSystem, principal: Principal, chat_id: UUID | str, content: str,
-               idempotency_key: str | None, reply_to: UUID | None = None) -> SentMessage:
+               idempotency_key: str | None, reply_to: UUID | None = None,
+               template: dict[str, Any] | None = None) -> SentMessage:
     """Through the chat actor (shared by this route and WebSocket `message.send`)."""
     chat = ChatRef(actors, principal.org_id, str(chat_id))
     return await chat.send(content, principal.user_id, idempotency_key,
-                           reply_to=str(reply_to) if reply_to else None)
+                           reply_to=str(reply_to) if reply_to else None, template=template)
 
 
 @router.post("/{chat_id}/read", response_model=ReadOut)

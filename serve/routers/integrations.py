@@ -11,18 +11,19 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from channels import netguard
 from channels.signing import new_secret
 from core.crypto import Cipher
-from core.errors import Invalid
+from core.errors import Invalid, NotFound
 from core.settings import Settings
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from serve.routers import integrations_telegram as telegram
+from serve.routers import integrations_whatsapp as whatsapp
 from storage import integrations
 
 router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
@@ -56,7 +57,29 @@ class TelegramIn(Strict):
     config: TelegramConfigIn
 
 
-CreateIn = Annotated[IntegrationIn | TelegramIn, Field(discriminator="type")]
+class WhatsAppConfigIn(Strict):
+    access_token: str = Field(min_length=1, max_length=1024,
+                              description="A system user's access token (Meta Business)")
+    app_secret: str = Field(min_length=1, max_length=256,
+                            description="The Meta app's secret: signs its notifications")
+    verify_token: str = Field(min_length=1, max_length=256,
+                              description="What Meta echoes when it verifies the webhook URL")
+    phone_number_id: str = Field(min_length=1, max_length=32)
+    waba_id: str | None = Field(default=None, min_length=1, max_length=32,
+                                description="The WhatsApp Business Account (for templates)")
+    api_base_url: str | None = Field(default=None, min_length=1, max_length=URL_MAX,
+                                     description="Default https://graph.facebook.com")
+    api_version: str | None = Field(default=None, min_length=1, max_length=16,
+                                    description="The Graph API version, e.g. v23.0")
+
+
+class WhatsAppIn(Strict):
+    type: Literal["whatsapp"]
+    name: str = Field(min_length=1, max_length=255)
+    config: WhatsAppConfigIn
+
+
+CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn, Field(discriminator="type")]
 
 
 class ConfigPatch(Strict):
@@ -109,12 +132,34 @@ class TelegramCreated(IntegrationOut):
     webhook_url: str | None = Field(description="Where Telegram posts updates (webhook mode)")
 
 
-@router.post("", status_code=201, response_model=IntegrationCreated | TelegramCreated)
+class WhatsAppCreated(IntegrationOut):
+    webhook_url: str = Field(description="This number's callback URL for Meta")
+    app_webhook_url: str = Field(description="One callback URL for all of an app's numbers"
+                                 " (routed by phone_number_id)")
+
+
+class TemplateOut(BaseModel):
+    name: str
+    language: str | None = None
+    status: str | None = None
+    category: str | None = None
+    id: str | None = None
+    components: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class TemplatesOut(BaseModel):
+    data: list[TemplateOut]
+
+
+@router.post("", status_code=201,
+             response_model=IntegrationCreated | TelegramCreated | WhatsAppCreated)
 async def create_integration(body: CreateIn, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
     if isinstance(body, TelegramIn):
         return await telegram.create(request, principal, body.name, body.config)
+    if isinstance(body, WhatsAppIn):
+        return await whatsapp.create(request, principal, body.name, body.config)
     runtime = runtime_of(request)
     secret = new_secret()
     config: dict[str, Any] = {}
@@ -141,6 +186,22 @@ async def get_integration(integration_id: UUID, request: Request,
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await integrations.get(conn, integration_id)
     return row
+
+
+@router.get("/{integration_id}/templates", response_model=TemplatesOut)
+async def list_templates(integration_id: UUID, request: Request,
+                         refresh: bool = Query(False, description="Read them from Meta now"),
+                         principal: Principal = Depends(require("org:read"))) -> Any:
+    """A WhatsApp integration's message templates (from its business
+    account), cached for ten minutes."""
+    runtime = runtime_of(request)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        found = await integrations.find(conn, str(integration_id), _cipher(runtime.settings))
+    if found is None:
+        raise NotFound("integration not found")
+    if found.type != "whatsapp":
+        raise Invalid("only WhatsApp integrations have message templates")
+    return {"data": await whatsapp.templates(request, found, refresh)}
 
 
 @router.patch("/{integration_id}", response_model=IntegrationOut)
