@@ -266,11 +266,6 @@ class _Answer:
         code = self.error.get("code")
         return code if isinstance(code, int) and not isinstance(code, bool) else None
 
-    @property
-    def type(self) -> str | None:
-        kind = self.error.get("type")
-        return kind if isinstance(kind, str) else None
-
     def checked(self, doing: str) -> dict[str, Any]:
         if not 200 <= self.status < 300:
             raise channel_error(self.status, self.body, doing, headers=self.headers)
@@ -354,11 +349,11 @@ class WhatsAppConnector:
         answer = await self._request("GET", url, "getPhoneNumber",
                                      {"Authorization": f"Bearer {config.access_token}"},
                                      params={"fields": "display_phone_number,verified_name"})
-        # Code 100 first: Meta types some of those OAuthException too.
+        # Not by `type`: Meta calls most of its errors OAuthException.
         if answer.code == 100 and answer.status in (400, 404):
             raise Invalid("Meta knows no phone number with this id (for this access token)",
                           field="config.phone_number_id")
-        if answer.status == 401 or answer.code == 190 or answer.type == "OAuthException":
+        if answer.status == 401 or answer.code in (190, 102):
             raise Invalid("the access token was refused by Meta", field="config.access_token")
         found = answer.checked("getPhoneNumber")
         return PhoneNumber(id=str(found.get("id") or config.phone_number_id),
