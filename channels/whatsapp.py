@@ -166,7 +166,7 @@ def _retry_after(headers: Mapping[str, str] | None) -> float | None:
     value = next((v for k, v in (headers or {}).items() if k.lower() == "retry-after"), None)
     try:
         return max(0.0, float(value)) if value is not None else None
-    except ValueError:  # an HTTP date: Meta sends seconds, so a guess is fine
+    except ValueError:  # an HTTP date (Meta sends seconds): the caller's default
         return None
 
 

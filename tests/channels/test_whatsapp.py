@@ -104,22 +104,24 @@ def test_config_is_checked_field_by_field() -> None:
         DEFAULT_API_BASE, "v23.0", None)
     assert GOOD["access_token"] not in repr(default) and APP_SECRET not in repr(default)
     secret = "s3cret with space"
-    for data, field in (({**GOOD, "access_token": secret}, "config.access_token"),
-                        ({**GOOD, "access_token": ""}, "config.access_token"),
-                        ({**GOOD, "app_secret": secret}, "config.app_secret"),
-                        ({**GOOD, "verify_token": secret + "\n"}, "config.verify_token"),
-                        ({**GOOD, "phone_number_id": "10654/../me"}, "config.phone_number_id"),
-                        ({**GOOD, "phone_number_id": 106540352242922},
-                         "config.phone_number_id"),
-                        ({**GOOD, "waba_id": "12ab"}, "config.waba_id"),
-                        ({**GOOD, "api_base_url": "ftp://x"}, "config.api_base_url"),
-                        ({**GOOD, "api_base_url": "https://u:p@h/"}, "config.api_base_url"),
-                        ({**GOOD, "api_base_url": "https://h/?a=1"}, "config.api_base_url"),
-                        ({**GOOD, "api_version": "23.0"}, "config.api_version"),
-                        ({**GOOD, "api_version": "v23.0\n"}, "config.api_version"),
-                        ({**GOOD, "colour": "red"}, "config"),
-                        *(({k: v for k, v in GOOD.items() if k != name}, f"config.{name}")
-                          for name in GOOD)):
+    cases: tuple[tuple[dict[str, Any], str], ...] = (
+        ({**GOOD, "access_token": secret}, "config.access_token"),
+        ({**GOOD, "access_token": ""}, "config.access_token"),
+        ({**GOOD, "app_secret": secret}, "config.app_secret"),
+        ({**GOOD, "verify_token": secret + "\n"}, "config.verify_token"),
+        ({**GOOD, "phone_number_id": "10654/../me"}, "config.phone_number_id"),
+        ({**GOOD, "phone_number_id": 106540352242922},
+         "config.phone_number_id"),
+        ({**GOOD, "waba_id": "12ab"}, "config.waba_id"),
+        ({**GOOD, "api_base_url": "ftp://x"}, "config.api_base_url"),
+        ({**GOOD, "api_base_url": "https://u:p@h/"}, "config.api_base_url"),
+        ({**GOOD, "api_base_url": "https://h/?a=1"}, "config.api_base_url"),
+        ({**GOOD, "api_version": "23.0"}, "config.api_version"),
+        ({**GOOD, "api_version": "v23.0\n"}, "config.api_version"),
+        ({**GOOD, "colour": "red"}, "config"),
+        *(({k: v for k, v in GOOD.items() if k != name}, f"config.{name}")
+          for name in GOOD))
+    for data, field in cases:
         with pytest.raises(Invalid) as caught:
             parse_config(data)
         assert caught.value.field == field, data
@@ -135,8 +137,8 @@ def test_signatures_are_checked_on_the_raw_body() -> None:
     body = b'{"object":"whatsapp_business_account","entry":[]}'
     check_signature(APP_SECRET, {"X-Hub-Signature-256": sign(body)}, body)
     check_signature(APP_SECRET, {"x-hub-signature-256": sign(body)}, body)
-    cases = ({}, {"Content-Type": "application/json"})
-    for headers in cases:
+    unsigned: tuple[dict[str, str], ...] = ({}, {"Content-Type": "application/json"})
+    for headers in unsigned:
         with pytest.raises(Unauthorized, match="missing X-Hub-Signature-256"):
             check_signature(APP_SECRET, headers, body)
     for signature in (sign(body, "another-secret"), sign(body + b" "),
