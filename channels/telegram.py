@@ -29,6 +29,7 @@ from telegram import error as tg
 from telegram.request import HTTPXRequest
 
 from channels.base import CONFLICT, CREDENTIALS_REFUSED, ChannelError
+from channels.downloads import stream_to
 from channels.telegram_updates import (
     ALLOWED_UPDATES,
     CHANNEL,
@@ -436,28 +437,8 @@ class TelegramConnector:
             self._files = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.read_timeout, connect=5.0, pool=5.0),
                 follow_redirects=False)
-        size = 0
-        try:
-            # the URL holds the bot token: no message below quotes it
-            async with self._files.stream("GET", url) as response:
-                if response.status_code != 200:
-                    code = response.status_code
-                    raise ChannelError(f"file download answered {code}",
-                                       retryable=code in (408, 429) or code >= 500)
-                with dest.open("xb") as out:
-                    async for chunk in response.aiter_bytes():
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise ChannelError(f"file_too_large: over {max_bytes} bytes")
-                        out.write(chunk)
-        except httpx.HTTPError as exc:
-            dest.unlink(missing_ok=True)
-            raise ChannelError(f"file download failed: {type(exc).__name__}",
-                               retryable=True) from None
-        except BaseException:
-            dest.unlink(missing_ok=True)
-            raise
-        return size
+        # the URL holds the bot token: stream_to's messages never quote it
+        return await stream_to(self._files, url, dest, max_bytes)
 
     async def __aenter__(self) -> TelegramConnector:
         return self

@@ -23,6 +23,7 @@ from tests.fakes import google
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.telegram import FakeTelegram
+from tests.fakes.whatsapp import FakeGraph
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +42,14 @@ def fake_google() -> Iterator[FakeGoogle]:
 def fake() -> Iterator[FakeTelegram]:
     """The Telegram Bot API, on loopback (each test adds bots of its own)."""
     server = FakeTelegram(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_graph() -> Iterator[FakeGraph]:
+    """Meta's Graph API for WhatsApp, on loopback (each test adds numbers of its own)."""
+    server = FakeGraph(free_port()).start()
     yield server
     server.stop()
 
