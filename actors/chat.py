@@ -384,10 +384,16 @@ class ChatActor(ChatOutbound):
             if known is None:
                 writes.append(chats.contact_write(self.org_id, message))
                 return chats.profile_of(message, chats.contact_id_for(message))
+            self._alias(known.contact_id, message, writes)
         update = chats.profile_write(self.org_id, known, message)
         if update is not None:
             writes.append(update)
         return known
+
+    def _alias(self, contact_id: str, message: InboundMessage, writes: list[Write]) -> None:
+        aliases = chats.alias_write(self.org_id, contact_id, message)
+        if aliases is not None:
+            writes.append(aliases)
 
     async def _creation(self, message: InboundMessage, at: datetime) -> list[Write]:
         """The writes that create this chat (and its contact when new)."""
@@ -400,6 +406,7 @@ class ChatActor(ChatOutbound):
             found = chats.profile_of(message, self.contact_id)
         else:
             self.contact_id = found.contact_id
+            self._alias(found.contact_id, message, writes)
         self.members[message.sender.id] = found  # the sender's contact is resolved
         self.channel, self.thread_id = message.channel, message.thread_id
         self.integration_id = message.integration_id

@@ -23,6 +23,7 @@ answered with the same envelopes as the app's handlers (`serve.errors`)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 from uuid import UUID
@@ -71,7 +72,7 @@ class FastPath:
                     await _answer(_inbound(scope, receive, integration_id), scope, receive, send)
                     return
             elif method == "POST" and path.endswith(TELEGRAM_SUFFIX):
-                handle = None
+                handle: Any = None
                 if path.startswith(TELEGRAM_PREFIX):
                     handle = accept_update
                     integration_id = _canonical_uuid(
@@ -120,7 +121,7 @@ async def _inbound(scope: dict[str, Any], receive: Any, integration_id: str) -> 
     return await _webhook(accept, 202, scope, receive, integration_id)
 
 
-async def _whatsapp_app(state: Any, _: str, headers: dict[str, str], body: bytes) -> bytes:
+async def _whatsapp_app(state: Any, _: str, headers: Mapping[str, str], body: bytes) -> bytes:
     return await accept_notification(state, None, headers, body)
 
 

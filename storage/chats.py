@@ -237,6 +237,23 @@ def contact_write(org_id: str, message: InboundMessage) -> Write:
         sender.phone if message.channel == "whatsapp" else None))
 
 
+ALIASES = """
+INSERT INTO contact_aliases (organization_id, alias_id, contact_id)
+SELECT $1, alias, $2 FROM unnest($3::uuid[]) alias WHERE alias <> $2
+ON CONFLICT DO NOTHING
+"""
+
+
+def alias_write(org_id: str, contact_id: str, message: InboundMessage) -> Write | None:
+    """The sender's ids on this channel made aliases of `contact_id` (a CRM
+    contact matched by phone or email), so that a later message finds it
+    by id alone: one that names only another id of theirs (a WhatsApp user
+    hiding their phone), or after the contact's phone changed. None: nothing
+    to record."""
+    ids = {contact_id_for(message), *alias_ids(message)} - {contact_id}
+    return Write(ALIASES, (org_id, contact_id, sorted(ids))) if ids else None
+
+
 def profile_write(org_id: str, before: Profile, message: InboundMessage) -> Write | None:
     """The contact's channel profile brought up to date (None: nothing changed)."""
     now = profile_of(message, before.contact_id)

@@ -43,6 +43,7 @@ _BY_CODE: dict[str, type[errors.BidiError]] = {
     cls.code: cls
     for cls in (errors.NotFound, errors.Conflict, errors.RateLimited, errors.Invalid,
                 errors.Unauthorized, errors.Forbidden, errors.Unavailable, errors.Unreachable,
+                errors.WindowClosed,
                 errors.ProviderError, MailboxFull, HostUnavailable)
 }
 
