@@ -71,6 +71,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("PATCH", "/v1/integrations/{integration_id}", "integrations:manage"),
     ("DELETE", "/v1/integrations/{integration_id}", "integrations:manage"),
     ("POST", "/v1/integrations/{integration_id}/rotate-secret", "integrations:manage"),
+    ("GET", "/v1/integrations/{integration_id}/templates", "org:read"),
     ("GET", "/v1/chats", "chats:read"),
     ("GET", "/v1/chats/{chat_id}", "chats:read"),
     ("GET", "/v1/chats/{chat_id}/messages", "chats:read"),
@@ -92,6 +93,10 @@ UNPROTECTED = {
     # Channel webhooks authenticate the sender by signature, not by a user.
     ("POST", "/v1/channels/api/{integration_id}/messages"),
     ("POST", "/v1/channels/telegram/{integration_id}/webhook"),
+    # Meta's verification of a callback URL proves itself by the verify token.
+    ("GET", "/v1/channels/whatsapp/{integration_id}/webhook"),
+    ("POST", "/v1/channels/whatsapp/{integration_id}/webhook"),
+    ("GET", "/v1/channels/whatsapp/webhook"), ("POST", "/v1/channels/whatsapp/webhook"),
 }
 
 
