@@ -16,9 +16,12 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import msgspec
 
 from core.crypto import Cipher
-from core.errors import ProviderError
+from core.errors import Invalid, MalformedJSON, ProviderError
 from core.messages import Batch, OutboundMessage, Receipt
 from storage.integrations import COLUMNS, Integration, from_row
 from storage.loader import BatchLoader
@@ -54,6 +57,31 @@ class ChannelError(ProviderError):
 CREDENTIALS_REFUSED = "credentials_refused"
 CONFLICT = "conflict"
 WINDOW_CLOSED = "window_closed"
+
+
+BASE_URL_MESSAGE = "api_base_url must be an http(s) URL without query or fragment"
+
+
+def server_root(url: str | None, default: str) -> str:
+    """A provider API's root (`default` when not given), without a trailing
+    slash; `Invalid` for anything but a plain http(s) URL."""
+    if url is None:
+        return default
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
+            or parts.fragment or parts.username or parts.password:
+        raise Invalid(BASE_URL_MESSAGE, field="config.api_base_url")
+    return url.rstrip("/")
+
+
+def decode_json(body: bytes) -> Any:
+    """A webhook body as JSON; `MalformedJSON` when it is not."""
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedJSON("the body is JSON nested too deeply") from None
 
 
 def retry_delay(schedule: Sequence[float], attempts: int, retry_after: float | None = None,

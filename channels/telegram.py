@@ -28,7 +28,13 @@ import telegram
 from telegram import error as tg
 from telegram.request import HTTPXRequest
 
-from channels.base import CONFLICT, CREDENTIALS_REFUSED, ChannelError
+from channels.base import (
+    BASE_URL_MESSAGE,
+    CONFLICT,
+    CREDENTIALS_REFUSED,
+    ChannelError,
+    server_root,
+)
 from channels.downloads import stream_to
 from channels.telegram_updates import (
     ALLOWED_UPDATES,
@@ -67,7 +73,7 @@ _CONFIG_MESSAGES = {
     "bot_token": "bot_token must be the token @BotFather gave: digits, a colon and 35 or"
                  " more letters, digits, '_' or '-'",
     "mode": "mode must be 'webhook' or 'polling'",
-    "api_base_url": "api_base_url must be an http(s) URL without query or fragment",
+    "api_base_url": BASE_URL_MESSAGE,
 }
 
 
@@ -89,13 +95,7 @@ def parse_config(data: Mapping[str, Any]) -> TelegramConfig:
 
 def api_base(url: str | None) -> str:
     """The Bot API server's root, without a trailing slash."""
-    if url is None:
-        return DEFAULT_API_BASE
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-            or parts.fragment or parts.username or parts.password:
-        raise Invalid(_CONFIG_MESSAGES["api_base_url"], field="config.api_base_url")
-    return url.rstrip("/")
+    return server_root(url, DEFAULT_API_BASE)
 
 
 def new_secret_token() -> str:

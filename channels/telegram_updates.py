@@ -14,9 +14,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from core.errors import Invalid, MalformedJSON
+from channels.base import decode_json
+from core.errors import Invalid
 from core.messages import (
     Attachment,
     Batch,
@@ -67,12 +66,7 @@ def _time(value: Any) -> datetime | None:
 
 def decode(body: bytes) -> Mapping[str, Any]:
     """One webhook body: an Update object with an integer `update_id`."""
-    try:
-        update = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedJSON("the body is JSON nested too deeply") from None
+    update = decode_json(body)
     return check(update)
 
 

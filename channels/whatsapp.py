@@ -25,7 +25,13 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
-from channels.base import CREDENTIALS_REFUSED, WINDOW_CLOSED, ChannelError
+from channels.base import (
+    BASE_URL_MESSAGE,
+    CREDENTIALS_REFUSED,
+    WINDOW_CLOSED,
+    ChannelError,
+    server_root,
+)
 from channels.downloads import stream_to
 from channels.telegram import split_text
 from core.errors import Forbidden, Invalid, Unauthorized
@@ -75,7 +81,7 @@ _CONFIG_MESSAGES = {
     "verify_token": "verify_token must be 1 to 2048 printable characters without spaces",
     "phone_number_id": "phone_number_id must be the number's id in Meta's API (digits)",
     "waba_id": "waba_id must be the WhatsApp Business Account's id (digits)",
-    "api_base_url": "api_base_url must be an http(s) URL without query or fragment",
+    "api_base_url": BASE_URL_MESSAGE,
     "api_version": "api_version must look like v23.0",
 }
 
@@ -103,13 +109,7 @@ def parse_config(data: Mapping[str, Any]) -> WhatsAppConfig:
 
 def api_base(url: str | None) -> str:
     """The Graph API's root, without a trailing slash."""
-    if url is None:
-        return DEFAULT_API_BASE
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query \
-            or parts.fragment or parts.username or parts.password:
-        raise Invalid(_CONFIG_MESSAGES["api_base_url"], field="config.api_base_url")
-    return url.rstrip("/")
+    return server_root(url, DEFAULT_API_BASE)
 
 
 def check_signature(app_secret: str, headers: Mapping[str, str], body: bytes) -> None:

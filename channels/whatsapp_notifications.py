@@ -21,9 +21,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from core.errors import Invalid, MalformedJSON
+from channels.base import decode_json
+from core.errors import Invalid
 from core.messages import Attachment, Batch, InboundMessage, Reaction, Sender, StatusUpdate
 
 CHANNEL = "whatsapp"
@@ -105,12 +104,7 @@ def _id(item: Mapping[str, Any], where: str) -> str:
 
 def decode(body: bytes) -> dict[str, Any]:
     """One webhook body, checked only as far as routing needs."""
-    try:
-        notification = msgspec.json.decode(body)
-    except msgspec.DecodeError as exc:
-        raise MalformedJSON(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedJSON("the body is JSON nested too deeply") from None
+    notification = decode_json(body)
     if not isinstance(notification, dict) or notification.get("object") != OBJECT:
         raise Invalid(f'a WhatsApp notification is a JSON object with "object": "{OBJECT}"',
                       field="object")
