@@ -78,6 +78,9 @@ def build_app(settings: Settings) -> FastAPI:
                 hub = getattr(app.state, "hub", None)
                 if hub is not None:
                     await hub.close()
+                committer = getattr(app.state, "status_committer", None)
+                if committer is not None:  # serve.inbound.apply_statuses
+                    await committer.__aexit__(None, None, None)
                 for name in ("telegram", "whatsapp"):  # connectors made on first use
                     connector = getattr(app.state, name, None)
                     if connector is not None:

@@ -19,12 +19,14 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors.refs import Accepted, ChatRef
+from actors.refs import Accepted, ChatRef, deliver_batch
 from actors.runtime.client import ActorSystem
 from core.crypto import Cipher
 from core.errors import NotFound
-from core.messages import InboundMessage
-from storage import integrations
+from core.messages import Batch, InboundMessage, StatusUpdate
+from storage import integrations, messages
+from storage.chats import chat_id_for
+from storage.committer import GroupCommitter, Write
 from storage.db import Database
 from storage.integrations import Integration
 
@@ -94,3 +96,36 @@ def _put(entries: OrderedDict[str, Any], key: str, value: Any, size: int) -> Non
 async def deliver(actors: ActorSystem, message: InboundMessage) -> Accepted:
     """Hand `message` to its chat actor; resolves after COMMIT."""
     return await ChatRef.of(actors, message).inbound(message)
+
+
+def status_committer(state: Any) -> GroupCommitter:
+    """This replica's group committer for provider statuses (made on first
+    use, closed with the app)."""
+    committer = getattr(state, "status_committer", None)
+    if committer is None:
+        committer = state.status_committer = GroupCommitter(state.runtime.db)
+    return committer
+
+
+async def apply_statuses(state: Any, updates: tuple[StatusUpdate, ...]) -> None:
+    """Commit the provider's statuses of our messages; resolves after COMMIT.
+
+    A status needs none of a chat's state: it moves its message forward only
+    (the statement's guard), whoever writes it, so the ingress commits them
+    itself, many requests' in one transaction, instead of one actor call per
+    chat. Only a status that moved nothing goes on to its chat actor: its
+    message's receipt may still be on its way (the chat holds such statuses
+    until it comes), or it is a redelivery, which changes nothing there either."""
+    by_org: dict[str, list[tuple[StatusUpdate, Write]]] = {}
+    for update in updates:
+        if update.thread_id is None:
+            continue  # no conversation named: nothing to find it by
+        write = messages.provider_status_write(update.organization_id, chat_id_for(update),
+                                               update)
+        by_org.setdefault(update.organization_id, []).append((update, write))
+    committer = status_committer(state)
+    await asyncio.gather(*(committer.commit(org, [w for _, w in items])
+                           for org, items in by_org.items()))
+    missed = tuple(u for items in by_org.values() for u, w in items if not w.inserted)
+    if missed:
+        await deliver_batch(state.runtime.actors, Batch(statuses=missed))

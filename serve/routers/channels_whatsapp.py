@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
+import msgspec
 from fastapi import APIRouter, Request, Response
 
 from actors.refs import deliver_batch
@@ -31,6 +32,7 @@ from channels.whatsapp import CHANNEL, challenge, check_signature
 from channels.whatsapp_notifications import decode, parse_notification, phone_number_ids
 from core.crypto import Cipher
 from core.errors import Forbidden, Invalid
+from serve.inbound import apply_statuses
 from serve.routers.channels_api import MAX_BODY, integration_cache
 from serve.routers.integrations_whatsapp import verify_token_hash
 from storage import integrations
@@ -97,8 +99,10 @@ async def accept_notification(state: Any, integration_id: str | None,
             checked.add(secret)
     targets = {number: (i.org_id, i.id) for number, i in found.items()}
     batch = parse_notification(notification, targets)
-    if batch.messages or batch.statuses or batch.reactions:
-        await deliver_batch(state.runtime.actors, batch)
+    if batch.messages or batch.reactions:
+        await deliver_batch(state.runtime.actors, msgspec.structs.replace(batch, statuses=()))
+    if batch.statuses:
+        await apply_statuses(state, batch.statuses)
     if batch.ignored:
         log.info("whatsapp: acknowledged without storing: %s", ", ".join(batch.ignored))
     return OK
