@@ -142,6 +142,10 @@ class FakeGraph:
         self._media: dict[str, Media] = {}
         self._faults: dict[tuple[str, str], deque[Fault]] = {}
         self._sent: dict[str, list[dict[str, Any]]] = {}
+        # Sends whose answer is withheld after their wamid is made (a status
+        # can then come before the engine has its receipt), and the wamids.
+        self._stalls: dict[str, deque[float]] = {}
+        self.wamids: dict[str, list[str]] = {}
         self._reads: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -196,6 +200,12 @@ class FakeGraph:
 
     def delay(self, id_: str, kind: str, seconds: float, *, times: int = 1) -> None:
         self._script(id_, kind, times, Fault(delay=seconds))
+
+    def stall(self, phone_number_id: str, seconds: float, *, times: int = 1) -> None:
+        """The next `times` sends are accepted (their wamid in `wamids` at
+        once) but answered only `seconds` later."""
+        with self._lock:
+            self._stalls.setdefault(phone_number_id, deque()).extend([seconds] * times)
 
     def drop(self, id_: str, kind: str, *, times: int = 1) -> None:
         self._script(id_, kind, times, Fault(drop=True))
@@ -347,6 +357,12 @@ class FakeGraph:
                                                          "user_id": recipient}
         wamid = "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12"
                                             + secrets.token_bytes(24)).decode()
+        with self._lock:
+            self.wamids.setdefault(owner.phone_number_id, []).append(wamid)
+            stalls = self._stalls.get(owner.phone_number_id)
+            stall = stalls.popleft() if stalls else 0.0
+        if stall:
+            await asyncio.sleep(stall)
         return JSONResponse({"messaging_product": "whatsapp", "contacts": [contact],
                              "messages": [{"id": wamid}]})
 

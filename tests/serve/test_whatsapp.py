@@ -264,6 +264,26 @@ async def test_statuses_never_move_back_and_a_failure_keeps_its_code(
     assert sorted(e["status"] for e in events) == ["failed", "read", "sent", "sent"]
 
 
+async def test_a_status_that_comes_before_our_receipt_waits_for_it(
+        api: httpx.AsyncClient, owner: Account, fake_graph: FakeGraph, db: Database) -> None:
+    integration, number, who, chat = await opened(api, owner, fake_graph)
+    fake_graph.stall(number.phone_number_id, 2.0)
+    sent = await reply(api, owner, chat["id"], {"content": "On its way"})
+
+    async def accepted() -> str | None:
+        wamids = fake_graph.wamids.get(number.phone_number_id, [])
+        return wamids[-1] if wamids else None
+
+    wamid = await eventually(accepted, timeout=15, what="Meta accepting the send")
+    # Meta posts the status while its answer to our send is still on the way.
+    early = wa.notification(wa.outgoing(wa.status(wamid, "delivered", who, int(time.time())),
+                                        phone_number_id=number.phone_number_id))
+    assert (await post(api, hook(integration), early)).status_code == 200
+    assert (await stored(db, owner, sent.json()["id"]))["status"] == "pending"
+    row = await settled(db, owner, sent.json()["id"], "delivered")
+    assert row["external_id"] == wamid
+
+
 async def test_a_reaction_attaches_to_its_message(
         api: httpx.AsyncClient, owner: Account, fake_graph: FakeGraph, db: Database) -> None:
     integration, number, who, chat = await opened(api, owner, fake_graph)
