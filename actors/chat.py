@@ -42,7 +42,6 @@ from core.messages import (
     InboundMessage,
     MessageEdit,
     Reaction,
-    StatusUpdate,
     ThreadState,
 )
 from storage import chats, messages
@@ -52,7 +51,6 @@ log = logging.getLogger(__name__)
 
 RECENT = 20  # messages kept hot
 SEEN = 500  # external ids remembered for in-memory dedup
-EARLY = 1000  # statuses held for messages whose receipt is still on its way
 
 
 # -- messages -------------------------------------------------------------
@@ -75,12 +73,6 @@ class FetchFiles(msgspec.Struct, frozen=True):
     message_ids: tuple[str, ...]
 
 
-class Statuses(msgspec.Struct, frozen=True):
-    """The provider's statuses of messages this chat sent."""
-
-    updates: tuple[StatusUpdate, ...]
-
-
 class Reactions(msgspec.Struct, frozen=True):
     reactions: tuple[Reaction, ...]
 
@@ -99,7 +91,7 @@ class ChatActor(ChatOutbound):
     kind = "chat"
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
                  "last_inbound_at", "assigned_agent_id", "recent", "seen", "seen_order",
-                 "touches", "members", "fetching", "early", "last_inbound_external",
+                 "touches", "members", "fetching", "last_inbound_external",
                  "reading")
 
     async def on_activate(self) -> None:
@@ -112,10 +104,6 @@ class ChatActor(ChatOutbound):
         self._start_outbound()
         # Messages whose files are being fetched, and the task fetching them.
         self.fetching: dict[str, asyncio.Task[None]] = {}
-        # Provider statuses that came before the receipt of their message
-        # (the provider answered the send, then posted its status, and the
-        # status's turn ran first): applied with the receipt.
-        self.early: dict[str, list[StatusUpdate]] = {}
         self.reading: asyncio.Task[None] | None = None
         self._adopt(row)
         if row is None:
@@ -309,30 +297,6 @@ class ChatActor(ChatOutbound):
                                                          now_utc())])
             self.unreachable = reason
         return {"chat_id": self.key, "known": self.exists, "unreachable_reason": reason}
-
-    @on(Statuses)
-    async def statuses(self, command: Statuses) -> dict[str, int]:
-        """Apply the provider's statuses (a status never moves back); those of
-        a message whose receipt is not recorded yet wait for it."""
-        for update in command.updates:
-            if update.organization_id != self.org_id or chats.chat_id_for(update) != self.key:
-                raise Invalid("this status belongs to another chat")
-        if not self.exists:
-            return {"applied": 0, "held": 0}
-        writes = [messages.provider_status_write(self.org_id, self.key, u)
-                  for u in command.updates]
-        await self._commit(writes)
-        held = 0
-        for update, write in zip(command.updates, writes, strict=True):
-            if not write.inserted and self.sending and len(self.early) < EARLY:
-                self.early.setdefault(update.external_id, []).append(update)
-                held += 1
-        return {"applied": sum(w.inserted for w in writes), "held": held}
-
-    def _early_writes(self, external_id: str) -> list[Write]:
-        """The held statuses of a message whose receipt came (outbound half)."""
-        return [messages.provider_status_write(self.org_id, self.key, u)
-                for u in self.early.pop(external_id, ())]
 
     @on(Reactions)
     async def reactions(self, command: Reactions) -> dict[str, int]:

@@ -39,7 +39,7 @@ from channels.base import (
     sender_for,
 )
 from core.errors import Invalid, NotFound, Unreachable, WindowClosed
-from core.messages import OutboundMessage, Receipt
+from core.messages import OutboundMessage, Receipt, StatusUpdate
 from core.settings import RETRY_SCHEDULE
 from storage import chats, integrations, messages
 from storage.audit import Actor
@@ -52,6 +52,7 @@ TYPING_EVERY = 4.0  # seconds; Telegram shows a chat action for about 5
 # WhatsApp's customer service window: free-form messages only this long
 # after the contact's last message (a template opens a conversation any time).
 SERVICE_WINDOW = timedelta(hours=24)
+EARLY = 1000  # statuses held for messages whose receipt is still on its way
 WINDOWED = frozenset({"whatsapp"})
 
 
@@ -90,6 +91,12 @@ class Typing(msgspec.Struct, frozen=True):
     user_id: str | None = None
 
 
+class Statuses(msgspec.Struct, frozen=True):
+    """The provider's statuses of messages this chat sent."""
+
+    updates: tuple[StatusUpdate, ...]
+
+
 class Resend(msgspec.Struct, frozen=True):
     """Deliver these pending messages when due, unless already on their way."""
 
@@ -111,7 +118,7 @@ def latest(known: datetime | None, at: datetime) -> datetime:
 
 class ChatOutbound(VirtualActor):
     __slots__ = ("outbox", "sending", "timers", "sender", "paused", "typed_at", "typing_task",
-                 "unreachable", "last_message_at")
+                 "unreachable", "last_message_at", "early")
 
     # The chat's state this half reads (actors.chat.ChatActor keeps it).
     exists: bool
@@ -131,6 +138,7 @@ class ChatOutbound(VirtualActor):
     paused: str | None
     typed_at: float
     typing_task: asyncio.Task[None] | None
+    early: dict[str, list[StatusUpdate]]
 
     def _start_outbound(self) -> None:
         self.outbox = deque()
@@ -141,6 +149,10 @@ class ChatOutbound(VirtualActor):
         self.paused = None
         self.typed_at = float("-inf")
         self.typing_task = None
+        # Provider statuses that came before the receipt of their message
+        # (the provider answered the send, then posted its status, and the
+        # status's turn ran first): applied with the receipt.
+        self.early = {}
 
     async def _stop_outbound(self) -> None:
         # Only at shutdown can sends be in flight here: they stay `pending` in
@@ -152,10 +164,6 @@ class ChatOutbound(VirtualActor):
             self.sender.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self.sender
-
-    def _early_writes(self, external_id: str) -> list[Write]:
-        """Statuses that came before this receipt (the chat holds them)."""
-        return []
 
     def _require(self) -> None:
         if not self.exists:
@@ -320,9 +328,11 @@ class ChatOutbound(VirtualActor):
             extra["error"] = report.error[:500]
         writes = [messages.status_write(
             self.org_id, self.key, report.message_id, status, extra, report.attempt,
-            report.receipt.external_id if report.receipt is not None else None)]
+            report.receipt.external_id if report.receipt and report.receipt.unique_in_thread
+            else None)]
         if report.receipt is not None:
-            writes.extend(self._early_writes(report.receipt.external_id))
+            writes.extend(messages.provider_status_write(self.org_id, self.key, u)
+                          for u in self.early.pop(report.receipt.external_id, ()))
         if report.unreachable and not self.unreachable:  # later sends fail fast
             self.unreachable = (report.error or "unreachable")[:200]
             writes.append(chats.reachability_write(self.org_id, self.key, self.unreachable,
@@ -355,6 +365,25 @@ class ChatOutbound(VirtualActor):
             self._resume({**item, "attempts": report.attempt, "wait": max(delay, 1e-3),
                           "sent_parts": max(report.sent_parts,
                                             int(item.get("sent_parts") or 0))})
+
+    @on(Statuses)
+    async def statuses(self, command: Statuses) -> dict[str, int]:
+        """Apply the provider's statuses (a status never moves back); those of
+        a message whose receipt is not recorded yet wait for it."""
+        for update in command.updates:
+            if update.organization_id != self.org_id or chats.chat_id_for(update) != self.key:
+                raise Invalid("this status belongs to another chat")
+        if not self.exists:
+            return {"applied": 0, "held": 0}
+        writes = [messages.provider_status_write(self.org_id, self.key, u)
+                  for u in command.updates]
+        await self._commit(writes)
+        held = 0
+        for update, write in zip(command.updates, writes, strict=True):
+            if not write.inserted and self.sending and len(self.early) < EARLY:
+                self.early.setdefault(update.external_id, []).append(update)
+                held += 1
+        return {"applied": sum(w.inserted for w in writes), "held": held}
 
     @on(Resend)
     async def resend(self, command: Resend) -> int:

@@ -31,11 +31,10 @@ from actors.chat import (
     Reactions,
     Reload,
     SetReachable,
-    Statuses,
 )
 from actors.messages import GetState, Ping
 from actors.org import FlushUsage, OrgActor, RecordUsage
-from actors.outbound import Resend, Send, Typing
+from actors.outbound import Resend, Send, Statuses, Typing
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
 from core.messages import Batch, InboundMessage, MessageEdit, Reaction, StatusUpdate, ThreadState

@@ -10,6 +10,7 @@ import multiprocessing as mp
 import resource
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.cpu import cpu_seconds, spent
@@ -74,15 +75,23 @@ async def _hammer(args: dict[str, Any], requests: list[bytes], seconds: float) -
 async def ingest_phase(args: dict[str, Any]) -> dict[str, float]:
     """Full speed for `seconds` (after a warm-up of distinct messages): what
     was accepted AND reached the subscriber, per second."""
-    sub = _subscriber(args)
+    tag = uuid.uuid4().hex[:6]
+    count = args["ingest_requests"] * (3 if args["target"] == "noop" else 1)
+    return await hammered(args, lambda n, text: _request(args, f"chat-{tag}-{n % 500}", text),
+                          _subscriber(args), count)
+
+
+async def hammered(args: dict[str, Any], request: Callable[[int, str], bytes],
+                   sub: Subscriber | RedisSubscriber | None,
+                   count: int) -> dict[str, float]:
+    """`request(n, text)` for 3,000 warm-up requests, then `count` more at
+    full speed for `seconds`: what was accepted AND reached `sub` (when
+    given), per second, and the CPU the machine spent meanwhile."""
     if sub is not None:
         await sub.start()
-    tag = uuid.uuid4().hex[:6]
-    warm = [_request(args, f"chat-{tag}-{i % 500}", f"w{i}") for i in range(3000)]
-    await _hammer(args, warm, args["warmup"])
+    await _hammer(args, [request(i, f"w{i}") for i in range(3000)], args["warmup"])
     base = sub.count if sub is not None else 0
-    count = args["ingest_requests"] * (3 if args["target"] == "noop" else 1)
-    requests = [_request(args, f"chat-{tag}-{i % 500}", f"n{i}") for i in range(count)]
+    requests = [request(3000 + i, f"n{i}") for i in range(count)]
     started = time.perf_counter()
     cpu_before = cpu_seconds()
     accepted, posted_for = await _hammer(args, requests, args["seconds"])
@@ -215,22 +224,52 @@ async def fanout_phase(args: dict[str, Any]) -> dict[str, float]:
             "ws_deliveries_per_s": deliveries / seconds, "events_per_s": rate}
 
 
-def _phase_child(conn: Any, phase: str, args: dict[str, Any]) -> None:
+def _child(conn: Any, work: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+           args: dict[str, Any]) -> None:
     import uvloop
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     same_priority(args["nice"])
-    fn = {"ingest": ingest_phase, "latency": latency_phase, "fanout": fanout_phase}[phase]
-    conn.send(uvloop.run(fn(args)))
+    conn.send(uvloop.run(work(args)))
+
+
+def run_in_process(work: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                   args: dict[str, Any]) -> dict[str, Any]:
+    """`work(args)` in a process of its own (uvloop) at the engine's
+    priority, apart from the engine's driver; `work` is a module-level
+    coroutine function (the child imports it by name)."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_child, args=(child, work, args))
+    proc.start()
+    result: dict[str, Any] = parent.recv()
+    proc.join()
+    return result
+
+
+PHASES = {"ingest": ingest_phase, "latency": latency_phase, "fanout": fanout_phase}
 
 
 def run_phase(phase: str, args: dict[str, Any]) -> dict[str, float]:
     """Each phase in its own process (uvloop), apart from the engine's driver."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_phase_child, args=(child, phase, args))
-    proc.start()
-    result: dict[str, float] = parent.recv()
-    proc.join()
-    return result
+    return run_in_process(PHASES[phase], args)
+
+
+def interleaved(rounds: int, api_args: dict[str, Any], name: str,
+                work: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]],
+                channel_args: dict[str, Any]) -> tuple[float, float]:
+    """`rounds` rounds of the API channel's ingest phase and a channel's
+    (`work`), one after the other: (the channel's mean msg/s, the API's)."""
+    rates: dict[str, list[float]] = {"api": [], name: []}
+    for n in range(1, rounds + 1):
+        for which in ("api", name):
+            got = (run_phase("ingest", api_args) if which == "api"
+                   else run_in_process(work, channel_args))
+            rates[which].append(got["rate"])
+            print(f"round {n} {which:<8}: {got['accepted']:,.0f} accepted,"
+                  f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
+    api_rate, rate = (sum(rates[k]) / len(rates[k]) for k in ("api", name))
+    print(f"webhook ingest: {name} {rate:,.0f} msg/s, API channel {api_rate:,.0f}"
+          f" msg/s ({rate / api_rate:.2f}x)", flush=True)
+    return rate, api_rate

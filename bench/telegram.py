@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import random
 import resource
 import sys
@@ -45,8 +44,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
 
-from bench.loadgen import raw_request, same_priority  # noqa: E402
-from bench.phases import _hammer, run_phase  # noqa: E402
+from bench.loadgen import raw_request  # noqa: E402
+from bench.phases import hammered, interleaved  # noqa: E402
 from bench.realtime import cpu_note, seed  # noqa: E402
 from bench.subscribers import Subscriber  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
@@ -72,7 +71,7 @@ def _chats() -> int:
     return random.randrange(10**9, 5 * 10**9) // CHATS * CHATS
 
 
-async def telegram_ingest(args: dict[str, Any]) -> dict[str, float]:
+async def telegram_ingest(args: dict[str, Any]) -> dict[str, Any]:
     """bench.phases.ingest_phase with Telegram updates on the bot's webhook."""
     host, port = args["host"], args["port"]
     path = f"/v1/channels/telegram/{args['integration']}/webhook"
@@ -83,41 +82,7 @@ async def telegram_ingest(args: dict[str, Any]) -> dict[str, float]:
         body = json.dumps(update(first_id + n, first_chat + n % CHATS, text)).encode()
         return raw_request("POST", host, port, path, headers, body)
 
-    sub = Subscriber(args["ws_url"])
-    await sub.start()
-    await _hammer(args, [request(i, f"w{i}") for i in range(3000)], args["warmup"])
-    base = sub.count
-    count = args["ingest_requests"]
-    requests = [request(3000 + i, f"n{i}") for i in range(count)]
-    started = time.perf_counter()
-    accepted, posted_for = await _hammer(args, requests, args["seconds"])
-    deadline = time.monotonic() + 60
-    while sub.count - base < accepted and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    delivered = sub.count - base
-    await sub.close()
-    return {"accepted": accepted, "delivered": delivered,
-            "rate": min(accepted, delivered) / max(sub.last_at - started, posted_for)}
-
-
-def _child(conn: Any, args: dict[str, Any]) -> None:
-    import uvloop
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    same_priority(args["nice"])
-    conn.send(uvloop.run(telegram_ingest(args)))
-
-
-def run_telegram_ingest(args: dict[str, Any]) -> dict[str, float]:
-    """In its own process (uvloop), as bench.phases.run_phase runs the API's."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, args))
-    proc.start()
-    result: dict[str, float] = parent.recv()
-    proc.join()
-    return result
+    return await hammered(args, request, Subscriber(args["ws_url"]), args["ingest_requests"])
 
 
 async def connect_bot(api: httpx.AsyncClient, headers: dict[str, str], fake: FakeTelegram,
@@ -199,22 +164,6 @@ async def pacing(api: httpx.AsyncClient, headers: dict[str, str], fake: FakeTele
     return rate, abs(rate - cap) / cap * 100
 
 
-def ingest_rounds(rounds: int, api_args: dict[str, Any],
-                  telegram_args: dict[str, Any]) -> tuple[float, float]:
-    rates: dict[str, list[float]] = {"api": [], "telegram": []}
-    for n in range(1, rounds + 1):
-        for name in ("api", "telegram"):
-            got = (run_phase("ingest", api_args) if name == "api"
-                   else run_telegram_ingest(telegram_args))
-            rates[name].append(got["rate"])
-            print(f"round {n} {name:<8}: {got['accepted']:,.0f} accepted,"
-                  f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
-    api_rate, telegram_rate = (sum(rates[k]) / len(rates[k]) for k in ("api", "telegram"))
-    print(f"webhook ingest: Telegram {telegram_rate:,.0f} msg/s, API channel {api_rate:,.0f}"
-          f" msg/s ({telegram_rate / api_rate:.2f}x)", flush=True)
-    return telegram_rate, api_rate
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10, help="seconds per ingest phase")
@@ -271,7 +220,7 @@ async def measure(stack: Stack, fake: FakeTelegram,
                     "secret": api_secret}
         telegram_args = {**common, "integration": webhook, "secret": secret}
         telegram_rate, api_rate = await asyncio.to_thread(
-            ingest_rounds, args.rounds, api_args, telegram_args)
+            interleaved, args.rounds, api_args, "telegram", telegram_ingest, telegram_args)
         _, polled_token, _ = await connect_bot(api, headers, fake, "polling")
         polled = await polling(ws_url, fake, polled_token, args.polled, args.probe_timeout)
         print("polling: " + (f"{polled:,.0f} msg/s ({polled / telegram_rate:.2f}x the"

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import random
 import resource
 import sys
@@ -47,8 +46,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
 
-from bench.loadgen import raw_request, same_priority  # noqa: E402
-from bench.phases import _hammer, run_phase  # noqa: E402
+from bench.loadgen import raw_request  # noqa: E402
+from bench.phases import _hammer, hammered, interleaved, run_in_process  # noqa: E402
 from bench.realtime import cpu_note, seed  # noqa: E402
 from bench.subscribers import Subscriber  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
@@ -87,7 +86,7 @@ def _now() -> str:
     return str(int(time.time()))
 
 
-async def whatsapp_ingest(args: dict[str, Any]) -> dict[str, float]:
+async def whatsapp_ingest(args: dict[str, Any]) -> dict[str, Any]:
     """bench.phases.ingest_phase with notifications on the number's webhook."""
     host, port, number = args["host"], args["port"], args["phone_number_id"]
     path = f"/v1/channels/whatsapp/{args['integration']}/webhook"
@@ -96,21 +95,7 @@ async def whatsapp_ingest(args: dict[str, Any]) -> dict[str, float]:
     def request(n: int, text: str) -> bytes:
         return signed(host, port, path, one_message(number, first + n % CHATS, text))
 
-    sub = Subscriber(args["ws_url"])
-    await sub.start()
-    await _hammer(args, [request(i, f"w{i}") for i in range(3000)], args["warmup"])
-    base = sub.count
-    count = args["ingest_requests"]
-    requests = [request(3000 + i, f"n{i}") for i in range(count)]
-    started = time.perf_counter()
-    accepted, posted_for = await _hammer(args, requests, args["seconds"])
-    deadline = time.monotonic() + 60
-    while sub.count - base < accepted and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    delivered = sub.count - base
-    await sub.close()
-    return {"accepted": accepted, "delivered": delivered,
-            "rate": min(accepted, delivered) / max(sub.last_at - started, posted_for)}
+    return await hammered(args, request, Subscriber(args["ws_url"]), args["ingest_requests"])
 
 
 async def statuses_phase(args: dict[str, Any]) -> dict[str, float]:
@@ -127,27 +112,6 @@ async def statuses_phase(args: dict[str, Any]) -> dict[str, float]:
     accepted, seconds = await _hammer(args, requests, args["seconds"])
     return {"accepted": accepted, "statuses": accepted * PER_NOTIFICATION, "seconds": seconds,
             "rate": accepted * PER_NOTIFICATION / seconds}
-
-
-def _child(conn: Any, phase: str, args: dict[str, Any]) -> None:
-    import uvloop
-
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    same_priority(args["nice"])
-    work = whatsapp_ingest if phase == "ingest" else statuses_phase
-    conn.send(uvloop.run(work(args)))
-
-
-def run_in_child(phase: str, args: dict[str, Any]) -> dict[str, float]:
-    """In its own process (uvloop), as bench.phases.run_phase runs the API's."""
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, phase, args))
-    proc.start()
-    result: dict[str, float] = parent.recv()
-    proc.join()
-    return result
 
 
 async def connect_number(api: httpx.AsyncClient, headers: dict[str, str],
@@ -240,22 +204,6 @@ async def status_targets(db: Database, org: str, chats: list[str]) -> list[list[
     return [[u, by_user[u][i]] for i in range(STATUS_MESSAGES) for u in users]
 
 
-def ingest_rounds(rounds: int, api_args: dict[str, Any],
-                  whatsapp_args: dict[str, Any]) -> tuple[float, float]:
-    rates: dict[str, list[float]] = {"api": [], "whatsapp": []}
-    for n in range(1, rounds + 1):
-        for name in ("api", "whatsapp"):
-            got = (run_phase("ingest", api_args) if name == "api"
-                   else run_in_child("ingest", whatsapp_args))
-            rates[name].append(got["rate"])
-            print(f"round {n} {name:<8}: {got['accepted']:,.0f} accepted,"
-                  f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
-    api_rate, whatsapp_rate = (sum(rates[k]) / len(rates[k]) for k in ("api", "whatsapp"))
-    print(f"notification ingest: WhatsApp {whatsapp_rate:,.0f} msg/s, API channel"
-          f" {api_rate:,.0f} msg/s ({whatsapp_rate / api_rate:.2f}x)", flush=True)
-    return whatsapp_rate, api_rate
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10, help="seconds per ingest phase")
@@ -307,9 +255,9 @@ async def measure(stack: Stack, fake: FakeGraph, args: argparse.Namespace) -> di
                     "secret": api_secret}
         whatsapp_args = {**common, "integration": integration, "phone_number_id": number}
         whatsapp_rate, api_rate = await asyncio.to_thread(
-            ingest_rounds, args.rounds, api_args, whatsapp_args)
+            interleaved, args.rounds, api_args, "whatsapp", whatsapp_ingest, whatsapp_args)
         targets = await status_targets(db, org, chats)
-        got = await asyncio.to_thread(run_in_child, "statuses",
+        got = await asyncio.to_thread(run_in_process, statuses_phase,
                                       {**whatsapp_args, "targets": targets})
         async with db.tenant_tx(org) as conn:
             moved = await conn.fetchval(

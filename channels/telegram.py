@@ -378,7 +378,7 @@ class TelegramConnector:
         if sent is None:  # split_text gave parts: unreachable, but typed
             raise ChannelError("nothing was sent")
         # The last part's id: what later edits, replies and statuses refer to.
-        return Receipt(external_id=str(sent.message_id),
+        return Receipt(external_id=str(sent.message_id), unique_in_thread=True,
                        sent_at=sent.date.astimezone(UTC) if sent.date else datetime.now(UTC))
 
     async def send_typing(self, integration: Integration, thread_id: str) -> None:

@@ -405,7 +405,7 @@ class WhatsAppConnector:
         if sent_id is None:  # every part went out before: nothing to name
             raise ChannelError("nothing was sent: every part went out already")
         # The last part's id: what statuses and replies refer to.
-        return Receipt(external_id=sent_id, sent_at=datetime.now(UTC))
+        return Receipt(external_id=sent_id, sent_at=datetime.now(UTC), unique_in_thread=True)
 
     @staticmethod
     def _message_id(answer: Mapping[str, Any]) -> str | None:

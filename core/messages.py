@@ -144,3 +144,9 @@ class Receipt(msgspec.Struct, frozen=True, omit_defaults=True):
 
     external_id: str
     sent_at: datetime | None = None
+    # Whether no other message of the conversation, ours or theirs, can have
+    # this id at the provider (Telegram's per-chat sequence, WhatsApp's
+    # wamids): then it becomes the message's `external_id`, by which the
+    # provider's later statuses and reactions find it. An API-channel
+    # receiver's ids promise nothing of the kind.
+    unique_in_thread: bool = False

@@ -24,6 +24,7 @@ from actors.runtime.client import ActorSystem
 from core.crypto import Cipher
 from core.errors import NotFound
 from core.messages import Batch, InboundMessage, StatusUpdate
+from serve.replica import kept
 from storage import integrations, messages
 from storage.chats import chat_id_for
 from storage.committer import GroupCommitter, Write
@@ -101,10 +102,7 @@ async def deliver(actors: ActorSystem, message: InboundMessage) -> Accepted:
 def status_committer(state: Any) -> GroupCommitter:
     """This replica's group committer for provider statuses (made on first
     use, closed with the app)."""
-    committer = getattr(state, "status_committer", None)
-    if committer is None:
-        committer = state.status_committer = GroupCommitter(state.runtime.db)
-    return committer
+    return kept(state, "status_committer", lambda: GroupCommitter(state.runtime.db))
 
 
 async def apply_statuses(state: Any, updates: tuple[StatusUpdate, ...]) -> None:

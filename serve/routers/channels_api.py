@@ -17,6 +17,7 @@ from core.crypto import Cipher
 from core.errors import Invalid
 from core.timings import TIMINGS
 from serve.inbound import IntegrationCache, deliver
+from serve.replica import kept
 
 router = APIRouter(prefix="/v1/channels/api", tags=["channels"])
 MAX_BODY = 256 * 1024
@@ -52,12 +53,9 @@ def _body_schema() -> dict[str, Any]:
 
 def integration_cache(state: Any) -> IntegrationCache:
     """This replica's cache of integrations by id (every channel's webhook uses it)."""
-    cache = getattr(state, "integrations", None)
-    if cache is None:
-        runtime = state.runtime
-        cache = state.integrations = IntegrationCache(
-            runtime.db, Cipher(runtime.settings.encryption_key.get_secret_value()))
-    return cache
+    runtime = state.runtime
+    return kept(state, "integrations", lambda: IntegrationCache(
+        runtime.db, Cipher(runtime.settings.encryption_key.get_secret_value())))
 
 
 async def accept(state: Any, integration_id: str, headers: Mapping[str, str],

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request, Response
 from actors.refs import deliver_batch
 from channels.telegram import CHANNEL, TelegramConnector
 from core.errors import Invalid
+from serve.replica import kept
 from serve.routers.channels_api import MAX_BODY, integration_cache
 
 router = APIRouter(prefix="/v1/channels/telegram", tags=["channels"])
@@ -25,10 +26,7 @@ OK = b'{"ok":true}'
 
 def connector_of(state: Any) -> TelegramConnector:
     """This replica's Telegram connector (one Bot API client per bot token)."""
-    connector = getattr(state, "telegram", None)
-    if connector is None:
-        connector = state.telegram = TelegramConnector()
-    return connector
+    return kept(state, "telegram", TelegramConnector)
 
 
 def webhook_path(integration_id: UUID | str) -> str:

@@ -33,6 +33,7 @@ from channels.whatsapp_notifications import decode, parse_notification, phone_nu
 from core.crypto import Cipher
 from core.errors import Forbidden, Invalid
 from serve.inbound import apply_statuses
+from serve.replica import kept
 from serve.routers.channels_api import MAX_BODY, integration_cache
 from serve.routers.integrations_whatsapp import verify_token_hash
 from storage import integrations
@@ -48,11 +49,13 @@ MAX_CHALLENGE = 256
 
 class Numbers:
     """This replica's cache of WhatsApp integrations by phone number id (an
-    unknown number is remembered too: a notification for it costs no query)."""
+    unknown number is remembered too: a notification for it costs no query)
+    and by verify token."""
 
     def __init__(self, db: Any, cipher: Cipher, ttl: float = NUMBERS_TTL) -> None:
         self.db, self.cipher, self.ttl = db, cipher, ttl
         self._entries: dict[str, tuple[float, Integration | None]] = {}
+        self._tokens: dict[str, tuple[float, Integration | None]] = {}  # by token hash
         self._slots = asyncio.Semaphore(2)
 
     async def find(self, ids: list[str]) -> dict[str, Integration]:
@@ -68,14 +71,27 @@ class Numbers:
         return {i: entry for i in ids
                 if (entry := self._entries[i][1]) is not None and entry.is_active}
 
+    async def verifying(self, token: str) -> Integration | None:
+        """An active WhatsApp integration with this verify token (any org).
+        Asked by anyone (Meta's handshake carries no signature): answers,
+        unknown tokens included, are kept for the TTL, and at most two
+        queries run at once."""
+        key = verify_token_hash(token)
+        now = time.monotonic()
+        known = self._tokens.get(key)
+        if known is None or now - known[0] > self.ttl:
+            async with self._slots, self.db.system_tx() as conn:
+                found = await integrations.whatsapp_by_verify_token(conn, key, self.cipher)
+            if len(self._tokens) > 10_000:
+                self._tokens.clear()
+            known = self._tokens[key] = (now, found[0] if found else None)
+        return known[1]
+
 
 def numbers_of(state: Any) -> Numbers:
-    numbers = getattr(state, "whatsapp_numbers", None)
-    if numbers is None:
-        runtime = state.runtime
-        numbers = state.whatsapp_numbers = Numbers(
-            runtime.db, Cipher(runtime.settings.encryption_key.get_secret_value()))
-    return numbers
+    runtime = state.runtime
+    return kept(state, "whatsapp_numbers", lambda: Numbers(
+        runtime.db, Cipher(runtime.settings.encryption_key.get_secret_value())))
 
 
 async def accept_notification(state: Any, integration_id: str | None,
@@ -123,14 +139,10 @@ async def verify_app(request: Request) -> Response:
     token = params.get("hub.verify_token")
     if not token:
         raise Forbidden("hub.verify_token is missing")
-    runtime = request.app.state.runtime
-    async with runtime.db.system_tx() as conn:
-        matching = await integrations.whatsapp_by_verify_token(
-            conn, verify_token_hash(token),
-            Cipher(runtime.settings.encryption_key.get_secret_value()))
-    if not matching:
+    found = await numbers_of(request.app.state).verifying(token)
+    if found is None:
         raise Forbidden("no WhatsApp integration has this verify token")
-    return verification(matching[0].secrets.get("verify_token", ""), params)
+    return verification(found.secrets.get("verify_token", ""), params)
 
 
 @router.post("/webhook", responses={401: {}})

@@ -26,6 +26,7 @@ from channels import netguard
 from channels.whatsapp import CHANNEL, WhatsAppConnector, parse_config
 from core.crypto import Cipher
 from serve.auth import Principal, runtime_of
+from serve.replica import kept
 from storage import integrations
 from storage.integrations import Integration
 
@@ -49,10 +50,7 @@ def verify_token_hash(token: str) -> str:
 
 def connector_of(state: Any) -> WhatsAppConnector:
     """This replica's Graph API client (pooled connections)."""
-    connector = getattr(state, "whatsapp", None)
-    if connector is None:
-        connector = state.whatsapp = WhatsAppConnector()
-    return connector
+    return kept(state, "whatsapp", WhatsAppConnector)
 
 
 def _public_url(request: Request, path: str) -> str:

@@ -51,6 +51,7 @@ from serve.app import Runtime
 from serve.auth import Principal, session_claims
 from serve.errors import Close
 from serve.hub import QUEUE_LIMIT, Hub, Live
+from serve.replica import kept
 from serve.routers.chats import send
 from serve.wsraw import install, raw_socket
 from storage import events, identity
@@ -79,10 +80,7 @@ class Closing(Exception):
 
 def hub_of(websocket: WebSocket) -> Hub:
     state = websocket.app.state
-    hub = getattr(state, "hub", None)
-    if hub is None:
-        hub = state.hub = Hub(state.runtime.redis)
-    return hub
+    return kept(state, "hub", lambda: Hub(state.runtime.redis))
 
 
 def _encode(frame: dict[str, Any]) -> str:
