@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 from actors.agent import AgentActor, FinishRun, StartRun
 from actors.chat import (
@@ -39,6 +39,8 @@ from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
 from core.messages import Batch, InboundMessage, MessageEdit, Reaction, StatusUpdate, ThreadState
 from storage.chats import chat_id_for
+
+T = TypeVar("T", StatusUpdate, Reaction)
 
 
 class Accepted(TypedDict):
@@ -256,21 +258,21 @@ async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
 async def _deliver_news(system: ActorSystem, batch: Batch) -> None:
     """Statuses and reactions, each chat's in one call, the chats at once
     (after the messages: a reaction may name one of them)."""
-    statuses: dict[tuple[str, str], list[StatusUpdate]] = {}
-    for update in batch.statuses:
-        if update.thread_id is None:
-            continue  # no conversation named: nothing to find it by
-        ref = ChatRef(system, update.organization_id, chat_id_for(update))
-        statuses.setdefault((ref.org_id, ref.chat_id), []).append(update)
-    reactions: dict[tuple[str, str], list[Reaction]] = {}
-    for reaction in batch.reactions:
-        reactions.setdefault((reaction.organization_id, chat_id_for(reaction)), []).append(
-            reaction)
     calls = [ChatRef(system, org, chat).statuses(tuple(items))
-             for (org, chat), items in statuses.items()]
+             for (org, chat), items in _by_chat(batch.statuses).items()]
     calls += [ChatRef(system, org, chat).reactions(tuple(items))
-              for (org, chat), items in reactions.items()]
+              for (org, chat), items in _by_chat(batch.reactions).items()]
     if len(calls) == 1:
         await calls[0]
     else:
         await asyncio.gather(*calls)
+
+
+def _by_chat(items: tuple[T, ...]) -> dict[tuple[str, str], list[T]]:
+    """`items` by (org, chat), in order; those naming no conversation are
+    dropped (nothing to find them by)."""
+    grouped: dict[tuple[str, str], list[T]] = {}
+    for item in items:
+        if item.thread_id is not None:
+            grouped.setdefault((item.organization_id, chat_id_for(item)), []).append(item)
+    return grouped
