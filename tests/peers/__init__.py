@@ -1,0 +1,1 @@
+"""Real protocol servers the tests run on loopback."""
