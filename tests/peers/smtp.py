@@ -19,15 +19,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import secrets
 import socket
 import threading
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -53,9 +53,21 @@ class _Fault:
     at: Literal["RCPT", "DATA"]
 
 
+class _Smtp(SMTP):
+    """aiosmtpd's server session, telling the controller when it ends."""
+
+    def __init__(self, controller: _Controller, handler: Any, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self.controller = controller
+
+    def connection_lost(self, error: Exception | None) -> None:
+        super().connection_lost(error)
+        self.controller.open.discard(self)
+
+
 class _Controller(Controller):
     """aiosmtpd's controller on a socket bound beforehand, counting and
-    keeping the connections it serves."""
+    keeping the connections it serves (touched on the server's loop only)."""
 
     def __init__(self, handler: Any, sock: socket.socket, **kwargs: Any) -> None:
         host, port = sock.getsockname()[:2]
@@ -63,14 +75,14 @@ class _Controller(Controller):
         self._sock = sock
         self.accepted = 0
         self.baseline = 0  # the start-up probe's connection
-        self.open: weakref.WeakSet[SMTP] = weakref.WeakSet()
+        self.open: set[_Smtp] = set()
 
     def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
         return self.loop.create_server(self._factory_invoker, sock=self._sock)
 
     def factory(self) -> SMTP:
-        server = super().factory()
-        self.accepted += 1  # the server loop is the only writer
+        server = _Smtp(self, self.handler, **self.SMTP_kwargs)
+        self.accepted += 1
         self.open.add(server)
         return server
 
@@ -116,7 +128,7 @@ class _Handler:
             # still recorded, as a real one would have queued it.
             await asyncio.sleep(delay)
         raw = bytes(envelope.original_content or b"")
-        message = cast(EmailMessage, message_from_bytes(raw, policy=policy.default))
+        message = message_from_bytes(raw, policy=policy.default)
         login = session.auth_data if isinstance(session.auth_data, str) else None
         received = Received(mail_from=envelope.mail_from or "",
                             rcpt_tos=list(envelope.rcpt_tos), raw=raw, message=message,
@@ -130,14 +142,14 @@ class _Handler:
 
 async def _close_all(server: _Controller) -> None:
     # Runs on the server's loop: the set is only touched there.
-    open_now = [smtp for smtp in server.open if smtp.transport is not None]
+    open_now = list(server.open)
     for smtp in open_now:
         if smtp.transport is not None:
             smtp.transport.close()
     # The sockets are closed in connection_lost, a turn of the loop later;
     # returning only then makes `drop()` done when it returns.
     deadline = server.loop.time() + 5.0
-    while any(smtp.transport is not None for smtp in open_now):
+    while any(smtp in server.open for smtp in open_now):
         if server.loop.time() > deadline:
             raise TimeoutError("the SMTP peer's connections did not close")
         await asyncio.sleep(0)
@@ -159,6 +171,8 @@ class SmtpPeer:
 
     @classmethod
     def start(cls) -> SmtpPeer:
+        # aiosmtpd warns on every AUTH of a deprecation inside itself.
+        logging.getLogger("mail.log").setLevel(logging.ERROR)
         peer = cls()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -217,6 +231,12 @@ class SmtpPeer:
         """Connections accepted since start."""
         server = self._server
         return server.accepted - server.baseline
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open right now (the start-up probe's is gone by the
+        time a test runs)."""
+        return len(self._server.open)
 
     def deliver_to(self, deliver: Callable[[Received], None] | None) -> None:
         with self._lock:
