@@ -8,12 +8,14 @@ import secrets
 import socket
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 
 from channels.smtp import (
     SmtpAuthError,
+    SmtpError,
     SmtpPool,
     SmtpRejected,
     SmtpServer,
@@ -63,6 +65,16 @@ async def pool() -> AsyncIterator[SmtpPool]:
         yield made
 
 
+@pytest.fixture(scope="module")
+def tls_peers() -> Iterator[dict[str, SmtpPeer]]:
+    from tests.peers.smtp import SmtpPeer  # loaded as the plugin by now
+
+    peers = {"starttls": SmtpPeer.start("starttls"), "ssl": SmtpPeer.start("ssl")}
+    yield peers
+    for peer in peers.values():
+        peer.stop()
+
+
 @pytest.fixture
 def closed_port() -> Iterator[int]:
     # Bound but not listening: connecting is refused, and no one else gets the port.
@@ -87,6 +99,34 @@ async def test_check_login(smtp_peer: SmtpPeer, user: tuple[str, str],
     with pytest.raises(SmtpTemporary) as down:
         await check_login(nobody)
     assert down.value.code is None
+
+
+async def test_tls(tls_peers: dict[str, SmtpPeer]) -> None:
+    for tls, peer in tls_peers.items():
+        server = replace(server_of(peer, peer.add_user()), tls=tls)  # type: ignore[arg-type]
+        trusted = peer.client_context()
+        await check_login(server, ssl_context=trusted)
+        to, raw = address(), mail(address())
+        before = peer.connections
+        async with SmtpPool(ssl_context=trusted) as pool:
+            for _ in range(3):
+                await pool.send(server, raw, SENDER, [to])
+        assert [r.raw for r in peer.for_rcpt(to)] == [raw] * 3
+        assert peer.connections == before + 1
+        with pytest.raises(SmtpTemporary) as unknown:  # the system's CAs do not know it
+            await check_login(server)
+        assert "certificate verify failed" in unknown.value.message
+    starttls = tls_peers["starttls"]
+    plain = replace(server_of(starttls, starttls.add_user()), tls="none")
+    with pytest.raises(SmtpError) as no_auth:  # AUTH is offered only after STARTTLS
+        await check_login(plain)
+    assert type(no_auth.value) is SmtpError and "AUTH" in no_auth.value.message
+
+
+async def test_starttls_the_server_lacks(smtp_peer: SmtpPeer, server: SmtpServer) -> None:
+    with pytest.raises(SmtpError) as lacking:
+        await check_login(replace(server, tls="starttls"))
+    assert type(lacking.value) is SmtpError and "STARTTLS" in lacking.value.message
 
 
 async def test_send_delivers_the_bytes_as_given(smtp_peer: SmtpPeer, pool: SmtpPool,

@@ -18,20 +18,29 @@ server thread is behind one lock."""
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
 import itertools
 import logging
 import secrets
 import socket
+import ssl
+import tempfile
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 HOSTNAME = "smtp.peer.test"  # our EHLO name: no getfqdn() (a DNS lookup) per connection
 
@@ -78,7 +87,8 @@ class _Controller(Controller):
         self.open: set[_Smtp] = set()
 
     def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
-        return self.loop.create_server(self._factory_invoker, sock=self._sock)
+        return self.loop.create_server(self._factory_invoker, sock=self._sock,
+                                       ssl=self.ssl_context)
 
     def factory(self) -> SMTP:
         server = _Smtp(self, self.handler, **self.SMTP_kwargs)
@@ -168,9 +178,13 @@ class SmtpPeer:
         self._deliver: Callable[[Received], None] | None = None
         self._numbers = itertools.count(1)
         self._controller: _Controller | None = None
+        self._certificate: bytes | None = None  # PEM, when the server speaks TLS
 
     @classmethod
-    def start(cls) -> SmtpPeer:
+    def start(cls, tls: Literal["none", "starttls", "ssl"] = "none") -> SmtpPeer:
+        """A running server. `tls="starttls"`: AUTH only after STARTTLS;
+        `"ssl"`: TLS from the first byte; both with a self-signed certificate
+        for 127.0.0.1 that `client_context()` trusts."""
         # aiosmtpd warns on every AUTH of a deprecation inside itself.
         logging.getLogger("mail.log").setLevel(logging.ERROR)
         peer = cls()
@@ -178,9 +192,17 @@ class SmtpPeer:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         handler = _Handler(peer)
+        options: dict[str, Any] = {"auth_require_tls": False}
+        if tls != "none":
+            peer._certificate, server_context = _self_signed()
+            # aiosmtpd knows only STARTTLS as TLS: on an "ssl" listener AUTH
+            # must not wait for it.
+            options = ({"tls_context": server_context, "require_starttls": True}
+                       if tls == "starttls"
+                       else {"ssl_context": server_context, "auth_require_tls": False})
         controller = _Controller(handler, sock, server_hostname=HOSTNAME,
-                                 authenticator=handler.authenticate,
-                                 auth_require_tls=False, ready_timeout=10.0)
+                                 authenticator=handler.authenticate, ready_timeout=10.0,
+                                 **options)
         controller.start()
         # start() returns once the probe's connection reached factory().
         controller.baseline = controller.accepted
@@ -192,6 +214,13 @@ class SmtpPeer:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client's TLS settings that trust this server's certificate
+        (and nothing else), the hostname checked."""
+        if self._certificate is None:
+            raise RuntimeError("this SMTP peer does not speak TLS")
+        return ssl.create_default_context(cadata=self._certificate.decode())
 
     # --- users --------------------------------------------------------------
 
@@ -295,6 +324,34 @@ class SmtpPeer:
         if self._controller is None:
             raise RuntimeError("the SMTP peer is not running")
         return self._controller
+
+
+def _self_signed() -> tuple[bytes, ssl.SSLContext]:
+    """A certificate for 127.0.0.1 (PEM) and a server context serving it."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, HOSTNAME)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName(HOSTNAME)]),
+            critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256()))
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as directory:  # load_cert_chain reads files only
+        cert_file, key_file = Path(directory, "cert.pem"), Path(directory, "key.pem")
+        cert_file.write_bytes(pem)
+        key_file.write_bytes(key_pem)
+        context.load_cert_chain(cert_file, key_file)
+    return pem, context
 
 
 @pytest.fixture(scope="session")
