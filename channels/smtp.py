@@ -60,6 +60,9 @@ class SmtpServer:
 
 
 class SmtpError(Exception):
+    """`message`: the server's reply as text (or what went wrong when none
+    came); `code`: the reply's code, None without one."""
+
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.message = message
@@ -99,8 +102,6 @@ def _mapped(exc: Exception) -> SmtpError:
         return SmtpAuthError(text, exc.code)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return _by_code(exc.code, _text(exc.code, exc.message))
-    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        return _refused({e.recipient: (e.code, e.message) for e in exc.recipients})
     if isinstance(exc, OSError):  # aiosmtplib's disconnects and timeouts are OSErrors too
         return SmtpTemporary(str(exc) or type(exc).__name__)
     if isinstance(exc, aiosmtplib.SMTPException):
