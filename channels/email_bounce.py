@@ -27,7 +27,8 @@ DAEMONS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|delivery (?:status notification|failure|has failed)|returned mail"
     r"|failure notice|mail delivery (?:failed|subsystem)|delivery failed", re.IGNORECASE)
-_MESSAGE_ID_LINE = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\r\n]+>)", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID_LINE = re.compile(r"^[ \t>]*Message-ID:[ \t]*(<[^<>\r\n]+>)",
+                              re.IGNORECASE | re.MULTILINE)
 _RECIPIENT_LINE = re.compile(
     r"^[ \t]*(?:Final|Original)-Recipient:[ \t]*(?:[\w-]+;)?[ \t]*<?([^\s<>;]+@[^\s<>;]+)>?",
     re.IGNORECASE | re.MULTILINE)
@@ -40,7 +41,8 @@ _SMTP_REPLY = re.compile(r"^[ \t]*([45]\d\d[ -].+)$", re.MULTILINE)
 @dataclass(frozen=True)
 class Bounce:
     """A delivery status notification (RFC 3464) about one of our messages."""
-    original_message_id: str | None  # from the returned message/rfc822 or text/rfc822-headers part, else References/In-Reply-To
+    # from the returned message/rfc822 or text/rfc822-headers part, else References/In-Reply-To
+    original_message_id: str | None
     recipient: str | None  # Final-Recipient / Original-Recipient address
     status: str | None  # "5.1.1"
     action: str | None  # "failed", "delayed", ...
@@ -51,7 +53,7 @@ def find_bounce(msg: Message, *, from_address: str | None, subject: str,
                 return_path: str | None, text: str) -> Bounce | None:
     """The bounce `msg` is, or None when it is not one."""
     if msg.get_content_type() == "multipart/report" \
-            and (msg.get_param("report-type") or "").lower() == "delivery-status":
+            and str(msg.get_param("report-type") or "").lower() == "delivery-status":
         return _standard(msg)
     local = (from_address or "").partition("@")[0]
     null_sender = return_path is not None and return_path.strip() in ("<>", "")

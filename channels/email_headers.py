@@ -127,7 +127,10 @@ def _header_addresses(msg: Message, name: str,
         for header in headers:
             for defect in getattr(header, "defects", ()):
                 defects.append(f"header {name}: {describe(defect)}")
-            for address in getattr(header, "addresses", ()):
+            if not hasattr(header, "addresses"):  # Delivered-To & co are unstructured to the stdlib
+                pairs += [(decode_words(d), a) for d, a in getaddresses([str(header)])]
+                continue
+            for address in header.addresses:
                 pairs.append((address.display_name, address.addr_spec))
         return pairs
     except Exception as exc:  # the structured parse failed: fall back to the lenient one

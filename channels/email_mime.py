@@ -55,7 +55,8 @@ __all__ = ["Bounce", "ParsedAttachment", "ParsedEmail", "message_ids",
 MISSING_ID_DOMAIN = "missing-message-id.invalid"
 MAX_NAME = 255
 # Declared charsets that mostly mean "whatever the sender's machine used".
-_VAGUE_CHARSETS = frozenset({"us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1", "ansi_x3.4-1968"})
+_VAGUE_CHARSETS = frozenset({"us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1",
+                             "ansi_x3.4-1968"})
 _HTML = ParserConfig(display_links=True)
 _AUTOREPLY_FLAGS = ("X-Autoreply", "X-Autorespond")
 
@@ -122,7 +123,7 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
     elif html is not None:
         text = _html_to_text(html, defects)
     else:
-        text = ""
+        text = _unsplit(msg)
     text, html = _capped(text, max_text_chars, "text", defects), _capped_html(
         html, max_text_chars, defects)
     attachments = tuple(
@@ -177,6 +178,14 @@ def _body_parts(msg: EmailMessage) -> tuple[Message | None, Message | None]:
     except Exception:  # a tree the body finder cannot walk: take the top part if it is text
         kind = msg.get_content_type()
         return (msg if kind == "text/plain" else None), (msg if kind == "text/html" else None)
+
+
+def _unsplit(msg: Message) -> str:
+    """The body of a multipart whose boundary never came, as the text it is."""
+    payload = msg.get_payload()
+    if msg.get_content_maintype() != "multipart" or not isinstance(payload, str):
+        return ""
+    return _lines(payload.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))
 
 
 def _leaves(msg: Message) -> list[Message]:
@@ -265,19 +274,17 @@ def _capped_html(html: str | None, limit: int, defects: list[str]) -> str | None
 
 
 def _attachment(part: Message, cap: int, cut: bool, defects: list[str]) -> ParsedAttachment:
-    kind = part.get_content_type()
     disposition = (part.get_content_disposition() or "").lower()
     content_id = normalize_message_id(str(part.get("Content-ID", "") or ""))
-    made = dict(name=_filename(part), mime_type=kind, content_id=content_id,
-                inline=content_id is not None and disposition != "attachment")
     content, error = _content(part, defects)
-    if content is None:
-        return ParsedAttachment(size=_declared_size(part), content=None, error=error, **made)
-    if cut:
-        return ParsedAttachment(size=len(content), content=None, error="truncated", **made)
-    if len(content) > cap:
-        return ParsedAttachment(size=len(content), content=None, error="too_large", **made)
-    return ParsedAttachment(size=len(content), content=content, error=None, **made)
+    size = _declared_size(part) if content is None else len(content)
+    if content is not None and cut:
+        content, error = None, "truncated"
+    elif content is not None and len(content) > cap:
+        content, error = None, "too_large"
+    return ParsedAttachment(name=_filename(part), mime_type=part.get_content_type(), size=size,
+                            content=content, error=error, content_id=content_id,
+                            inline=content_id is not None and disposition != "attachment")
 
 
 def _content(part: Message, defects: list[str]) -> tuple[bytes | None, str | None]:

@@ -66,8 +66,8 @@ def _reply_header(lines: list[str]) -> int | None:
             continue
         if _is_attribution(bare, lines, index) or _SEPARATOR.match(bare):
             return index
-        if _FIELD.match(bare) and _FIELD.match(bare).group(1).lower() == "from" \
-                and _is_header_block(lines, index):
+        field = _FIELD.match(bare)
+        if field and field.group(1).lower() == "from" and _is_header_block(lines, index):
             return index
     return None
 

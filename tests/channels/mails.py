@@ -66,7 +66,7 @@ Content-Type: text/html; charset=utf-8
 
 
 def html_only(*, html: str, **head: Any) -> bytes:
-    return crlf(headers(**head) + f"""
+    return crlf(headers(**head) + """
 Content-Type: text/html; charset=utf-8
 Content-Transfer-Encoding: quoted-printable
 
@@ -150,7 +150,8 @@ def dsn(*, original_message_id: str = "<ours-1@bidi.test>", recipient: str = "go
     head = {"sender": "Mail Delivery System <MAILER-DAEMON@mx.bidi.test>",
             "subject": "Undelivered Mail Returned to Sender", "to": "sales@bidi.test",
             "message_id": "<dsn-1@mx.bidi.test>", **head}
-    return crlf(headers(**head, extra={"Auto-Submitted": "auto-replied"}) + f"""
+    head["extra"] = {"Auto-Submitted": "auto-replied", **head.get("extra", {})}
+    return crlf(headers(**head) + f"""
 Content-Type: multipart/report; report-type=delivery-status; boundary="dsn-1"
 
 --dsn-1
