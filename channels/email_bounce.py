@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from email import message_from_string
 from email.message import Message
 
-from channels.email_headers import collapse, message_ids, normalize_message_id
+from channels.email_headers import collapse, message_ids, normalize_message_id, raw_value
 
 SCAN_CHARS = 65_536
 DAEMONS = frozenset({"mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon"})
@@ -98,7 +98,7 @@ def _returned_id(msg: Message) -> str | None:
         if kind == "message/rfc822" and part.is_multipart():
             inner = part.get_payload(0)
             if isinstance(inner, Message):
-                found = normalize_message_id(str(inner.get("Message-ID", "") or ""))
+                found = normalize_message_id(raw_value(inner, "Message-ID"))
                 if found:
                     return found
         elif kind == "text/rfc822-headers":
@@ -115,7 +115,7 @@ def _own_reference(msg: Message) -> str | None:
     """The bounce's own In-Reply-To, else the last of its References (the
     message it answers)."""
     for name, pick in (("In-Reply-To", 0), ("References", -1)):
-        ids = message_ids(str(msg.get(name, "") or ""))
+        ids = message_ids(raw_value(msg, name))
         if ids:
             return ids[pick]
     return None

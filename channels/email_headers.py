@@ -1,11 +1,13 @@
 """Header values of an email as plain Python values (pure: no I/O).
 
 Mail in the wild breaks every rule, and a header must still come out as
-something: each reader here returns a value or None and never raises. The
-stdlib's `email.policy.default` header objects do the RFC 2047 / RFC 5322
-work; when one of them chokes on a value (it still can, on some malformed
-address lists), the raw value is read again with the older, forgiving
-`email.utils` / `email.header` functions.
+something: each reader here returns a value or None and never raises.
+Headers are read from their raw stored form with the forgiving
+`email.utils` / `email.header` functions rather than through the
+`email.policy.default` header registry: the registry parses a header anew
+on every access (Content-Type alone some twenty times per message), which
+made it two thirds of the cost of a parse, and it raises on some
+malformed address lists.
 
 Message-IDs are kept normalized, without the angle brackets, so the id we
 store for a message we sent and the id a reply quotes compare equal as
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from email.header import decode_header, make_header
+from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
@@ -73,73 +75,81 @@ def message_ids(value: str | None) -> tuple[str, ...]:
 
 
 def raw_value(msg: Message, name: str) -> str | None:
-    """The header as it was stored (folded, encoded words and all)."""
+    """The first header `name` as stored (folded, encoded words and all), its
+    8-bit bytes (RFC 6532 UTF-8, or a legacy charset) read as text."""
+    wanted = name.lower()
     for key, value in msg.raw_items():
-        if key.lower() == name.lower():
-            return value if isinstance(value, str) else str(value)
+        if key.lower() == wanted:
+            return unescape(value if isinstance(value, str) else str(value))
     return None
 
 
+def raw_values(msg: Message, name: str) -> list[str]:
+    wanted = name.lower()
+    return [unescape(value if isinstance(value, str) else str(value))
+            for key, value in msg.raw_items() if key.lower() == wanted]
+
+
+def unescape(value: str) -> str:
+    """Raw 8-bit header bytes (kept by the parser as surrogate escapes) as
+    UTF-8 when they are, else windows-1252."""
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    raw = value.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("cp1252", "replace")
+
+
 def decode_words(value: str) -> str:
-    """RFC 2047 encoded words decoded, best effort (an unknown charset or a
-    broken word leaves the text as it was)."""
+    """RFC 2047 encoded words decoded, best effort: a word in an unknown
+    charset is read as UTF-8 or windows-1252, a broken one stays as it was."""
     if "=?" not in value:
         return value
     try:
-        return str(make_header(decode_header(value)))
-    except (LookupError, ValueError, UnicodeError, AssertionError, TypeError):
+        parts = decode_header(value)
+    except (ValueError, UnicodeError, AssertionError, IndexError):
         return value
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+        elif charset is None:  # text around the encoded words, as decode_header escaped it
+            out.append(chunk.decode("raw-unicode-escape", "replace"))
+        else:
+            try:
+                out.append(chunk.decode(charset, "replace"))
+            except LookupError:
+                out.append(unescape(chunk.decode("utf-8", "surrogateescape")))
+    return "".join(out)
 
 
-def text_header(msg: Message, name: str, defects: list[str]) -> str | None:
+def text_header(msg: Message, name: str) -> str | None:
     """A header's decoded text, unfolded; None when absent."""
-    try:
-        value = msg.get(name)
-    except Exception as exc:  # the header registry can raise on junk; the raw value remains
-        defects.append(f"header {name} unreadable ({type(exc).__name__}), kept as sent")
-        raw = raw_value(msg, name)
-        return decode_words(" ".join(raw.split())) if raw is not None else None
-    if value is None:
-        return None
-    for defect in getattr(value, "defects", ()):
-        defects.append(f"header {name}: {describe(defect)}")
-    return str(value)
+    raw = raw_value(msg, name)
+    return None if raw is None else decode_words(" ".join(raw.split()))
 
 
-def addresses(msg: Message, names: Iterable[str],
-              defects: list[str]) -> list[tuple[str | None, str]]:
+def addresses(msg: Message, names: Iterable[str]) -> list[tuple[str | None, str]]:
     """(display name, lowercased addr-spec) of every address in the headers
-    `names`, in order, deduplicated by address; groups flattened."""
+    `names`, in order, deduplicated by address; groups flattened. Names are
+    decoded after the list is split, so an encoded comma stays in its name."""
     found: dict[str, str | None] = {}
     for name in names:
-        for display, addr in _header_addresses(msg, name, defects):
+        raws = [" ".join(value.split()) for value in raw_values(msg, name)]
+        try:
+            pairs = getaddresses(raws) if raws else []
+        except Exception:  # getaddresses has raised on pathological input in some versions
+            pairs = []
+        for display, addr in pairs:
             addr = collapse(addr).lower()
             if addr and "@" in addr and addr not in found:
-                found[addr] = collapse(display) or None
+                found[addr] = collapse(decode_words(display)) or None
     return [(display, addr) for addr, display in found.items()]
-
-
-def _header_addresses(msg: Message, name: str,
-                      defects: list[str]) -> list[tuple[str, str]]:
-    try:
-        headers: list[Any] = msg.get_all(name) or []
-        pairs = []
-        for header in headers:
-            for defect in getattr(header, "defects", ()):
-                defects.append(f"header {name}: {describe(defect)}")
-            if not hasattr(header, "addresses"):  # Delivered-To & co are unstructured to the stdlib
-                pairs += [(decode_words(d), a) for d, a in getaddresses([str(header)])]
-                continue
-            for address in header.addresses:
-                pairs.append((address.display_name, address.addr_spec))
-        return pairs
-    except Exception as exc:  # the structured parse failed: fall back to the lenient one
-        defects.append(f"header {name} unreadable ({type(exc).__name__}), read leniently")
-    raws = [value for key, value in msg.raw_items() if key.lower() == name.lower()]
-    try:
-        return [(decode_words(display), addr) for display, addr in getaddresses(raws)]
-    except Exception:  # getaddresses has raised on pathological input in some versions
-        return []
 
 
 def date_header(msg: Message, defects: list[str]) -> datetime | None:

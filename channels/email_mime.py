@@ -1,13 +1,16 @@
 """An inbound email, raw RFC 5322 bytes, as a `ParsedEmail` (pure: no I/O).
 
-The stdlib's parser with `email.policy.default` reads the MIME tree; it is
-lenient by design (a broken boundary, a missing close, a junk header line
-become defects on the message, not exceptions) and everything read from
-its result here is guarded again, so `parse_email` never raises on what a
-mail server hands us. What was wrong is said in `defects`.
+The stdlib's parser reads the MIME tree, with the compat32 policy: header
+values stay strings, read by channels.email_headers, because the default
+policy's header registry parses a header again on every access and was
+most of the cost of a parse. The parser is lenient by design (a broken
+boundary, a missing close, a junk header line become defects on the
+message, not exceptions) and everything read from its result here is
+guarded again, so `parse_email` never raises on what a mail server hands
+us. What was wrong is said in `defects`.
 
-The body is text/plain when the message has one (`EmailMessage.get_body`:
-alternative, related and mixed are walked as mail clients do), else the
+The body is the first text/plain part that is not an attachment (walked as
+`EmailMessage.get_body` walks alternative, related and mixed), else the
 HTML converted to text by inscriptis (paragraphs, lists, links with their
 URLs). A part's charset is honoured when Python knows it; an unknown one,
 or a declared us-ascii/none that is really 8-bit, is read as UTF-8 when it
@@ -15,6 +18,8 @@ is valid UTF-8, else as windows-1252 (what a declared ISO-8859-1 or ASCII
 mostly is, the WHATWG encoding rule). Every other leaf is an attachment,
 its content kept up to `max_attachment_bytes`; the machine parts of a
 delivery report are read into `bounce` (channels.email_bounce) instead.
+Text is capped at `max_text_chars` (and so is the HTML kept), with a defect
+saying so.
 
 Raw bytes cut short (`truncated=True`, e.g. an IMAP partial fetch) are
 still parsed: the part that ran into the cut is the last leaf whose
@@ -27,8 +32,8 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from email import message_from_bytes
-from email.message import EmailMessage, Message
-from email.policy import default as default_policy
+from email.message import Message
+from email.policy import compat32
 
 from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
@@ -106,12 +111,12 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
         defects.append("empty message")
     elif not msg.keys():
         defects.append("no headers found: not an email")
-    own_id = normalize_message_id(text_header(msg, "Message-ID", defects))
+    own_id = normalize_message_id(raw_value(msg, "Message-ID"))
     if own_id is None:
         own_id = f"{hashlib.sha256(raw).hexdigest()[:32]}@{MISSING_ID_DOMAIN}"
         defects.append("no usable Message-ID: one was made from the bytes")
-    sender = addresses(msg, ["From"], defects) or addresses(msg, ["Sender"], defects)
-    subject = collapse(text_header(msg, "Subject", defects) or "")
+    sender = addresses(msg, ["From"]) or addresses(msg, ["Sender"])
+    subject = collapse(text_header(msg, "Subject") or "")
 
     cut = _cut_leaf(msg) if truncated else None
     if truncated:
@@ -136,14 +141,14 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
     return ParsedEmail(
         message_id=own_id,
         message_id_generated=own_id.endswith("@" + MISSING_ID_DOMAIN),
-        in_reply_to=message_ids(text_header(msg, "In-Reply-To", defects)),
-        references=message_ids(text_header(msg, "References", defects)),
+        in_reply_to=message_ids(raw_value(msg, "In-Reply-To")),
+        references=message_ids(raw_value(msg, "References")),
         from_address=from_address,
         from_name=sender[0][0] if sender else None,
-        reply_to=_addrs(msg, ["Reply-To"], defects),
-        to=_addrs(msg, ["To"], defects),
-        cc=_addrs(msg, ["Cc"], defects),
-        delivered_to=_addrs(msg, ["Delivered-To", "X-Original-To"], defects),
+        reply_to=_addrs(msg, ["Reply-To"]),
+        to=_addrs(msg, ["To"]),
+        cc=_addrs(msg, ["Cc"]),
+        delivered_to=_addrs(msg, ["Delivered-To", "X-Original-To"]),
         subject=subject,
         date=date_header(msg, defects),
         text=text,
@@ -158,26 +163,49 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
     )
 
 
-def _message(raw: bytes, defects: list[str]) -> EmailMessage:
+def _message(raw: bytes, defects: list[str]) -> Message:
+    # compat32 keeps header values as strings (see channels.email_headers)
     try:
-        parsed = message_from_bytes(raw, policy=default_policy)
-        if isinstance(parsed, EmailMessage):
-            return parsed
+        return message_from_bytes(raw, policy=compat32)
     except Exception as exc:  # the parser is lenient; this is the last guard
         defects.append(f"unparseable message ({type(exc).__name__})")
-    return EmailMessage(policy=default_policy)
+    return Message(policy=compat32)
 
 
-def _addrs(msg: Message, names: list[str], defects: list[str]) -> tuple[str, ...]:
-    return tuple(addr for _, addr in addresses(msg, names, defects))
+def _addrs(msg: Message, names: list[str]) -> tuple[str, ...]:
+    return tuple(addr for _, addr in addresses(msg, names))
 
 
-def _body_parts(msg: EmailMessage) -> tuple[Message | None, Message | None]:
+def _body_parts(msg: Message) -> tuple[Message | None, Message | None]:
     try:
-        return msg.get_body(("plain",)), msg.get_body(("html",))
-    except Exception:  # a tree the body finder cannot walk: take the top part if it is text
+        return _body(msg, "plain"), _body(msg, "html")
+    except RecursionError:  # nested past reason: take the top part if it is text
         kind = msg.get_content_type()
         return (msg if kind == "text/plain" else None), (msg if kind == "text/html" else None)
+
+
+def _body(part: Message, subtype: str) -> Message | None:
+    """The first text/<subtype> part that is not an attachment, walked as
+    `EmailMessage.get_body` does (whose own walk needs the header registry):
+    of a multipart/related only its root part counts."""
+    if part.get_content_disposition() == "attachment":
+        return None
+    maintype, _, sub = part.get_content_type().partition("/")
+    if maintype == "text":
+        return part if sub == subtype else None
+    if maintype != "multipart" or not part.is_multipart():
+        return None
+    children = [p for p in part.get_payload() if isinstance(p, Message)]
+    if sub == "related" and children:
+        start = normalize_message_id(str(part.get_param("start") or ""))
+        root = next((c for c in children if start and
+                     normalize_message_id(raw_value(c, "Content-ID")) == start), children[0])
+        children = [root]
+    for child in children:
+        found = _body(child, subtype)
+        if found is not None:
+            return found
+    return None
 
 
 def _unsplit(msg: Message) -> str:
@@ -275,7 +303,7 @@ def _capped_html(html: str | None, limit: int, defects: list[str]) -> str | None
 
 def _attachment(part: Message, cap: int, cut: bool, defects: list[str]) -> ParsedAttachment:
     disposition = (part.get_content_disposition() or "").lower()
-    content_id = normalize_message_id(str(part.get("Content-ID", "") or ""))
+    content_id = normalize_message_id(raw_value(part, "Content-ID"))
     content, error = _content(part, defects)
     size = _declared_size(part) if content is None else len(content)
     if content is not None and cut:
