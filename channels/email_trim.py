@@ -29,6 +29,7 @@ import re
 
 MAX_HEADER_LINE = 400  # an attribution or header line is short; longer lines are text
 HEADER_WINDOW = 6  # lines after "From:" in which Sent/Date and To/Subject must follow
+MAX_SIGNATURE_LINES = 10
 _QUOTE_PREFIX = re.compile(r"^(?:\s*>)+\s?")
 _ATTRIBUTION = re.compile(
     r"^(?:On\s.+\swrote|Am\s.+\sschrieb.*|Le\s.+\sa\s+écrit|El\s.+\sescribió"
@@ -111,7 +112,9 @@ def _before_signature(lines: list[str], end: int) -> int:
     "Sent from my ..." line."""
     for index in range(end - 1, -1, -1):
         line = lines[index]
-        if line == "-- " or line == "--":
+        # "-- " is the delimiter; a bare "--" (the space lost on the way) only
+        # when a short block follows, as a signature is
+        if line == "-- " or (line == "--" and end - index <= MAX_SIGNATURE_LINES):
             return index
     last = end
     while last > 0 and not lines[last - 1].strip():

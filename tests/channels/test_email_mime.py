@@ -10,6 +10,8 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from channels.email_mime import ParsedEmail, message_ids, normalize_message_id, parse_email
 from channels.email_trim import visible_text
@@ -117,6 +119,17 @@ def test_rfc2047_subject_and_name_in_iso_8859_1() -> None:
     parsed = parse(raw)
     assert parsed.subject == "Angebot für Müller GmbH"
     assert (parsed.from_name, parsed.from_address) == ("Jörg Müller", "joerg@example.de")
+
+
+def test_raw_8bit_headers_and_encoded_commas() -> None:
+    raw = mails.plain(subject="Grüße aus Köln",
+                      sender='"=?utf-8?q?M=C3=BCller=2C_J=C3=B6rg?=" <j@x.de>, other@y.de')
+    parsed = parse(raw)
+    assert parsed.subject == "Grüße aus Köln"  # RFC 6532 UTF-8 as sent
+    assert (parsed.from_name, parsed.from_address) == ("Müller, Jörg", "j@x.de")
+    legacy = mails.plain(subject="x").replace(b"Subject: x",
+                                              b"Subject: Gr\xfc\xdfe =?x-unknown?q?abc?= end")
+    assert parse(legacy).subject == "Grüße abc end"  # windows-1252 bytes, unknown charset word
 
 
 def test_quoted_printable_and_base64_bodies() -> None:
@@ -286,6 +299,31 @@ def test_junk_never_raises(raw: bytes) -> None:
     assert isinstance(parsed.text, str) and "\x00" not in parsed.text
 
 
+SAMPLES = [mails.plain(), mails.alternative(), mails.mixed_related(), mails.with_attachment(),
+           mails.dsn(), mails.dsn(returned="headers"), mails.daemon_bounce(),
+           mails.html_only(html="<p>Hi <a href='https://x.io'>x</a></p>")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(sample=st.sampled_from(SAMPLES), cut=st.integers(min_value=0, max_value=9000),
+       flips=st.lists(st.tuples(st.integers(min_value=0, max_value=9000),
+                                st.integers(min_value=0, max_value=255)), max_size=8))
+def test_mangled_mail_never_raises(sample: bytes, cut: int, flips: list[tuple[int, int]]) -> None:
+    mangled = bytearray(sample[:cut])
+    for position, byte in flips:
+        if position < len(mangled):
+            mangled[position] = byte
+    parsed = parse(bytes(mangled), truncated=cut < len(sample), cap=1000)
+    assert parsed.message_id and "\x00" not in parsed.text + parsed.subject
+    assert all(a.content is None or len(a.content) <= 1000 for a in parsed.attachments)
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=2000))
+def test_random_bytes_never_raise(raw: bytes) -> None:
+    assert isinstance(parse(raw).text, str)
+
+
 def test_deep_nesting_never_raises() -> None:
     depth = 3000
     head = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
@@ -323,6 +361,9 @@ def test_trims_a_signature_and_a_trailing_quote() -> None:
     assert visible_text(signed) == "See you then."
     assert visible_text("Agreed.\n\n> earlier text\n> more\n") == "Agreed."
     assert visible_text("Agreed.\n\nSent from my iPhone\n") == "Agreed."
+    assert visible_text("Agreed.\n--\nBob\n") == "Agreed."
+    long_tail = "Steps:\n--\n" + "".join(f"step {i}\n" for i in range(12))
+    assert visible_text(long_tail) == long_tail.strip()  # a bare "--" before a long text
 
 
 def test_keeps_what_is_not_a_quote() -> None:
