@@ -109,9 +109,10 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
     msg = _message(raw, defects)
     if not raw.strip():
         defects.append("empty message")
-    elif not msg.keys():
+    elif not msg.keys() and not defects:
         defects.append("no headers found: not an email")
     own_id = normalize_message_id(raw_value(msg, "Message-ID"))
+    generated = own_id is None
     if own_id is None:
         own_id = f"{hashlib.sha256(raw).hexdigest()[:32]}@{MISSING_ID_DOMAIN}"
         defects.append("no usable Message-ID: one was made from the bytes")
@@ -140,7 +141,7 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
     _collect_defects(msg, defects)
     return ParsedEmail(
         message_id=own_id,
-        message_id_generated=own_id.endswith("@" + MISSING_ID_DOMAIN),
+        message_id_generated=generated,
         in_reply_to=message_ids(raw_value(msg, "In-Reply-To")),
         references=message_ids(raw_value(msg, "References")),
         from_address=from_address,
@@ -307,7 +308,8 @@ def _attachment(part: Message, cap: int, cut: bool, defects: list[str]) -> Parse
     content, error = _content(part, defects)
     size = _declared_size(part) if content is None else len(content)
     if content is not None and cut:
-        content, error = None, "truncated"
+        # what arrived is a part of it: the sender's declared size, if any, is the better guess
+        content, error, size = None, "truncated", _declared_size(part) or size
     elif content is not None and len(content) > cap:
         content, error = None, "too_large"
     return ParsedAttachment(name=_filename(part), mime_type=part.get_content_type(), size=size,
@@ -380,6 +382,11 @@ def _auto_submitted(msg: Message, bounce: Bounce | None) -> str | None:
 
 
 def _collect_defects(msg: Message, defects: list[str]) -> None:
-    for part in msg.walk():
+    # a stack, not msg.walk(): a hostile nesting must not reach the recursion limit here
+    stack = [msg]
+    while stack:
+        part = stack.pop()
         for defect in getattr(part, "defects", ()):
             defects.append(f"{part.get_content_type()}: {describe(defect)}")
+        if part.is_multipart():
+            stack.extend(reversed([p for p in part.get_payload() if isinstance(p, Message)]))

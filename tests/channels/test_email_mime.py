@@ -325,11 +325,18 @@ def test_random_bytes_never_raise(raw: bytes) -> None:
 
 
 def test_deep_nesting_never_raises() -> None:
-    depth = 3000
-    head = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
-                    for i in range(depth))
-    parsed = parse(head + b"Content-Type: text/plain\r\n\r\ndeep\r\n")
-    assert isinstance(parsed.text, str)
+    # around the recursion limit, where one walk of the tree may fail and the next not
+    for depth in (*range(850, 1010, 20), 3000):
+        head = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+                        for i in range(depth))
+        parsed = parse(head + b"Content-Type: text/plain\r\n\r\ndeep\r\n", truncated=True)
+        assert parsed.text in ("deep", "") and parsed.defects
+
+
+def test_a_sent_id_in_the_made_up_domain_is_not_generated() -> None:
+    parsed = parse(mails.plain(message_id="<abc@missing-message-id.invalid>"))
+    assert parsed.message_id == "abc@missing-message-id.invalid"
+    assert not parsed.message_id_generated
 
 
 # -- the chat view -----------------------------------------------------------------
