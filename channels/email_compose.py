@@ -27,6 +27,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
@@ -148,9 +149,22 @@ def compose(*, from_address: str, from_name: str | None, to: Sequence[str], subj
 
 
 def _address(address: str, name: str | None, field: str) -> Address:
+    """An addr-spec as the header needs it: an international domain in its
+    IDNA (xn--) form, since the stdlib would write it as an encoded word; a
+    non-ASCII local part needs SMTPUTF8, which we do not speak, so `Invalid`."""
+    local, _, domain = address.strip().rpartition("@")
+    if not local or not domain:
+        raise Invalid(f"{address!r} is not an email address", field=field)
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise Invalid(f"{address!r} has a domain that cannot be written", field=field) from None
+    if not local.isascii():
+        raise Invalid(f"{address!r} needs SMTPUTF8 (a non-ASCII local part)", field=field)
     try:
-        parsed = Address(display_name=collapse(name or ""), addr_spec=address.strip())
-    except (ValueError, IndexError, TypeError) as exc:
+        parsed = Address(display_name=collapse(name or ""), addr_spec=f"{local}@{domain}")
+    except (ValueError, IndexError, TypeError, HeaderParseError) as exc:
         raise Invalid(f"{address!r} is not an email address", field=field) from exc
     if not parsed.username or not parsed.domain:
         raise Invalid(f"{address!r} is not an email address", field=field)

@@ -123,7 +123,7 @@ def decode_words(value: str) -> str:
         else:
             try:
                 out.append(chunk.decode(charset, "replace"))
-            except LookupError:
+            except (LookupError, ValueError):  # unknown, or not even a name
                 out.append(unescape(chunk.decode("utf-8", "surrogateescape")))
     return "".join(out)
 

@@ -266,7 +266,7 @@ def _decoded(part: Message, defects: list[str]) -> str:
         return _lines(_guess(payload))
     try:
         return _lines(payload.decode(declared, errors="replace"))
-    except LookupError:
+    except (LookupError, ValueError):  # unknown, or not even a name (a NUL in it)
         defects.append(f"unknown charset {declared!r} decoded as UTF-8 or windows-1252")
         return _lines(_guess(payload))
 

@@ -163,7 +163,10 @@ def test_compose_refuses_header_injection_and_bad_values() -> None:
     raw = reply(subject="Hi\r\nBcc: evil@example.org", from_name="Eve\r\nBcc: evil@example.org")
     msg = email.message_from_bytes(raw, policy=policy.default)
     assert msg["Bcc"] is None and msg["Subject"] == "Hi Bcc: evil@example.org"
+    msg = email.message_from_bytes(reply(to=["ann@bücher.example"]), policy=policy.default)
+    assert msg["To"] == "ann@xn--bcher-kva.example"  # IDNA, never an encoded word
     for bad in (dict(to=[]), dict(to=["not an address"]), dict(from_address="x"),
+                dict(to=["jörg@example.de"]), dict(to=["Ann <ann@example.com>"]),
                 dict(message_id="two words"), dict(in_reply_to="<>"),
                 dict(references=["ok@x", "bad id"])):
         with pytest.raises(Invalid):

@@ -251,6 +251,12 @@ def test_unknown_charset() -> None:
     assert any("x-unknown" in d for d in parsed.defects)
 
 
+def test_a_charset_that_is_not_a_name() -> None:
+    raw = mails.plain(body="plain words\n").replace(b"charset=utf-8", b'charset="ut\x00f"')
+    parsed = parse(raw)
+    assert parsed.text == "plain words\n" and any("unknown charset" in d for d in parsed.defects)
+
+
 def test_huge_single_line_body_is_capped() -> None:
     raw = mails.plain(body="a" * 2_000_000)
     parsed = parse(raw, max_text_chars=100_000)
