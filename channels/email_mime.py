@@ -130,6 +130,7 @@ def parse_email(raw: bytes, *, max_attachment_bytes: int, max_text_chars: int = 
         text = _html_to_text(html, defects)
     else:
         text = _unsplit(msg)
+        text_part = msg if text else None
     text, html = _capped(text, max_text_chars, "text", defects), _capped_html(
         html, max_text_chars, defects)
     attachments = tuple(

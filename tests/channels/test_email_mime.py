@@ -232,6 +232,7 @@ def test_broken_and_missing_boundaries() -> None:
     wrong = mails.alternative().replace(b'boundary="alt-1"', b'boundary="other"')
     parsed = parse(wrong)
     assert "Plain words." in parsed.text and parsed.defects
+    assert parsed.attachments == ()  # the unsplit body is the text, not a file too
 
 
 def test_garbage_headers() -> None:
