@@ -400,11 +400,14 @@ def test_html_reply_is_trimmed_too() -> None:
 # -- speed -------------------------------------------------------------------------
 
 def test_parsing_is_linear_in_size() -> None:
-    def seconds(raw: bytes) -> float:
-        start = time.perf_counter()
-        parse(raw, max_text_chars=10_000_000)
-        return time.perf_counter() - start
+    def seconds(raw: bytes) -> float:  # the best of three: a busy machine only adds time
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            parse(raw, max_text_chars=10_000_000)
+            best = min(best, time.perf_counter() - start)
+        return best
+    # long lines that start like an attribution: the trap of backtracking patterns
     small = mails.plain(body=("On " + "word " * 2_000 + "\n") * 20)
     large = mails.plain(body=("On " + "word " * 2_000 + "\n") * 200)
-    seconds(small)
     assert seconds(large) < 40 * max(seconds(small), 0.001)
