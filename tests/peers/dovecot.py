@@ -14,6 +14,7 @@ interval as the fallback). `change_uidvalidity` and `kick` are the server
 events a client must survive: a rebuilt folder and a dropped connection."""
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import itertools
 import mailbox
@@ -168,10 +169,8 @@ class Dovecot:
             pid = int(self._pid_file.read_text().split()[0])
         except (FileNotFoundError, ValueError, IndexError):
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + START_TIMEOUT
         while _alive(pid):
             if time.monotonic() > deadline:
@@ -276,6 +275,12 @@ class Dovecot:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{folder} shows {seen}, not {(after, count)}")
             time.sleep(0.05)  # the server gives no event to wait on
+
+    def create_folder(self, user: MailUser, folder: str) -> None:
+        """A new folder (named in UTF-8: doveadm does the IMAP encoding)."""
+        subprocess.run(["doveadm", "-c", str(self.config), "mailbox", "create", "-u",
+                        user.address, folder], check=True, capture_output=True,
+                       timeout=START_TIMEOUT)
 
     def kick(self, user: MailUser) -> None:
         """Drops every connection of `user`, as a server restart would."""
