@@ -115,7 +115,8 @@ async def test_sizes_after_lists_only_newer_uids(
     raws = [message(f"m{i}", body_bytes=100 * (i + 1)) for i in range(3)]
     uids = [dovecot.append(user, raw) for raw in raws]
     await box.select()
-    assert await box.sizes_after(0) == [(uid, len(raw)) for uid, raw in zip(uids, raws)]
+    assert await box.sizes_after(0) == [(uid, len(raw))
+                                        for uid, raw in zip(uids, raws, strict=True)]
     assert await box.sizes_after(uids[0]) == [(uids[1], len(raws[1])), (uids[2], len(raws[2]))]
     assert await box.sizes_after(uids[-1]) == []  # `n:*` past the end still names the last one
     assert await box.sizes([uids[2], uids[0], 999]) == [(uids[0], len(raws[0])),
@@ -129,7 +130,7 @@ async def test_fetch_returns_the_messages_and_leaves_them_unseen(
     await box.select(readonly=False)  # SELECT would let a plain BODY[] set \Seen
     fetched = await box.fetch([uids[2], uids[0], uids[1], 4242])
     assert [(f.uid, f.raw, f.size, f.truncated) for f in fetched] == [
-        (uid, raw, len(raw), False) for uid, raw in zip(uids, raws)]
+        (uid, raw, len(raw), False) for uid, raw in zip(uids, raws, strict=True)]
     for uid in uids:
         assert "\\Seen" not in dovecot.flags(user, uid)
 

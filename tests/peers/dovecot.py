@@ -121,6 +121,7 @@ class Dovecot:
         self.port = port
         self.config = directory / "dovecot.conf"
         self._users: dict[str, str] = {}
+        self._stamps: dict[str, int] = {}
         self._serial = itertools.count(1)
 
     @classmethod
@@ -139,6 +140,10 @@ class Dovecot:
             subprocess.run(["dovecot", "-c", str(server.config)], check=True,
                            stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                            timeout=START_TIMEOUT)
+        # Auth delays every login from an IP that failed one recently, up to
+        # 15 s, and no setting turns that off; without this socket (looked up
+        # when auth starts, at the first login) it quietly keeps no penalty.
+        (directory / "run" / "anvil-auth-penalty").unlink()
         server._wait_accepting()
         return server
 
@@ -213,10 +218,15 @@ class Dovecot:
         # passwd-file's mtime at most once a second, so a user added to a
         # shared file just after another login would stay unknown for up
         # to a second, while a file never opened before is read at once.
+        # It reloads on a new mtime or size: a same-length password written
+        # within the same second gets a later mtime so it is not missed.
         path = self.directory / "users" / address
         tmp = path.with_name(f".{address}.tmp")
         tmp.write_text(f"{address}:{{PLAIN}}{self._users[address]}\n")
         tmp.chmod(0o644)
+        stamp = max(int(time.time()), self._stamps.get(address, 0) + 1)
+        os.utime(tmp, (stamp, stamp))
+        self._stamps[address] = stamp
         os.replace(tmp, path)
 
     # mail in and out
