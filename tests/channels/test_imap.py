@@ -4,9 +4,12 @@ dropped connections."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -334,3 +337,41 @@ async def test_folder_names_with_spaces_and_accents(
         assert (await box.select(name)).exists == 1
     assert encode_folder("Entwürfe & Co") == "Entw&APw-rfe &- Co"
     assert decode_folder("~peter/mail/&U,BTFw-/&ZeVnLIqe-") == "~peter/mail/台北/日本語"
+
+
+# TLS
+
+async def test_tls_and_starttls_with_a_trusted_certificate(
+        dovecot: Dovecot, user: MailUser) -> None:
+    trusted = dovecot.ssl_context()
+    over_tls = ImapServer(dovecot.host, dovecot.ssl_port, "ssl", user.address, user.password)
+    upgraded = ImapServer(dovecot.host, dovecot.port, "starttls", user.address, user.password)
+    for settings in (over_tls, upgraded):
+        async with await Mailbox.open(settings, ssl_context=trusted) as box:
+            assert "STARTTLS" not in box.capabilities
+            assert (await box.select()).exists == 0
+
+
+async def test_an_untrusted_certificate_is_refused(dovecot: Dovecot, user: MailUser) -> None:
+    for tls, port in (("ssl", dovecot.ssl_port), ("starttls", dovecot.port)):
+        settings = ImapServer(dovecot.host, port, tls, user.address, user.password)  # type: ignore[arg-type]
+        with pytest.raises(ImapUnavailable, match="CERTIFICATE_VERIFY_FAILED"):
+            await Mailbox.open(settings)
+
+
+async def test_a_stopped_server_leaves_no_pid_and_starts_again() -> None:
+    directory = Path(tempfile.mkdtemp(prefix="bidi-dovecot-"))  # as the fixture's
+    try:
+        second = Dovecot.start(directory)
+        pid = int((directory / "run" / "master.pid").read_text())
+        second.stop()
+        assert not (directory / "run" / "master.pid").exists()
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        again = Dovecot.start(directory)
+        try:
+            await check_login(server(again, again.add_user()))
+        finally:
+            again.stop()
+    finally:
+        shutil.rmtree(directory)

@@ -1,10 +1,11 @@
 """A real Dovecot IMAP server on loopback, one per test session.
 
 Debian's `dovecot-imapd` binaries run with a configuration written into a
-directory of ours: nothing under /etc is read, TLS is off, users live in a
-passwd-file we rewrite, mail in maildirs owned by `mail` (Dovecot refuses
-uid 0 for mail). The master daemonizes and writes `run/master.pid`; `stop`
-kills that pid and waits for it, so no stale pid file blocks the next start.
+directory of ours: nothing under /etc is read, users live in passwd-files
+we write, mail in maildirs owned by `mail` (Dovecot refuses uid 0 for
+mail), and TLS (993-style and STARTTLS) uses a self-signed certificate made
+at start. The master daemonizes and writes `run/master.pid`; `stop` kills
+that pid and waits for it, so no stale pid file blocks the next start.
 
 Tests reach the server the ways mail reaches a real one: `append` is an
 IMAP APPEND by the user (stdlib imaplib, returning the UIDPLUS APPENDUID),
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
+import ipaddress
 import itertools
 import mailbox
 import os
@@ -24,14 +26,20 @@ import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 MAIL_UID = MAIL_GID = 8  # Debian's `mail`; Dovecot will not run mail as root
 START_TIMEOUT = 20.0
@@ -43,7 +51,9 @@ base_dir = {dir}/run
 state_dir = {dir}/state
 log_path = {dir}/dovecot.log
 info_log_path = {dir}/dovecot.log
-ssl = no
+ssl = yes
+ssl_cert = <{dir}/cert.pem
+ssl_key = <{dir}/key.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 # users come and go during a session: never answer from a cache
@@ -90,7 +100,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {ssl_port}
   }}
 }}
 service stats {{
@@ -116,9 +127,11 @@ def free_port() -> int:
 class Dovecot:
     host = "127.0.0.1"
 
-    def __init__(self, directory: Path, port: int) -> None:
+    def __init__(self, directory: Path, port: int, ssl_port: int) -> None:
         self.directory = directory
-        self.port = port
+        self.port = port  # plain IMAP, with STARTTLS
+        self.ssl_port = ssl_port  # IMAP over TLS
+        self.ca_file = directory / "cert.pem"  # the server's self-signed certificate
         self.config = directory / "dovecot.conf"
         self._users: dict[str, str] = {}
         self._stamps: dict[str, int] = {}
@@ -127,13 +140,15 @@ class Dovecot:
     @classmethod
     def start(cls, directory: Path) -> Dovecot:
         """Dovecot with its own config in `directory`, accepting connections."""
-        server = cls(directory, free_port())
+        server = cls(directory, free_port(), free_port())
         # imap runs as `mail` and must reach its maildir through every parent
         directory.chmod(0o755)
         (directory / "mail").mkdir(exist_ok=True)
         os.chown(directory / "mail", MAIL_UID, MAIL_GID)
+        _self_signed(directory / "cert.pem", directory / "key.pem")
         server.config.write_text(CONFIG.format(
-            dir=directory, port=server.port, uid=MAIL_UID, gid=MAIL_GID))
+            dir=directory, port=server.port, ssl_port=server.ssl_port,
+            uid=MAIL_UID, gid=MAIL_GID))
         (directory / "users").mkdir(exist_ok=True)
         # the daemon keeps inherited pipes open: give it files, not pipes
         with open(directory / "start.log", "wb") as out:
@@ -159,6 +174,10 @@ class Dovecot:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"Dovecot did not accept connections; see {self.log_path}")
             time.sleep(0.05)  # polling a port that has no event to wait on
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context that trusts this server's certificate (for 127.0.0.1)."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
 
     @property
     def log_path(self) -> Path:
@@ -341,17 +360,33 @@ def _status(client: imaplib.IMAP4, folder: str, item: str) -> int:
     return int(found.group(1))
 
 
+def _self_signed(cert_path: Path, key_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+                critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    key_path.chmod(0o600)
+
+
 def _alive(pid: int) -> bool:
+    # The daemon is init's child, not ours: once it has exited it may stay a
+    # zombie until init reaps it, holding nothing; that counts as gone.
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
         return False
-    # a zombie of ours would count as alive forever: reap it if it is our child
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return True
-    return done == 0
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture(scope="session")
