@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the suite needs as real peers: a stock Postgres 15 (no
-# pgvector, for the "external Postgres without pgvector" test).
+# pgvector, for the "external Postgres without pgvector" test) and Dovecot
+# (the IMAP server of the email channel's tests, run from a temp dir).
 set -euo pipefail
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
+[ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests need Debian packages: ${need[*]} (run as root or install them)" >&2
@@ -12,6 +14,10 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  # the package starts a system cluster we do not use
+  # the packages start system instances we do not use (the tests run their own)
   service postgresql stop >/dev/null 2>&1 || true
+  service dovecot stop >/dev/null 2>&1 || true
+  if [ -e /usr/sbin/dovecot ]; then
+    systemctl disable dovecot >/dev/null 2>&1 || update-rc.d dovecot disable >/dev/null 2>&1 || true
+  fi
 fi
