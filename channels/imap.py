@@ -33,13 +33,14 @@ import aioimaplib
 
 from channels.imap_wire import (
     Protocol,
-    decode_folder,
     encode_folder,
     fetch_records,
+    header_value,
+    imap_date,
+    list_entries,
     quote,
     status_code,
     uid_set,
-    unquote,
 )
 
 __all__ = ("Fetched", "ImapAuthError", "ImapError", "ImapServer", "ImapUnavailable", "Mailbox",
@@ -52,8 +53,6 @@ SIZE_BATCH = 2000
 UPLOAD_RATE = 64 * 1024  # bytes/s an APPEND may be as slow as before it times out
 TEMPORARY = {"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG", "EXPUNGEISSUED"}  # RFC 5530
 FALLBACK_NAMES = {"\\SENT": ("Sent", "Sent Items", "Sent Messages")}
-MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-LIST_LINE = re.compile(rb'\(([^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (.*)\Z')
 
 
 @dataclass(frozen=True)
@@ -189,8 +188,7 @@ class Mailbox:
 
     async def search_since(self, day: date) -> list[int]:
         """UIDs of the messages received on or after `day`, ascending."""
-        since = f"{day.day}-{MONTHS[day.month - 1]}-{day.year}"
-        response = await self._run(self._new("SEARCH", "SINCE", since, prefix="UID"),
+        response = await self._run(self._new("SEARCH", "SINCE", imap_date(day), prefix="UID"),
                                    "UID SEARCH")
         return sorted({int(word) for line in response.lines[:-1] if isinstance(line, bytes)
                        for word in line.split() if word.isdigit()})
@@ -240,7 +238,7 @@ class Mailbox:
             for record in records:
                 header = next((data for key, data in record.sections.items()
                                if key.startswith("BODY[HEADER.FIELDS")), None)
-                found[record.numbers["UID"]] = _header_value(header or b"")
+                found[record.numbers["UID"]] = header_value(header or b"")
         return dict(sorted(found.items()))
 
     async def _fetch(self, uids: str, parts: str) -> list[Any]:
@@ -296,7 +294,7 @@ class Mailbox:
     async def special_folder(self, use: str = "\\Sent") -> str | None:
         """The folder flagged `use` (RFC 6154), else one of the usual names, else None."""
         response = await self._run(self._new("LIST", '""', '"*"'), "LIST")
-        folders = _list_entries(response.lines[:-1])
+        folders = list_entries(response.lines[:-1])
         for flags, name in folders:
             if use.upper() in flags:
                 return name
@@ -424,30 +422,3 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, aioimaplib.CommandTimeout):
         return "no answer in time"
     return str(exc) or type(exc).__name__
-
-
-def _header_value(header: bytes) -> str | None:
-    unfolded = re.sub(rb"\r?\n[ \t]", b" ", header)
-    found = re.search(rb"^Message-ID:(.*)$", unfolded, re.IGNORECASE | re.MULTILINE)
-    if found is None:
-        return None
-    return found.group(1).strip().decode("utf-8", errors="replace") or None
-
-
-def _list_entries(lines: Sequence[Any]) -> list[tuple[frozenset[str], str]]:
-    """(flags, name) of each LIST answer; names come quoted, bare, or as literals."""
-    entries: list[tuple[frozenset[str], str]] = []
-    for index, line in enumerate(lines):
-        if not isinstance(line, bytes):
-            continue
-        found = LIST_LINE.match(line)
-        if found is None:
-            continue
-        flags = frozenset(found.group(1).decode(errors="replace").upper().split())
-        name = found.group(2)
-        if re.fullmatch(rb"\{\d+\}", name) and index + 1 < len(lines):
-            name = bytes(lines[index + 1])
-        elif name.startswith(b'"') and name.endswith(b'"'):
-            name = unquote(name[1:-1])
-        entries.append((flags, decode_folder(name.decode(errors="replace"))))
-    return entries

@@ -23,6 +23,7 @@ import base64
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import aioimaplib
@@ -32,6 +33,8 @@ LITERAL = re.compile(rb"\{(\d+)\}\Z")
 NEW_MAIL = re.compile(rb"\* \d+ (?:EXISTS|RECENT)\b", re.IGNORECASE)
 FETCH_START = re.compile(rb"\d+ FETCH \(", re.IGNORECASE)
 NUMBER_ITEM = re.compile(rb"\b(UID|RFC822\.SIZE) (\d+)", re.IGNORECASE)
+LIST_LINE = re.compile(rb'\(([^)]*)\) (?:NIL|"(?:[^"\\]|\\.)*") (.*)\Z')
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 SECTION = re.compile(rb'\b(BODY\[[^\]]*\](?:<\d+>)?) (?:\{(\d+)\}\Z|NIL|"((?:[^"\\]|\\.)*)")',
                      re.IGNORECASE)
 
@@ -185,6 +188,38 @@ def fetch_records(lines: Sequence[Any]) -> list[Record]:
             else:
                 current.sections[key] = unquote(quoted) if quoted else None
     return [record for record in records if "UID" in record.numbers]
+
+
+def header_value(header: bytes) -> str | None:
+    unfolded = re.sub(rb"\r?\n[ \t]", b" ", header)
+    found = re.search(rb"^Message-ID:(.*)$", unfolded, re.IGNORECASE | re.MULTILINE)
+    if found is None:
+        return None
+    return found.group(1).strip().decode("utf-8", errors="replace") or None
+
+
+def list_entries(lines: Sequence[Any]) -> list[tuple[frozenset[str], str]]:
+    """(flags, name) of each LIST answer; names come quoted, bare, or as literals."""
+    entries: list[tuple[frozenset[str], str]] = []
+    for index, line in enumerate(lines):
+        if not isinstance(line, bytes):
+            continue
+        found = LIST_LINE.match(line)
+        if found is None:
+            continue
+        flags = frozenset(found.group(1).decode(errors="replace").upper().split())
+        name = found.group(2)
+        if re.fullmatch(rb"\{\d+\}", name) and index + 1 < len(lines):
+            name = bytes(lines[index + 1])
+        elif name.startswith(b'"') and name.endswith(b'"'):
+            name = unquote(name[1:-1])
+        entries.append((flags, decode_folder(name.decode(errors="replace"))))
+    return entries
+
+
+def imap_date(day: date) -> str:
+    """`2-Dec-2026`: SEARCH's date, in English whatever the locale."""
+    return f"{day.day}-{MONTHS[day.month - 1]}-{day.year}"
 
 
 def unquote(value: bytes) -> bytes:
