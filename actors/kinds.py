@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from actors.agent import AgentActor
 from actors.chat import ChatActor
+from actors.mailbox import MailboxPoller
 from actors.org import OrgActor
 from actors.poller import TelegramPoller
 from actors.runtime.actor import VirtualActor
 
 DEFAULT_KINDS: tuple[type[VirtualActor], ...] = (OrgActor, ChatActor, AgentActor,
-                                                 TelegramPoller)
+                                                 TelegramPoller, MailboxPoller)

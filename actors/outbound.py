@@ -41,7 +41,7 @@ from channels.base import (
 from core.errors import Invalid, NotFound, Unreachable, WindowClosed
 from core.messages import OutboundMessage, Receipt, StatusUpdate
 from core.settings import RETRY_SCHEDULE
-from storage import chats, integrations, messages
+from storage import chats, email_threads, integrations, messages
 from storage.audit import Actor
 from storage.committer import Write
 from storage.integrations import Integration
@@ -289,7 +289,8 @@ class ChatOutbound(VirtualActor):
                 channel=integration.type, thread_id=self.thread_id or "",
                 message_id=message_id, chat_id=self.key, text=item["content"],
                 reply_to_external_id=item.get("reply_to"), template=item.get("template"),
-                sent_parts=int(item.get("sent_parts") or 0)))
+                sent_parts=int(item.get("sent_parts") or 0),
+                context=await self._context(integration, item.get("reply_to"))))
         except ChannelError as exc:
             return Delivered(message_id, error=str(exc), retryable=exc.retryable,
                              retry_after=exc.retry_after, attempt=attempt,
@@ -300,6 +301,15 @@ class ChatOutbound(VirtualActor):
             return Delivered(message_id, error=f"{type(exc).__name__}: {exc}",
                              retryable=True, attempt=attempt)
         return Delivered(message_id, receipt=receipt, attempt=attempt)
+
+    async def _context(self, integration: Integration,
+                       reply_to: str | None) -> dict[str, Any] | None:
+        """What the channel needs from the thread to write in it (email: the
+        addresses, subject and Message-IDs of the message answered)."""
+        if integration.type != "email":
+            return None
+        async with self.ctx.db.tenant_tx(self.org_id) as conn:
+            return await email_threads.reply_context(conn, self.key, reply_to)
 
     async def _integration(self) -> Integration:
         if self.integration_id is None:
@@ -324,6 +334,7 @@ class ChatOutbound(VirtualActor):
         extra: dict[str, Any] = {}
         if report.receipt is not None:
             extra["provider_message_id"] = report.receipt.external_id
+            extra.update(report.receipt.data or {})
         if report.error:
             extra["error"] = report.error[:500]
         writes = [messages.status_write(

@@ -12,7 +12,7 @@ is the `webhook-id` of every attempt, so receivers dedup if a crash makes
 one go twice.
 
 Each round also wakes the poller of every Telegram bot in polling mode
-(actors.poller.wake_all): pollers start with the engine and again after
+(actors.polling.wake_all): pollers start with the engine and again after
 their host restarted.
 
 It runs as one named, restartable Ray actor (`bidi-outbox`), like the relay.
@@ -28,7 +28,7 @@ from contextlib import AsyncExitStack
 
 import ray
 
-from actors.poller import wake_all
+from actors.polling import wake_all
 from actors.refs import ChatRef
 from actors.runtime.client import ActorSystem
 from actors.runtime.startup import Startup

@@ -41,6 +41,7 @@ class Subscriber:
                 if frame.get("event_type") != "message.received":
                     continue
                 now = time.perf_counter()
+                self.on_frame(frame)
                 text = frame["data"]["content"]
                 if text.startswith("t="):
                     self.latencies.append((now - float(text[2:])) * 1000)
@@ -48,6 +49,9 @@ class Subscriber:
                 self.count += 1
         except websockets.ConnectionClosed:
             pass
+
+    def on_frame(self, frame: dict[str, Any]) -> None:
+        """Each message.received frame as it comes (for subclasses to look at)."""
 
     async def close(self) -> None:
         await self.ws.close()

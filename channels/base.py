@@ -160,4 +160,14 @@ def sender_for(ctx: Any, channel: str) -> Sender:
         return ctx.loader(  # type: ignore[no-any-return]
             "sender:whatsapp", lambda: WhatsAppConnector(
                 pacer=WhatsAppPacer.from_settings(ctx.redis, ctx.settings)))
+    if channel == "email":
+        from channels.email import EmailConnector
+
+        def email() -> EmailConnector:
+            settings = ctx.settings
+            secret = Cipher(settings.encryption_key.get_secret_value()).derive(b"email-reply")
+            return EmailConnector(secret, timeout=settings.email_timeout,
+                                  smtp_connections=settings.email_smtp_connections)
+
+        return ctx.loader("sender:email", email)  # type: ignore[no-any-return]
     raise ChannelError(f"no outbound sender for channel {channel!r}")

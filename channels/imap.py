@@ -42,6 +42,7 @@ from channels.imap_wire import (
     status_code,
     uid_set,
 )
+from channels.mail_server import MailServer
 
 __all__ = ("Fetched", "ImapAuthError", "ImapError", "ImapServer", "ImapUnavailable", "Mailbox",
            "Selected", "check_login")
@@ -55,14 +56,7 @@ TEMPORARY = {"UNAVAILABLE", "INUSE", "LIMIT", "SERVERBUG", "EXPUNGEISSUED"}  # R
 FALLBACK_NAMES = {"\\SENT": ("Sent", "Sent Items", "Sent Messages")}
 
 
-@dataclass(frozen=True)
-class ImapServer:
-    host: str
-    port: int
-    tls: Literal["ssl", "starttls", "none"]
-    username: str
-    password: str
-    timeout: float = 30.0
+ImapServer = MailServer  # an IMAP server and the login to it
 
 
 class ImapError(Exception):

@@ -35,9 +35,10 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
 
 import aiosmtplib
+
+from channels.mail_server import MailServer
 
 __all__ = ("SmtpAuthError", "SmtpError", "SmtpPool", "SmtpRejected", "SmtpServer",
            "SmtpTemporary", "check_login")
@@ -49,14 +50,7 @@ _UNSAFE = re.compile(r"[<>\s]")
 QUIT_TIMEOUT = 5.0  # a polite QUIT at close is not worth waiting the full timeout for
 
 
-@dataclass(frozen=True)
-class SmtpServer:
-    host: str
-    port: int
-    tls: Literal["ssl", "starttls", "none"]
-    username: str
-    password: str = field(repr=False)
-    timeout: float = 30.0
+SmtpServer = MailServer  # an SMTP submission server and the login to it
 
 
 class SmtpError(Exception):

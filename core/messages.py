@@ -19,6 +19,10 @@ class Attachment(msgspec.Struct, frozen=True, omit_defaults=True):
     size: int | None = None
     kind: str | None = None  # photo, document, voice, audio, video, sticker, ...
     provider_id: str | None = None  # the provider's file id (Telegram file_id, WhatsApp media id)
+    # Already in the data dir (`url` relative to it: an email's parts come
+    # with the message), or why it never will be (too large, cut off).
+    stored: bool = False
+    error: str | None = None
 
 
 class Sender(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -52,6 +56,9 @@ class InboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     # {"type": ...} and the provider's structured parts (a location, shared
     # contacts, the id of the button pressed, an unsupported type's errors).
     data: dict[str, Any] | None = None
+    # The whole text when `text` is a trimmed view of it (email: quoted
+    # replies and signature cut); kept on the message, not in its events.
+    body: str | None = None
 
     @property
     def dedup_key(self) -> str:
@@ -137,6 +144,10 @@ class OutboundMessage(msgspec.Struct, frozen=True, omit_defaults=True):
     # {"name", "language", "components"}); `text` is then what the inbox shows.
     template: dict[str, Any] | None = None
     sent_parts: int = 0  # parts of a split text the provider has already (a retry skips them)
+    # What the channel needs from the conversation to write in it (email:
+    # whom to answer, the subject, the Message-IDs to refer to), read by the
+    # chat from its thread.
+    context: dict[str, Any] | None = None
 
 
 class Receipt(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -150,3 +161,6 @@ class Receipt(msgspec.Struct, frozen=True, omit_defaults=True):
     # provider's later statuses and reactions find it. An API-channel
     # receiver's ids promise nothing of the kind.
     unique_in_thread: bool = False
+    # What the provider said of the message, kept on it (email: its headers,
+    # the SMTP server's reply).
+    data: dict[str, Any] | None = None

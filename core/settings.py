@@ -170,6 +170,16 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(default=10 * MIB, ge=1)
     # Files a channel sends us (Telegram's getFile serves up to 20 MB), kept in data_dir/files.
     max_attachment_bytes: int = Field(default=20 * MIB, ge=1)
+    # Mailboxes (IMAP): IDLE is re-issued and the folder polled for new UIDs
+    # at least this often, in seconds (servers drop idle connections after
+    # ~10 min); messages fetched per round and their bytes; a message larger
+    # than `email_max_message_bytes` is fetched up to it (kept cut, noted).
+    email_poll_interval: float = Field(default=60.0, gt=0, le=540)
+    email_batch_messages: int = Field(default=200, ge=1, le=1000)
+    email_batch_bytes: int = Field(default=16 * MIB, ge=1)
+    email_max_message_bytes: int = Field(default=32 * MIB, ge=1024)
+    email_timeout: float = Field(default=30.0, gt=0)
+    email_smtp_connections: int = Field(default=4, ge=1, le=32)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry a password: keep it out of repr, str and logs.

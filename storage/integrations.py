@@ -21,6 +21,9 @@ from storage.rows import one
 expect("uq_integrations_telegram_bot", lambda: Conflict(
     "this bot is connected already; disconnect it there first (a bot delivers its updates"
     " to one integration)"))
+expect("uq_integrations_email_mailbox", lambda: Conflict(
+    "this mailbox folder is connected already; disconnect it there first (two integrations"
+    " would import every message twice)"))
 expect("uq_integrations_whatsapp_number", lambda: Conflict(
     "this WhatsApp number is connected already; disconnect it there first (Meta delivers"
     " a number's messages to one integration)"))
@@ -191,14 +194,30 @@ async def failed(conn: asyncpg.Connection, actor: Actor, integration_id: str,
                  event_type="integration.updated", payload={"id": updated, "error": error})
 
 
-POLLING = ("SELECT organization_id, id FROM integrations WHERE type = 'telegram' AND is_active"
-           " AND error IS NULL AND config->>'mode' = 'polling' ORDER BY id")
+# Telegram bots in polling mode stop on an error (a refused token) until
+# changed; a mailbox keeps retrying (a password changed back works again).
+POLLING = ("SELECT organization_id, id, type FROM integrations WHERE is_active AND"
+           " ((type = 'telegram' AND error IS NULL AND config->>'mode' = 'polling')"
+           " OR type = 'email') ORDER BY id")
 
 
-async def polling(conn: asyncpg.Connection) -> list[tuple[str, str]]:
-    """(org id, integration id) of every bot that should be polling, across
-    orgs: `conn` is the owner's (row-level security would show one org)."""
-    return [(str(r["organization_id"]), str(r["id"])) for r in await conn.fetch(POLLING)]
+async def polling(conn: asyncpg.Connection) -> list[tuple[str, str, str]]:
+    """(org id, integration id, type) of every integration that should be
+    read by a poller, across orgs: `conn` is the owner's (row-level security
+    would show one org)."""
+    return [(str(r["organization_id"]), str(r["id"]), str(r["type"]))
+            for r in await conn.fetch(POLLING)]
+
+
+async def recovered(conn: asyncpg.Connection, actor: Actor, integration_id: str) -> None:
+    """The error an integration showed is over (a mailbox logs in again)."""
+    updated = await conn.fetchval(
+        "UPDATE integrations SET error = NULL, error_at = NULL, updated_at = now()"
+        " WHERE id = $1::uuid AND error IS NOT NULL RETURNING id", integration_id)
+    if updated is not None:
+        await record(conn, actor, action="integration.recover", resource_type="integration",
+                     resource_id=updated, changes={"error": None},
+                     event_type="integration.updated", payload={"id": updated, "error": None})
 
 
 WHATSAPP = (f"SELECT {COLUMNS} FROM integrations WHERE type = 'whatsapp'"

@@ -41,9 +41,11 @@ e AS (
   SELECT $3, 'message.received', 'message', m.id, $2, $8 FROM m),
 a AS (
   INSERT INTO message_attachments (message_id, organization_id, file_url, file_name,
-                                   file_type, file_size, kind, provider_file_id)
+                                   file_type, file_size, kind, provider_file_id, stored_at,
+                                   error)
   SELECT m.id, $3, x->>'url', x->>'name', x->>'mime_type', (x->>'size')::int,
-         x->>'kind', x->>'provider_id'
+         x->>'kind', x->>'provider_id',
+         CASE WHEN (x->>'stored')::boolean THEN $7::timestamp END, x->>'error'
   FROM m, jsonb_array_elements($10::jsonb) x)
 SELECT m.id FROM m
 """
@@ -201,6 +203,8 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
         metadata["sent_at"] = message.sent_at.isoformat()
     if message.data:
         metadata["data"] = message.data
+    if message.body is not None:
+        metadata["body"] = message.body
     if message.reply_to_external_id is not None:  # the message it answers, by our id
         metadata["reply_to"] = {"external_id": message.reply_to_external_id,
                                 "message_id": inbound_id(chat_id, message.reply_to_external_id)}

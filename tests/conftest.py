@@ -27,6 +27,10 @@ from tests.fakes.whatsapp import FakeGraph
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Real protocol servers, one each per session: `dovecot` (IMAP) and
+# `smtp_peer` (aiosmtpd).
+pytest_plugins = ("tests.peers.dovecot", "tests.peers.smtp")
+
 
 TELEGRAM_LOGIN_BOT_TOKEN = "123456:TEST-login-widget-token"
 

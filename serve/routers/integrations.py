@@ -22,6 +22,7 @@ from core.settings import Settings
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
+from serve.routers import integrations_email as email
 from serve.routers import integrations_telegram as telegram
 from serve.routers import integrations_whatsapp as whatsapp
 from storage import integrations
@@ -79,7 +80,45 @@ class WhatsAppIn(Strict):
     config: WhatsAppConfigIn
 
 
-CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn, Field(discriminator="type")]
+class ServerIn(Strict):
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    tls: Literal["ssl", "starttls", "none"] = Field(
+        description="ssl: TLS from the start (IMAP 993, SMTP 465); starttls: upgraded"
+                    " (IMAP 143, SMTP 587); none: plain text (only for servers on a trusted"
+                    " network)")
+    username: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024, description="Stored encrypted;"
+                          " never shown again")
+
+
+class ImapIn(ServerIn):
+    folder: str | None = Field(default=None, min_length=1, max_length=255,
+                               description="The folder to read (default INBOX)")
+
+
+class EmailConfigIn(Strict):
+    address: str = Field(min_length=3, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$",
+                         description="The mailbox's address: replies come from it")
+    imap: ImapIn
+    smtp: ServerIn
+    reply_domain: str | None = Field(
+        default=None, min_length=1, max_length=253,
+        description="Replies say Reply-To: reply+<token>@<reply_domain> (a domain whose"
+                    " mail reaches this mailbox); the token finds the conversation")
+    import_days: int | None = Field(default=None, ge=0, le=365,
+                                    description="Days of mail imported once when connected"
+                                                " (default 7)")
+
+
+class EmailIn(Strict):
+    type: Literal["email"]
+    name: str = Field(min_length=1, max_length=255)
+    config: EmailConfigIn
+
+
+CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn | EmailIn,
+                     Field(discriminator="type")]
 
 
 class ConfigPatch(Strict):
@@ -152,7 +191,8 @@ class TemplatesOut(BaseModel):
 
 
 @router.post("", status_code=201,
-             response_model=IntegrationCreated | TelegramCreated | WhatsAppCreated)
+             response_model=IntegrationCreated | TelegramCreated | WhatsAppCreated
+             | IntegrationOut)
 async def create_integration(body: CreateIn, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
@@ -160,6 +200,8 @@ async def create_integration(body: CreateIn, request: Request,
         return await telegram.create(request, principal, body.name, body.config)
     if isinstance(body, WhatsAppIn):
         return await whatsapp.create(request, principal, body.name, body.config)
+    if isinstance(body, EmailIn):
+        return await email.create(request, principal, body.name, body.config)
     runtime = runtime_of(request)
     secret = new_secret()
     config: dict[str, Any] = {}
@@ -225,6 +267,7 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
             after = await integrations.find(conn, str(integration_id), cipher)
             await telegram.changed(request, before, after)  # the provider told inside
     await telegram.settled(request, before, after)
+    await email.settled(request, before, after)
     return row
 
 
@@ -253,4 +296,5 @@ async def delete_integration(integration_id: UUID, request: Request,
         if found is not None:
             await telegram.changed(request, found, None)
     await telegram.settled(request, found, None)
+    await email.settled(request, found, None)
     return Response(status_code=204)

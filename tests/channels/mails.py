@@ -48,9 +48,9 @@ def plain(*, body: str = "Hello,\n\nWhat does the Pro plan cost?\n\nAnn\n",
     return top + raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def alternative(*, text: str = "Plain words.\n", html: str = "<p>HTML <b>words</b>.</p>",
-                **head: Any) -> bytes:
-    return crlf(headers(**head) + f"""
+def _alternative(text: str, html: str) -> str:
+    """A multipart/alternative part (boundary alt-1): `text`, then `html`."""
+    return f"""
 Content-Type: multipart/alternative; boundary="alt-1"
 
 --alt-1
@@ -62,7 +62,12 @@ Content-Type: text/html; charset=utf-8
 
 {html}
 --alt-1--
-""")
+"""
+
+
+def alternative(*, text: str = "Plain words.\n", html: str = "<p>HTML <b>words</b>.</p>",
+                **head: Any) -> bytes:
+    return crlf(headers(**head) + _alternative(text, html))
 
 
 def html_only(*, html: str, **head: Any) -> bytes:
@@ -116,19 +121,7 @@ This is a multi-part message in MIME format.
 --mix-1
 Content-Type: multipart/related; boundary="rel-1"
 
---rel-1
-Content-Type: multipart/alternative; boundary="alt-1"
-
---alt-1
-Content-Type: text/plain; charset=utf-8
-
-{text}
---alt-1
-Content-Type: text/html; charset=utf-8
-
-{html}
---alt-1--
-
+--rel-1{_alternative(text, html)}
 {image_part}
 --rel-1--
 

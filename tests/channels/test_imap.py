@@ -22,11 +22,8 @@ from channels.imap import (
     check_login,
 )
 from channels.imap_wire import decode_folder, encode_folder, uid_set
-from tests.peers import dovecot as peers
 from tests.peers.dovecot import Dovecot, MailUser, free_port
 from tests.waiting import eventually
-
-dovecot = peers.dovecot  # the session's server
 
 
 def message(subject: str, *, body_bytes: int = 100, message_id: str | None = None) -> bytes:

@@ -27,8 +27,6 @@ from tests.waiting import eventually
 if TYPE_CHECKING:  # imported by pytest as the plugin below, before anyone else does
     from tests.peers.smtp import SmtpPeer
 
-pytest_plugins = ("tests.peers.smtp",)  # the `smtp_peer` fixture
-
 SENDER = "sales@bidi.example"
 
 
