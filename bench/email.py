@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -28,15 +29,18 @@ import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-# bench/ has a file named like a package (telegram.py): its folder stays off the path.
+# This file has the name of the standard library's `email` package (and
+# bench/telegram.py that of the Bot API client's): the folder stays off the
+# path, here and in the Ray workers.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 sys.path.insert(0, str(HERE.parent))
+
+from email.message import EmailMessage  # noqa: E402
+from email.utils import format_datetime  # noqa: E402
 
 import aiosmtplib  # noqa: E402
 import httpx  # noqa: E402
@@ -227,11 +231,13 @@ def main() -> None:
     parser.add_argument("--reply-chats", type=int, default=100)
     args = parser.parse_args()
     print(f"machine: {cpu_note()}", flush=True)
+    # Dovecot's own users must get into its folder: not a 0700 temporary one.
+    mail_dir = Path(tempfile.mkdtemp(prefix="bidi-bench-dovecot-"))
     with tempfile.TemporaryDirectory(prefix="bidi-bench-") as tmp:
-        dovecot = Dovecot.start(Path(tmp) / "dovecot")
+        dovecot = Dovecot.start(mail_dir)
         smtp = SmtpPeer.start()
         try:
-            settings = load_settings(data_dir=str(Path(tmp) / "data"), port=free_port(),
+            settings = load_settings(data_dir=tmp, port=free_port(),
                                      rate_per_minute=10**9, rate_burst=10**9, pool_size=20,
                                      outbound_allow_networks="127.0.0.1/32")  # the peers
             with Stack(settings, dashboard=False) as stack:
@@ -239,6 +245,7 @@ def main() -> None:
         finally:
             smtp.stop()
             dovecot.stop()
+            shutil.rmtree(mail_dir, ignore_errors=True)
     print(json.dumps({k: round(v, 2) for k, v in figures.items()}))
 
 
