@@ -20,6 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
+# bench/ holds email.py and telegram.py, which would shadow the standard
+# library's `email` and the Bot API client's `telegram`: off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402

@@ -30,6 +30,9 @@ from typing import Annotated, Any
 from uuid import UUID
 
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds email.py and telegram.py, which would shadow the standard
+# library's `email` and the Bot API client's `telegram`: off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(ROOT))
 
 import asyncpg  # noqa: E402

@@ -42,6 +42,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+# bench/ holds email.py and telegram.py, which would shadow the standard
+# library's `email` and the Bot API client's `telegram`: off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.baseline import run_baseline  # noqa: E402

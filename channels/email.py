@@ -25,7 +25,7 @@ import hmac
 import logging
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -115,13 +115,17 @@ def folder_of(integration: Integration) -> str:
     return str((integration.config.get("imap") or {}).get("folder") or "INBOX")
 
 
-async def check_logins(config: EmailConfig, timeout: float = 15.0) -> None:
-    """Log in to both servers (at once); `Invalid` names the server that
-    failed and why (a refused password, a server not reachable)."""
-    got = await asyncio.gather(imap_login(_server(config.imap, timeout), config.imap.folder),
-                               smtp_login(_server(config.smtp, timeout)),
-                               return_exceptions=True)
-    for name, result in zip(("imap", "smtp"), got, strict=True):
+async def check_logins(config: EmailConfig, timeout: float = 15.0,
+                       only: Collection[str] = ("imap", "smtp")) -> None:
+    """Log in to both servers (at once; or `only` those); `Invalid` names the
+    server that failed and why (a refused password, a server not reachable)."""
+    def login(name: str) -> Awaitable[Any]:
+        if name == "imap":
+            return imap_login(_server(config.imap, timeout), config.imap.folder)
+        return smtp_login(_server(config.smtp, timeout))
+    names = [name for name in ("imap", "smtp") if name in only]
+    got = await asyncio.gather(*(login(name) for name in names), return_exceptions=True)
+    for name, result in zip(names, got, strict=True):
         if isinstance(result, ImapAuthError | SmtpAuthError):
             raise Invalid(f"the {name.upper()} server refused the login of"
                           f" {getattr(config, name).username!r}: check the username and"

@@ -150,15 +150,29 @@ async def update(conn: asyncpg.Connection, actor: Actor, integration_id: UUID,
 async def rotate_secret(conn: asyncpg.Connection, actor: Actor, cipher: Cipher,
                         integration_id: UUID, secret: str) -> PublicIntegration:
     """Replace the signing secret: the old one stops working at COMMIT."""
+    return await reseal(conn, actor, cipher, integration_id, {"secret": secret},
+                        action="integration.rotate_secret")
+
+
+async def reseal(conn: asyncpg.Connection, actor: Actor, cipher: Cipher, integration_id: UUID,
+                 secrets: Mapping[str, str], *, action: str = "integration.update",
+                 clear_error: bool = False) -> PublicIntegration:
+    """Replace these of the integration's secrets (the others stay), sealed;
+    with `clear_error`, the error it stopped on too (it is tried afresh).
+    The audit row names the secrets changed, never their values."""
     row = await conn.fetchrow(
-        f"UPDATE integrations SET config = jsonb_set(config, '{{secrets}}', $2::jsonb),"
+        f"UPDATE integrations SET config = jsonb_set(config, '{{secrets}}',"
+        f" coalesce(config->'secrets', '{{}}'::jsonb) || $2::jsonb),"
+        f" error = CASE WHEN $3 THEN NULL ELSE error END,"
+        f" error_at = CASE WHEN $3 THEN NULL ELSE error_at END,"
         f" updated_at = now() WHERE id = $1 RETURNING {PUBLIC_COLUMNS}", integration_id,
-        {"secret": cipher.encrypt(secret)})
+        {k: cipher.encrypt(v) for k, v in secrets.items()}, clear_error)
     if row is None:
         raise NotFound("integration not found")
-    await record(conn, actor, action="integration.rotate_secret", resource_type="integration",
-                 resource_id=integration_id, changes=None, event_type="integration.updated",
-                 payload={"id": integration_id})
+    await record(conn, actor, action=action, resource_type="integration",
+                 resource_id=integration_id,
+                 changes={"secrets": sorted(secrets)} if action != "integration.rotate_secret"
+                 else None, event_type="integration.updated", payload={"id": integration_id})
     return _public(row)
 
 

@@ -121,9 +121,17 @@ CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn | EmailIn,
                      Field(discriminator="type")]
 
 
+class PasswordIn(Strict):
+    password: str = Field(min_length=1, max_length=1024)
+
+
 class ConfigPatch(Strict):
-    mode: Literal["webhook", "polling"] = Field(
+    mode: Literal["webhook", "polling"] | None = Field(
+        default=None,
         description="Telegram: how the bot receives updates (see TelegramConfigIn.mode)")
+    imap: PasswordIn | None = Field(default=None, description="Email: a new IMAP password"
+                                    " (logged in with before it is stored)")
+    smtp: PasswordIn | None = Field(default=None, description="Email: a new SMTP password")
 
 
 class IntegrationPatch(Strict):
@@ -251,8 +259,12 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
     changes = {k: getattr(body, k) for k in body.model_fields_set - {"config"}}
+    passwords: dict[str, str] = {}
     if body.config is not None:
-        changes["mode"] = body.config.mode
+        if body.config.mode is not None:
+            changes["mode"] = body.config.mode
+        passwords = {f"{name}_password": given.password for name in ("imap", "smtp")
+                     if (given := getattr(body.config, name)) is not None}
     if changes.get("callback_url") is not None:
         changes["callback_url"] = await _checked(runtime_of(request).settings,
                                                  changes["callback_url"])
@@ -262,12 +274,16 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
         before = await integrations.find(conn, str(integration_id), cipher)  # None: 404 below
         if before is not None:
             telegram.check_change(before, changes)
+            if passwords:
+                await email.check_passwords(runtime.settings, before, passwords)
+                await integrations.reseal(conn, principal.actor, cipher, integration_id,
+                                          passwords, clear_error=True)
         row = await integrations.update(conn, principal.actor, integration_id, changes)
         if before is not None and before.type != "api":
             after = await integrations.find(conn, str(integration_id), cipher)
             await telegram.changed(request, before, after)  # the provider told inside
     await telegram.settled(request, before, after)
-    await email.settled(request, before, after)
+    await email.settled(request, before, after, restart=bool(passwords))
     return row
 
 

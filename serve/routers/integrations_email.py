@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
@@ -21,6 +22,8 @@ from actors.polling import KINDS, PollerRef
 from channels import netguard
 from channels.email import CHANNEL, check_logins, parse_config, public_config, secrets_of
 from core.crypto import Cipher
+from core.errors import Invalid
+from core.settings import Settings
 from serve.auth import Principal, runtime_of
 from storage import integrations
 from storage.integrations import Integration
@@ -62,14 +65,33 @@ def _reads(integration: Integration | None) -> bool:
     return integration is not None and integration.type == CHANNEL and integration.is_active
 
 
+async def check_passwords(settings: Settings, integration: Integration,
+                          passwords: Mapping[str, str]) -> None:
+    """New passwords of a mailbox, logged in with before they are stored
+    (`Invalid` naming the server that refuses one)."""
+    if integration.type != CHANNEL:
+        raise Invalid("only email integrations have IMAP and SMTP passwords",
+                      field="config")
+    config = parse_config({**integration.config,
+                           **{name: {**integration.config[name],
+                                     "password": passwords.get(f"{name}_password")
+                                     or integration.secrets.get(f"{name}_password", "")}
+                              for name in ("imap", "smtp")}})
+    await check_logins(config, timeout=min(LOGIN_TIMEOUT, settings.email_timeout),
+                       only={name for name in ("imap", "smtp") if f"{name}_password" in passwords})
+
+
 async def settled(request: Request, before: Integration | None,
-                  after: Integration | None) -> None:
+                  after: Integration | None, *, restart: bool = False) -> None:
     """After COMMIT: an active mailbox has its poller woken (else the
-    outbox sweeper wakes it within seconds); one switched off or deleted
-    has it stopped."""
+    outbox sweeper wakes it within seconds), restarted when its passwords
+    changed (a poller waiting out a refused login tries the new one now);
+    one switched off or deleted has it stopped."""
     if _reads(after):
         assert after is not None
         try:
+            if restart:
+                await _poller(request, after).stop()
             await asyncio.wait_for(_poller(request, after).wake(), WAKE_TIMEOUT)
         except Exception as exc:
             log.warning("email %s: waking its poller failed: %s", after.id, exc)

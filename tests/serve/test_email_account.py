@@ -90,3 +90,13 @@ async def test_passwords_are_sealed_and_one_folder_feeds_one_integration(
     assert resp.status_code == 409, resp.text
     assert (await api.get(f"/v1/integrations/{integration['id']}",
                           headers=stranger.headers)).status_code == 404
+
+
+async def test_only_a_mailbox_takes_new_passwords(
+        api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await api.post("/v1/integrations", headers=owner.headers,
+                           json={"type": "api", "name": "API inbox"})
+    resp = await api.patch(f"/v1/integrations/{inbox.json()['id']}", headers=owner.headers,
+                           json={"config": {"smtp": {"password": "x"}}})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"]["field"] == "config"

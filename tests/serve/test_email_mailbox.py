@@ -193,11 +193,26 @@ async def test_a_changed_password_shows_on_the_integration_and_heals(
     error = await eventually(failing, what="the integration showing the failure")
     assert "login" in error.lower() and "changed-elsewhere" not in error
     assert (await ref.state())["polling"]  # it keeps trying
-    dovecot.set_password(box.address, box.password)
-    dovecot.append(box, mail(person(), box.address, "Back", "back again")[0])
-    await eventually(lambda: count_is(db, owner, 1), timeout=60, what="mail read after the fix")
-    resp = await api.get(f"/v1/integrations/{integration['id']}", headers=owner.headers)
-    assert resp.json()["error"] is None
+    path = f"/v1/integrations/{integration['id']}"
+    wrong = await api.patch(path, headers=owner.headers,
+                            json={"config": {"imap": {"password": "still-wrong"}}})
+    assert wrong.status_code == 422, wrong.text
+    assert wrong.json()["error"]["details"]["field"] == "config.imap.password"
+    fixed = await api.patch(path, headers=owner.headers,
+                            json={"config": {"imap": {"password": "changed-elsewhere"}}})
+    assert fixed.status_code == 200, fixed.text
+    assert fixed.json()["error"] is None and "changed-elsewhere" not in fixed.text
+    now = MailUser(box.address, "changed-elsewhere")
+    dovecot.append(now, mail(person(), box.address, "Back", "back again")[0])
+    await eventually(lambda: count_is(db, owner, 1), what="mail read with the new password")
+    # A server that refuses, then takes the old password again, heals by itself too.
+    dovecot.set_password(box.address, "changed-again")
+    dovecot.kick(box)
+    await eventually(failing, what="the failure shown again")
+    dovecot.set_password(box.address, "changed-elsewhere")
+    dovecot.append(now, mail(person(), box.address, "Back", "back once more")[0])
+    await eventually(lambda: count_is(db, owner, 2), timeout=60, what="mail read again")
+    assert (await api.get(path, headers=owner.headers)).json()["error"] is None
 
 
 async def test_switching_the_integration_off_stops_its_poller(
