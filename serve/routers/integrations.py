@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from channels import netguard
 from channels.signing import new_secret
@@ -132,6 +132,13 @@ class ConfigPatch(Strict):
     imap: PasswordIn | None = Field(default=None, description="Email: a new IMAP password"
                                     " (logged in with before it is stored)")
     smtp: PasswordIn | None = Field(default=None, description="Email: a new SMTP password")
+
+    @model_validator(mode="after")
+    def _something(self) -> ConfigPatch:
+        if self.mode is None and self.imap is None and self.smtp is None:
+            raise ValueError("config needs a change: mode (Telegram), or imap / smtp"
+                             " passwords (email)")
+        return self
 
 
 class IntegrationPatch(Strict):
