@@ -213,6 +213,21 @@ async def test_a_hang_ends_as_a_timeout_within_the_budget(kind: str,
     assert deadline(timeout, retries) == pytest.approx(timeout * (retries + 1) + 0.5)
 
 
+async def test_a_long_retry_after_is_cut_at_the_deadline(kind: str,
+                                                         fake: ScriptedServer) -> None:
+    """The SDKs would sleep out a 30 s Retry-After; the call must not."""
+    key = fake.new_key()
+    fake.script(key, status(429, retry_after=30))
+    async with make(kind, fake, key, timeout=0.4, max_retries=1) as provider:
+        started = time.monotonic()
+        with pytest.raises(ProviderError) as raised:
+            await ask(provider, [Turn("user", "hello")])
+        took = time.monotonic() - started
+    assert raised.value.timeout and raised.value.retryable
+    assert took <= deadline(0.4, 1) + 0.3
+    assert len(fake.requests(key)) == 1
+
+
 async def test_nobody_listening_is_a_retryable_error(kind: str, fake: ScriptedServer) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     provider = (OpenAIProvider("sk-x", base_url=url + "/v1", timeout=2, max_retries=0)
