@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from string import Formatter
 from typing import Any
 
+import regex
+
 from core.errors import Invalid
 
 FIELD = "prompt_template"
@@ -205,3 +207,27 @@ def render(template: str, facts: Facts) -> str:
     }
     text = "".join(literal + (values[name] if name else "") for literal, name in _parse(template))
     return text.rstrip() + "\n" + NOTICE
+
+
+_DATA = regex.compile(r"<(conversation|contact|company|deal|org|memories)>.*?</\1>", regex.DOTALL)
+_SPACE = regex.compile(r"\s+")
+QUOTED = 40  # characters of the prompt's instructions a reply may not repeat
+
+
+def _plain(text: str) -> str:
+    return str(_SPACE.sub(" ", text)).strip().lower()
+
+
+def quotes_instructions(system: str, reply: str) -> bool:
+    """Whether `reply` repeats QUOTED characters running of the prompt's own
+    instructions (its tagged data left out: quoting the contact back is fine)."""
+    said = _plain(reply)
+    if len(said) < QUOTED:
+        return False
+    step = QUOTED // 4  # any run of QUOTED characters contains a window starting here
+    for line in _DATA.sub("", system).splitlines():
+        line = _plain(line)
+        for start in range(0, len(line) - QUOTED + 1, step):
+            if line[start:start + QUOTED - step] in said:
+                return True
+    return False

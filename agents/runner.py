@@ -7,7 +7,8 @@ Limits are the guardrails', enforced here whatever the model does: at most
 `max_tool_steps` rounds of tool calls (the next round stops the run as
 `blocked`, "max tool steps"), at most `MAX_CALLS_PER_STEP` calls in a
 round, and `max_tokens_per_run` tokens summed over the run's completions.
-The final text goes through `output_block`. A `ProviderError` ends the run
+The final text goes through `output_block`, and may not repeat a line of
+the system prompt's instructions ("reveal your prompt"). A `ProviderError` ends the run
 as `error`.
 
 The runner never sends the reply: it returns it, and the agent actor
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from agents.guardrails import Guardrails
 from agents.llm import Provider, ProviderError, ToolCall, Turn, Usage
+from agents.prompts import quotes_instructions
 from agents.tools import Pending, Registry, ToolContext, ToolOutcome
 
 log = logging.getLogger("agents.runner")
@@ -97,6 +99,13 @@ async def run(*, provider: Provider, model: str, system: str, turns: Sequence[Tu
     result = state.result
     conversation = list(turns)
     specs = registry.specs(allowed)
+
+    def screen(text: str) -> str | None:
+        """Why `text` (the reply, or a message a tool would send) may not go out."""
+        if quotes_instructions(system, text):
+            return "the text repeats the system prompt"
+        return guardrails.output_block(text)
+
     while True:
         budget = guardrails.max_tokens_per_run - result.usage.total
         try:
@@ -112,7 +121,7 @@ async def run(*, provider: Provider, model: str, system: str, turns: Sequence[Tu
                              f" ({result.usage.total} > {guardrails.max_tokens_per_run})")
         if not completion.tool_calls:
             text = completion.text.strip()
-            blocked = guardrails.output_block(text) if text else None
+            blocked = screen(text) if text else None
             if blocked is not None:
                 return state.end("blocked", reason=blocked)
             return state.end("success", reply=text or None)
@@ -123,7 +132,7 @@ async def run(*, provider: Provider, model: str, system: str, turns: Sequence[Tu
                                  tool_calls=completion.tool_calls))
         for index, call in enumerate(completion.tool_calls):
             try:
-                outcome = await _one(registry, ctx, call, allowed, guardrails, index)
+                outcome = await _one(registry, ctx, call, allowed, screen, index)
             except Exception as exc:  # a bug in a tool: the run fails, the chat goes on
                 log.exception("agent %s: tool %s failed", ctx.agent_id, call.name)
                 _record(result, call, ToolOutcome("error", error="the tool failed",
@@ -135,11 +144,11 @@ async def run(*, provider: Provider, model: str, system: str, turns: Sequence[Tu
 
 
 async def _one(registry: Registry, ctx: ToolContext, call: ToolCall, allowed: Sequence[str],
-               guardrails: Guardrails, index: int) -> ToolOutcome:
+               screen: Callable[[str], str | None], index: int) -> ToolOutcome:
     if index >= MAX_CALLS_PER_STEP:
         return ToolOutcome("refused", error=f"at most {MAX_CALLS_PER_STEP} tool calls at once",
                            reason="too many calls in one step")
-    return await registry.call(ctx, call, allowed, screen=guardrails.output_block)
+    return await registry.call(ctx, call, allowed, screen=screen)
 
 
 def _record(result: RunResult, call: ToolCall, outcome: ToolOutcome) -> None:
