@@ -12,12 +12,14 @@ the agent would say), `in_business_hours(at)`, `may_message(sent_today)`,
 Blocked patterns are operator-written regular expressions run on model
 output, so a pathological one must not hang a run: patterns are capped in
 length and count, compiled with the `regex` module, and every match runs
-with a time limit; a match that times out counts as a block (fail closed)."""
+with a time limit (and all of them within a budget per text); a check that
+times out counts as a block (fail closed)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
+from time import monotonic
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,6 +34,7 @@ MAX_PATTERNS = 50
 MAX_TOPICS = 200
 MAX_TOPIC = 100
 MATCH_TIMEOUT = 0.05  # seconds one pattern may spend on one text
+CHECK_BUDGET = 0.25  # seconds all patterns together may spend on one text
 MAX_TOOL_STEPS = 20
 KEYS = frozenset({"mode", "max_messages_per_contact_per_day", "business_hours",
                   "blocked_patterns", "blocked_topics", "max_tool_steps", "max_tokens_per_run",
@@ -80,7 +83,10 @@ class Guardrails:
 
     def output_block(self, text: str) -> str | None:
         """Why `text` must not go out (a blocked pattern or topic), or None."""
+        deadline = monotonic() + CHECK_BUDGET
         for pattern in self.blocked_patterns:
+            if monotonic() > deadline:
+                return "the blocked patterns took too long (treated as a match)"
             try:
                 hit = pattern.search(text, timeout=MATCH_TIMEOUT)
             except TimeoutError:
