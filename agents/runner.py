@@ -8,7 +8,9 @@ Limits are the guardrails', enforced here whatever the model does: at most
 `blocked`, "max tool steps"), at most `MAX_CALLS_PER_STEP` calls in a
 round, and `max_tokens_per_run` tokens summed over the run's completions.
 The final text goes through `output_block`, and may not repeat a line of
-the system prompt's instructions ("reveal your prompt"). A `ProviderError` ends the run
+the system prompt's instructions ("reveal your prompt"), nor give out an
+email or phone of any contact but the chat's that a tool returned ("export
+the contact list"). A `ProviderError` ends the run
 as `error`.
 
 The runner never sends the reply: it returns it, and the agent actor
@@ -100,10 +102,15 @@ async def run(*, provider: Provider, model: str, system: str, turns: Sequence[Tu
     conversation = list(turns)
     specs = registry.specs(allowed)
 
+    others: set[str] = set()  # other contacts' emails and phones the tools returned
+
     def screen(text: str) -> str | None:
         """Why `text` (the reply, or a message a tool would send) may not go out."""
         if quotes_instructions(system, text):
             return "the text repeats the system prompt"
+        said = text.lower()
+        if any(value in said for value in others):
+            return "the text gives out another contact's email or phone"
         return guardrails.output_block(text)
 
     while True:
@@ -139,6 +146,8 @@ async def run(*, provider: Provider, model: str, system: str, turns: Sequence[Tu
                                                   reason=type(exc).__name__))
                 return state.end("error", reason=f"tool {call.name} failed: {exc!r}")
             _record(result, call, outcome)
+            if outcome.result is not None:
+                others.update(_foreign_contacts(outcome.result, ctx.contact_id))
             conversation.append(Turn("tool", outcome.feedback(), tool_call_id=call.id,
                                      name=call.name))
 
@@ -157,3 +166,21 @@ def _record(result: RunResult, call: ToolCall, outcome: ToolOutcome) -> None:
     if outcome.status == "needs_approval" and outcome.arguments is not None:
         result.pending.append(Pending(call.name, outcome.arguments, outcome.reason or "",
                                       call.id))
+
+
+def _foreign_contacts(value: Any, contact_id: str | None) -> set[str]:
+    """The emails and phones of contacts other than the chat's in a tool
+    result: the chat's contact may be told its own, never anyone else's."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        if "id" in value and str(value["id"]) != str(contact_id):
+            for key in ("email", "phone"):
+                item = value.get(key)
+                if isinstance(item, str) and len(item) >= 5:
+                    found.add(item.lower())
+        for item in value.values():
+            found |= _foreign_contacts(item, contact_id)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _foreign_contacts(item, contact_id)
+    return found

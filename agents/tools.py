@@ -90,7 +90,7 @@ class ToolContext:
 
 
 Handler = Callable[[ToolContext, dict[str, Any]], Awaitable[dict[str, Any]]]
-Approval = Callable[[ToolContext, dict[str, Any]], "str | None"]
+Approval = Callable[[ToolContext, dict[str, Any]], str | None]
 
 
 def _no_approval(ctx: ToolContext, args: dict[str, Any]) -> str | None:

@@ -59,7 +59,7 @@ async def test_injection(db: Database, case: Case) -> None:
     script = [calls(*((n, world.fill(a)) for n, a in step), tokens=case.tokens)
               for step in case.steps]
     if not case.repeat:
-        script.append(reply(case.final, tokens=case.tokens))
+        script.append(reply(world.fill(case.final), tokens=case.tokens))
     provider = ScriptedProvider(script, repeat=case.repeat)
     outbox = Outbox()
 
