@@ -11,12 +11,14 @@ import asyncpg
 
 @dataclass(frozen=True)
 class Actor:
-    """Who did it, from where."""
+    """Who did it, from where. `agent_id`: the AI agent acting (its tool
+    calls), written to the audit row and the event."""
 
     org_id: str
     user_id: str | None = None
     ip: str | None = None
     user_agent: str | None = None
+    agent_id: str | None = None
 
 
 async def record(conn: asyncpg.Connection, actor: Actor, *, action: str, resource_type: str,
@@ -25,19 +27,19 @@ async def record(conn: asyncpg.Connection, actor: Actor, *, action: str, resourc
     """Write the audit row and (when `event_type`) the event; return the event
     seq. Both rows go in one statement: one round trip per mutation saved."""
     args = (actor.org_id, actor.user_id, action, resource_type, resource_id,
-            _jsonable(changes), actor.ip, actor.user_agent)
+            _jsonable(changes), actor.ip, actor.user_agent, actor.agent_id)
     if event_type is None:
         await conn.execute(f"INSERT INTO audit_logs {_AUDIT}", *args)
         return 0
     return int(await conn.fetchval(
         f"WITH audit AS (INSERT INTO audit_logs {_AUDIT})"
         " INSERT INTO events (organization_id, event_type, entity_type, entity_id, user_id,"
-        " payload) VALUES ($1, $9, $4, $5, $2, $10) RETURNING seq",
+        " agent_id, payload) VALUES ($1, $10, $4, $5, $2, $9, $11) RETURNING seq",
         *args, event_type, _jsonable(payload if payload is not None else (changes or {}))))
 
 
 _AUDIT = ("(organization_id, user_id, action, resource_type, resource_id, changes, ip_address,"
-          " user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8)")
+          " user_agent, agent_id) VALUES ($1, $2, $3, $4, $5, $6, $7::inet, $8, $9)")
 
 
 async def append_event(conn: asyncpg.Connection, org_id: str, event_type: str,

@@ -18,6 +18,7 @@ import asyncpg
 
 from core.errors import NotFound
 from core.messages import InboundMessage, MessageEdit, Reaction, StatusUpdate, ThreadState
+from storage.audit import Actor, record
 from storage.committer import Write
 from storage.db import Database
 from storage.loader import BatchLoader
@@ -340,3 +341,20 @@ async def owned(conn: asyncpg.Connection, chat_ids: Collection[str]) -> set[str]
     """Which of `chat_ids` are chats of the transaction's org (RLS decides)."""
     return {str(r["id"]) for r in await conn.fetch(
         "SELECT id FROM chats WHERE id = ANY($1::uuid[])", list(chat_ids))}
+
+
+async def mark_handoff(conn: asyncpg.Connection, actor: Actor, chat_id: UUID | str,
+                       reason: str, at: datetime) -> dict[str, Any]:
+    """Mark the chat for a human (`metadata.handoff`), with its audit row and
+    `ai.handoff`. Only that key is written: the chat actor's own metadata
+    stays as it is."""
+    handoff = {"reason": reason, "at": at.isoformat(), "agent_id": actor.agent_id}
+    found = await conn.fetchval(
+        "UPDATE chats SET metadata = jsonb_set(coalesce(metadata, '{}'::jsonb), '{handoff}', $2),"
+        " updated_at = now() WHERE id = $1 RETURNING id", UUID(str(chat_id)), handoff)
+    if found is None:
+        raise NotFound("chat not found")
+    await record(conn, actor, action="chat.handoff", resource_type="chat", resource_id=found,
+                 changes={"handoff": handoff}, event_type="ai.handoff",
+                 payload={"chat_id": found, **handoff})
+    return handoff

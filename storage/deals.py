@@ -170,7 +170,7 @@ async def update(conn: asyncpg.Connection, actor: Actor, deal_id: UUID,
         await append_event(conn, actor.org_id, "deal.stage.changed", "deal", deal_id,
                            {"deal_id": deal_id, "from_stage_id": before["stage_id"],
                             "to_stage_id": row["stage_id"], "pipeline_id": row["pipeline_id"]},
-                           user_id=actor.user_id)
+                           user_id=actor.user_id, agent_id=actor.agent_id)
     return new
 
 

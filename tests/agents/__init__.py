@@ -1,1 +1,1 @@
-"""Tests of the AI engine's library (agents/)."""
+"""The AI engine's library."""
