@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -44,7 +44,7 @@ class Embedder(Protocol):
 
 
 _WORD = re.compile(r"[a-z0-9$]+(?:[.'][a-z0-9]+)*")
-_STOP = frozenset("""
+_STOP = frozenset(str.split("""
 a about above after again against all am an and any are as at be because been before being
 below between both but by can could did do does doing down during each few for from further
 had has have having he her here hers herself him himself his how i if in into is it its itself
@@ -53,7 +53,7 @@ over own same she should so some such than that the their theirs them themselves
 these they this those through to too under until up very was we were what when where which while
 who whom why will with would you your yours yourself yourselves s t ll re ve d m o y
 also get got please thanks thank hi hello hey ok okay sure yes yeah really like
-""".split())
+"""))
 # Words a salesperson and a contact use for the same thing: one feature each,
 # so "phone her in the evening" and "prefers calls in the afternoon" meet.
 _SYNONYMS: dict[str, str] = {
@@ -165,8 +165,10 @@ class OfflineEmbedder:
                 for bucket, w in self.features(text):
                     index.append(base + bucket)
                     weight.append(w)
-            dense = np.bincount(np.asarray(index, dtype=np.int64), np.asarray(weight),
-                                minlength=len(chunk) * DIMENSIONS).reshape(len(chunk), DIMENSIONS)
+            dense = np.bincount(np.asarray(index, dtype=np.int64),
+                                np.asarray(weight, dtype=np.float64),
+                                minlength=len(chunk) * DIMENSIONS).astype(np.float64, copy=False)
+            dense = dense.reshape(len(chunk), DIMENSIONS)
             norms = np.sqrt(np.einsum("ij,ij->i", dense, dense))[:, None]
             np.divide(dense, norms, out=dense, where=norms > 0)
             out[start:start + len(chunk)] = dense

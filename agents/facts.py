@@ -67,8 +67,8 @@ RULES: tuple[Rule, ...] = (
      lambda m: f"Prefers {_x(m)}"),
     ("preference", re.compile(rf"\b(?:i|we)(?:'d| would) (?:much )?rather {_FRAGMENT}", _I),
      lambda m: f"Would rather {_x(m)}"),
-    ("preference", re.compile(rf"\b(?:please )?(?:don't|do not|never) (?P<verb>call|email|"
-                              rf"text|message|phone|ring|contact) (?:me|us)\b(?P<x>[^,;.!?]*)",
+    ("preference", re.compile(r"\b(?:please )?(?:don't|do not|never) (?P<verb>call|email|"
+                              r"text|message|phone|ring|contact) (?:me|us)\b(?P<x>[^,;.!?]*)",
                               _I),
      lambda m: f"Do not {m.group('verb').lower()} them {_x(m)}".rstrip()),
     ("preference", re.compile(rf"\bbest (?:time|way|days?) to (?:reach|contact|call|get) "
@@ -79,8 +79,10 @@ RULES: tuple[Rule, ...] = (
      lambda m: f"Uses {_x(m)}"),
     ("fact", re.compile(r"\b(?:our |the |my )?budget(?: for this)? (?:is|of|'s|will be|would be)"
                         r" (?P<x>(?:about |around |roughly |up to |under )?[$€£]?\s?\d[\d,.]*"
-                        r"\s?(?:k|m|K|M|thousand|million)?(?: (?:usd|eur|gbp|dollars|euros|a year"
-                        r"|per year|per month|a month))*)", _I),
+                        r"(?:\s?(?:k|m|thousand|million)\b)?"
+                        r"(?:\s(?:usd|eur|gbp|dollars|euros|a year|per year|per month"
+                        r"|a month)\b)*)",
+                        _I),
      lambda m: f"Budget is {m.group('x').strip()}"),
     ("fact", re.compile(r"\bwe (?:can|could) (?:spend|afford) (?P<x>(?:about |around |up to )?"
                         r"[$€£]\s?\d[\d,.]*\s?(?:k|m|K|M)?)", _I),
@@ -90,6 +92,9 @@ RULES: tuple[Rule, ...] = (
                         r"licen[cs]es|employees|people|agents|salespeople|sales reps)\b", _I),
      lambda m: f"{'Needs' if (m.group('verb') or '').lower() in ('need', 'want') else 'Has'}"
                f" {m.group('n')} {m.group('what').lower()}"),
+    ("fact", re.compile(r"\b(?:need|want|require)s? (?:about |around |roughly )?"
+                        r"(?P<n>\d[\d,]*) (?P<what>seats|users|licen[cs]es)\b", _I),
+     lambda m: f"Needs {m.group('n')} {m.group('what').lower()}"),
     ("fact", re.compile(rf"{_NAME}(?:,? (?:our|the|my) {_ROLE},?)? (?:is the (?:final )?"
                         r"decision[- ]maker|makes the (?:final )?(?:decision|call)|signs off"
                         r"|has the final (?:say|word)|approves (?:the|all|any|every))"),

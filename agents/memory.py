@@ -59,7 +59,7 @@ class ShortTermMemory:
         """The last `n` turns (fewer when the chat has fewer), oldest first."""
         if n < 1:
             return []
-        raw: list[bytes] = await self.redis.lrange(turns_key(org_id, chat_id), -n, -1)
+        raw: list[bytes | str] = await self.redis.lrange(turns_key(org_id, chat_id), -n, -1)
         return [_decode(item) for item in raw]
 
     async def clear(self, org_id: UUID | str, chat_id: UUID | str) -> None:

@@ -53,18 +53,23 @@ INDEX = "idx_agent_memories_embedding"
 BATCH = 2000
 CONTACTS = 2000
 
-FIRST = ("Annie Bob Carla Deepak Elena Farid Grace Hiro Ines Jamal Kira Luca Maya Nils Olga "
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+FIRST = _words("Annie Bob Carla Deepak Elena Farid Grace Hiro Ines Jamal Kira Luca Maya Nils Olga "
          "Priya Quinn Rosa Sven Tara Umar Vera Wes Xena Yusuf Zoe Aiko Bruno Chen Dana Emil "
          "Fatima Gus Hana Ivan Jonas Kemal Lena Marco Nora Omar Paula Rafael Sara Tom Ugo "
-         "Valeria Will Yara Zane").split()
-LAST = ("Smith Garcia Chen Patel Kowalski Silva Novak Haddad Okafor Ivanova Rossi Schmidt "
+         "Valeria Will Yara Zane")
+LAST = _words("Smith Garcia Chen Patel Kowalski Silva Novak Haddad Okafor Ivanova Rossi Schmidt "
         "Tanaka Larsen Dubois Moreau Singh Costa Nakamura Berg Fischer Lopez Weber Kim Ali "
-        "Young Brooks Ortiz Meyer Jensen").split()
-COMPANIES = ("Northwind Contoso Initech Globex Umbrella Hooli Vandelay Stark Wayne Acme "
+        "Young Brooks Ortiz Meyer Jensen")
+COMPANIES = _words("Northwind Contoso Initech Globex Umbrella Hooli Vandelay Stark Wayne Acme "
              "Cyberdyne Soylent Tyrell Wonka Aperture Gringotts Oscorp Massive Dynamic Bluth "
              "Dunder Sterling Prestige Monarch Nakatomi Virtucon Gekko Zorg Rekall Oceanic Ingen "
              "Wernham Lumon Hanso Dharma Veidt Axiom Nimbus Quantum Helix Vertex Summit Harbor "
-             "Pinecrest Redwood Silverline Brightpath Keystone Falcon Granite").split()
+             "Pinecrest Redwood Silverline Brightpath Keystone Falcon Granite")
 SECTORS = ("Logistics", "Foods", "Health", "Capital", "Robotics", "Media", "Labs", "Energy",
            "Retail", "Legal", "Travel", "Motors", "Telecom", "Insurance", "Realty")
 PRODUCTS = ("the analytics add-on", "the inbox module", "the Enterprise plan", "the API tier",
@@ -73,9 +78,9 @@ PRODUCTS = ("the analytics add-on", "the inbox module", "the Enterprise plan", "
             "the data warehouse sync", "the mobile app", "the sequences feature")
 CRMS = ("Salesforce", "HubSpot", "Pipedrive", "Zoho", "Dynamics", "Close", "Copper",
         "spreadsheets", "Freshsales", "Monday")
-MONTHS = ("January February March April May June July August September October November "
-          "December").split()
-DAYS = "Monday Tuesday Wednesday Thursday Friday".split()
+MONTHS = _words("January February March April May June July August September October November "
+          "December")
+DAYS = _words("Monday Tuesday Wednesday Thursday Friday")
 ROLES = ("CFO", "VP of Sales", "Head of RevOps", "CTO", "procurement lead", "CEO",
          "sales director", "IT manager")
 TIMES = ("in the morning", "after lunch", "late in the afternoon", "before 9am",
@@ -130,19 +135,34 @@ QUERIES = (
 )
 
 
+def _slots(rng: random.Random) -> dict[str, object]:
+    return {"first": rng.choice(FIRST), "last": rng.choice(LAST), "first2": rng.choice(FIRST),
+            "last2": rng.choice(LAST),
+            "company": f"{rng.choice(COMPANIES)} {rng.choice(SECTORS)}",
+            "product": rng.choice(PRODUCTS), "crm": rng.choice(CRMS),
+            "month": rng.choice(MONTHS), "day": rng.choice(DAYS), "role": rng.choice(ROLES),
+            "time": rng.choice(TIMES), "channel": rng.choice(CHANNELS), "pain": rng.choice(PAINS),
+            "amount": rng.randrange(5, 250), "seats": rng.randrange(3, 500)}
+
+
 def _fill(template: str, rng: random.Random) -> str:
-    return template.format(
-        first=rng.choice(FIRST), last=rng.choice(LAST), first2=rng.choice(FIRST),
-        last2=rng.choice(LAST), company=f"{rng.choice(COMPANIES)} {rng.choice(SECTORS)}",
-        product=rng.choice(PRODUCTS),
-        crm=rng.choice(CRMS), month=rng.choice(MONTHS), day=rng.choice(DAYS),
-        role=rng.choice(ROLES), time=rng.choice(TIMES), channel=rng.choice(CHANNELS),
-        pain=rng.choice(PAINS), amount=rng.randrange(5, 250), seats=rng.randrange(3, 500))
+    return template.format(**_slots(rng))
 
 
 def notes(count: int, seed: int = 7) -> list[str]:
+    """Notes of one to three sentences about one account, as a rep writes
+    them after a call: the sentences share the person and the company."""
     rng = random.Random(seed)
-    return [_fill(rng.choice(NOTES), rng) + rng.choice(EXTRAS) for _ in range(count)]
+    out = []
+    for _ in range(count):
+        account = _slots(rng)
+        parts = []
+        for template in rng.sample(NOTES, rng.choice((1, 2, 2, 3))):
+            slots = {**_slots(rng), "first": account["first"], "last": account["last"],
+                     "company": account["company"]}
+            parts.append(template.format(**slots))
+        out.append(" ".join(parts) + rng.choice(EXTRAS))
+    return out
 
 
 def query_texts(count: int, seed: int = 11) -> list[str]:

@@ -40,6 +40,7 @@ from storage.audit import Actor, record
 DIMENSIONS = 1536
 EF_SEARCH = 100  # HNSW candidates per search: the ceiling of `limit` it serves
 MAX_LIMIT = EF_SEARCH
+Embedding = Sequence[float] | np.ndarray[Any, np.dtype[np.float32]]
 COLUMNS = "id, agent_id, contact_id, memory_type, content, metadata, created_at"
 _LOCK = "agent_memories:save"
 
@@ -66,7 +67,7 @@ def row_memory(row: asyncpg.Record, score: float | None = None) -> Memory:
                   score=float(row["score"]) if score is None else score)
 
 
-def _vector(embedding: Sequence[float]) -> np.ndarray[Any, np.dtype[np.float32]]:
+def _vector(embedding: Embedding) -> np.ndarray[Any, np.dtype[np.float32]]:
     vector = np.asarray(embedding, dtype=np.float32)
     if vector.shape != (DIMENSIONS,):
         raise Invalid(f"an embedding has {DIMENSIONS} dimensions, not {vector.shape}",
@@ -89,17 +90,21 @@ def _filters(contact_id: UUID | None, agent_id: UUID | None,
     return " AND ".join(parts), args
 
 
-async def _ranked(conn: asyncpg.Connection, vector: np.ndarray[Any, np.dtype[np.float32]], *,
-                  contact_id: UUID | None, agent_id: UUID | None, limit: int,
-                  indexed: bool) -> list[Memory]:
-    where, args = _filters(contact_id, agent_id, 3)
+def search_sql(*, indexed: bool, filters: str) -> str:
+    """The ranking statement: $1 the embedding, $2 the limit, then the filters'."""
     # `+ 0` makes the ordering an expression the HNSW index cannot serve:
     # the planner ranks every row the filters leave (by the contact btree,
     # or a scan), which is exact.
     order = "embedding <=> $1" if indexed else "(embedding <=> $1) + 0"
-    rows = await conn.fetch(
-        f"SELECT {COLUMNS}, 1 - (embedding <=> $1) AS score FROM agent_memories"
-        f" WHERE {where} ORDER BY {order} LIMIT $2", vector, limit, *args)
+    return (f"SELECT {COLUMNS}, 1 - (embedding <=> $1) AS score FROM agent_memories"
+            f" WHERE {filters} ORDER BY {order} LIMIT $2")
+
+
+async def _ranked(conn: asyncpg.Connection, vector: np.ndarray[Any, np.dtype[np.float32]], *,
+                  contact_id: UUID | None, agent_id: UUID | None, limit: int,
+                  indexed: bool) -> list[Memory]:
+    where, args = _filters(contact_id, agent_id, 3)
+    rows = await conn.fetch(search_sql(indexed=indexed, filters=where), vector, limit, *args)
     return [row_memory(r) for r in rows]
 
 
@@ -109,7 +114,7 @@ def _limit(limit: int) -> int:
     return limit
 
 
-async def search(conn: asyncpg.Connection, embedding: Sequence[float], *,
+async def search(conn: asyncpg.Connection, embedding: Embedding, *,
                  contact_id: UUID | None = None, agent_id: UUID | None = None,
                  limit: int = 10) -> list[Memory]:
     """The org's memories nearest to `embedding`, most similar first."""
@@ -130,7 +135,7 @@ async def search(conn: asyncpg.Connection, embedding: Sequence[float], *,
     return found
 
 
-async def exact_search(conn: asyncpg.Connection, embedding: Sequence[float], *,
+async def exact_search(conn: asyncpg.Connection, embedding: Embedding, *,
                        contact_id: UUID | None = None, agent_id: UUID | None = None,
                        limit: int = 10) -> list[Memory]:
     """`search` without the index: every matching row ranked exactly."""
@@ -140,7 +145,7 @@ async def exact_search(conn: asyncpg.Connection, embedding: Sequence[float], *,
 
 async def save(conn: asyncpg.Connection, actor: Actor, *, agent_id: UUID | None,
                contact_id: UUID | None, memory_type: str, content: str,
-               embedding: Sequence[float], metadata: dict[str, Any] | None = None,
+               embedding: Embedding, metadata: dict[str, Any] | None = None,
                dedup_threshold: float = 0.92) -> tuple[Memory, bool]:
     """The memory, and whether it is new: a stored one of the org (and the
     contact, when given) at similarity >= `dedup_threshold` is returned as it
