@@ -95,7 +95,7 @@ async def test_every_spec_index_exists_on_its_table(settings: Settings) -> None:
     for name, table in SPEC_INDEXES.items():
         assert name in indexes, f"missing index {name}"
         assert indexes[name]["tablename"] == table
-    assert "ivfflat" in indexes["idx_agent_memories_embedding"]["indexdef"]
+    assert "hnsw" in indexes["idx_agent_memories_embedding"]["indexdef"]
     assert "vector_cosine_ops" in indexes["idx_agent_memories_embedding"]["indexdef"]
     unique_defs = " ".join(r["indexdef"] for r in rows if "UNIQUE" in r["indexdef"])
     assert "(chat_id, external_id)" in unique_defs
