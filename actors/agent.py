@@ -22,24 +22,41 @@ class FinishRun(msgspec.Struct, frozen=True):
     run_id: str
 
 
+class Config(msgspec.Struct, frozen=True):
+    """The agent's configuration, as stored (re-read with `fresh`)."""
+
+    fresh: bool = False
+
+
 class AgentActor(VirtualActor):
     kind = "agent"
     __slots__ = ("config", "max_runs", "runs", "touches")
 
     async def on_activate(self) -> None:
+        await self._read()
+        self.runs: set[str] = set()
+        self.touches = 0
+
+    async def _read(self) -> None:
         async with self.ctx.db.tenant_tx(self.org_id) as conn:
             row = await conn.fetchrow(
                 "SELECT id, name, type, model, temperature, max_tokens, tools, guardrails,"
-                " prompt_template, is_active FROM ai_agents WHERE id = $1::uuid", self.key)
+                " prompt_template, provider, is_active FROM ai_agents WHERE id = $1::uuid",
+                self.key)
         if row is None:
             raise NotFound(f"agent {self.key} not found")
         self.config = dict(row)
         self.config["id"] = str(row["id"])
         self.config["temperature"] = float(row["temperature"] or 0)
+        self.config["tools"] = list(row["tools"] or [])
         guardrails = row["guardrails"] or {}
         self.max_runs = int(guardrails.get("max_concurrent_runs", DEFAULT_MAX_RUNS))
-        self.runs: set[str] = set()
-        self.touches = 0
+
+    @on(Config)
+    async def configuration(self, message: Config) -> dict[str, Any]:
+        if message.fresh:
+            await self._read()
+        return dict(self.config)
 
     @on(GetState)
     def state(self, _: GetState) -> dict[str, Any]:

@@ -14,8 +14,9 @@ inserted nothing: a duplicate, counted once.
 The statements and ids are `storage.chats` and `storage.messages`; this
 module decides when to run them and keeps the hot state in step.
 
-Outbound (replies, their delivery and retries) is the base class,
-actors.outbound.ChatOutbound.
+Outbound (replies, their delivery and retries) is a base class,
+actors.outbound.ChatOutbound; the assigned agent, its runs and drafts
+another, actors.chat_ai.ChatAI.
 """
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ from uuid import UUID
 
 import msgspec
 
+from actors.chat_ai import ChatAI, automated
 from actors.files import fetch_files
 from actors.messages import GetState, Ping
-from actors.outbound import WINDOWED, ChatOutbound, latest, now_utc
+from actors.outbound import WINDOWED, latest, now_utc
 from actors.runtime.actor import on
 from actors.unread import UnreadMirror
 from channels.base import (
@@ -87,10 +89,10 @@ class MarkRead(msgspec.Struct, frozen=True):
 
 # -- the actor ------------------------------------------------------------
 
-class ChatActor(ChatOutbound):
+class ChatActor(ChatAI):
     kind = "chat"
     __slots__ = ("exists", "contact_id", "channel", "thread_id", "integration_id", "unread",
-                 "last_inbound_at", "assigned_agent_id", "recent", "seen", "seen_order",
+                 "last_inbound_at", "recent", "seen", "seen_order",
                  "touches", "members", "fetching", "last_inbound_external",
                  "reading")
 
@@ -102,6 +104,7 @@ class ChatActor(ChatOutbound):
         row = await self._load()
         self.touches = 0
         self._start_outbound()
+        self._start_ai()
         # Messages whose files are being fetched, and the task fetching them.
         self.fetching: dict[str, asyncio.Task[None]] = {}
         self.reading: asyncio.Task[None] | None = None
@@ -162,11 +165,13 @@ class ChatActor(ChatOutbound):
     def can_passivate(self) -> bool:
         # Retries waiting for their time do not keep a chat resident: they
         # are in Postgres, and the outbox sweeper wakes the chat when due.
-        return not self.outbox and not self.sending and not self.fetching
+        return (not self.outbox and not self.sending and not self.fetching
+                and not self.agent_running)
 
     async def on_deactivate(self) -> None:
         for task in list(self.fetching.values()):  # what is not fetched stays a reference
             task.cancel()
+        await self._stop_ai()
         await self._stop_outbound()
 
     def _remember(self, external_id: str) -> None:
@@ -224,6 +229,8 @@ class ChatActor(ChatOutbound):
         self._mirror_unread()
         if any(a.provider_id for a in message.attachments):
             self._fetch(message_id, message.attachments)
+        if not automated(message):
+            self._agent_wanted("message.received")
         answer["duplicate"] = False
         return answer
 
@@ -419,6 +426,7 @@ class ChatActor(ChatOutbound):
             "last_message_at": self.last_message_at,
             "last_inbound_at": self.last_inbound_at,
             "assigned_agent_id": self.assigned_agent_id,
+            "agent_running": self.agent_running,
             "unreachable": self.unreachable,
             "recent": list(self.recent),
             "touches": self.touches,

@@ -1,10 +1,13 @@
 """OrgActor: an organization's settings, plan limits and usage counters.
 Usage is counted in memory and flushed to `usage_logs` through the group
-committer every `FLUSH_INTERVAL` seconds and on deactivation."""
+committer every `FLUSH_INTERVAL` seconds and on deactivation. It also holds
+the day's count of the tokens its agents used (read from the day's runs on
+first use), against which each run checks the org's daily quota."""
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import UTC, date, datetime
 from typing import Any
 
 import msgspec
@@ -13,6 +16,7 @@ from actors.messages import GetState, Ping
 from actors.runtime.actor import VirtualActor, on
 from core.errors import Invalid, NotFound
 from core.plans import DEFAULT_PLAN, PLAN_LIMITS
+from storage import agents
 from storage.committer import Write
 
 FLUSH_INTERVAL = 5.0
@@ -29,10 +33,18 @@ class FlushUsage(msgspec.Struct, frozen=True):
     pass
 
 
+class AiTokensToday(msgspec.Struct, frozen=True):
+    """The tokens the org's agents used today (UTC): its daily quota's count."""
+
+
+class AiTokensSpent(msgspec.Struct, frozen=True):
+    tokens: int
+
+
 class OrgActor(VirtualActor):
     kind = "org"
     __slots__ = ("name", "settings", "plan", "limits", "used", "unflushed", "flush_handle",
-                 "touches")
+                 "touches", "ai_day", "ai_tokens")
 
     async def on_activate(self) -> None:
         async with self.ctx.db.tenant_tx(self.org_id) as conn:
@@ -54,6 +66,8 @@ class OrgActor(VirtualActor):
         self.unflushed: Counter[str] = Counter()
         self.flush_handle: asyncio.TimerHandle | None = None
         self.touches = 0
+        self.ai_day: date | None = None  # the day `ai_tokens` counts (read on first use)
+        self.ai_tokens = 0
 
     async def on_deactivate(self) -> None:
         await self._flush()
@@ -94,6 +108,24 @@ class OrgActor(VirtualActor):
             self.unflushed.update(pending)  # keep them for the next flush
             raise
         return sum(pending.values())
+
+    async def _ai_today(self) -> int:
+        today = datetime.now(UTC).date()
+        if self.ai_day != today:
+            async with self.ctx.db.tenant_tx(self.org_id) as conn:
+                self.ai_tokens = await agents.tokens_today(conn)
+            self.ai_day = today
+        return self.ai_tokens
+
+    @on(AiTokensToday)
+    async def ai_tokens_today(self, _: AiTokensToday) -> int:
+        return await self._ai_today()
+
+    @on(AiTokensSpent)
+    async def ai_tokens_spent(self, message: AiTokensSpent) -> int:
+        await self._ai_today()
+        self.ai_tokens += max(0, message.tokens)
+        return self.ai_tokens
 
     @on(Ping)
     def ping(self, _: Ping) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, TypeVar
 
-from actors.agent import AgentActor, FinishRun, StartRun
+from actors.agent import AgentActor, Config, FinishRun, StartRun
 from actors.chat import (
     ChatActor,
     Edit,
@@ -32,8 +32,9 @@ from actors.chat import (
     Reload,
     SetReachable,
 )
+from actors.chat_ai import Assign, DecideDraft, Draft, RunAgent
 from actors.messages import GetState, Ping
-from actors.org import FlushUsage, OrgActor, RecordUsage
+from actors.org import AiTokensSpent, AiTokensToday, FlushUsage, OrgActor, RecordUsage
 from actors.outbound import Resend, Send, Statuses, Typing
 from actors.runtime.client import ActorRef, ActorSystem
 from actors.runtime.retry import DEFAULT_POLICY, RetryPolicy
@@ -170,6 +171,31 @@ class ChatRef:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, Ping(), idempotent=False)
 
+    async def assign(self, agent_id: str | None, user_id: str | None) -> dict[str, Any]:
+        """Make `agent_id` the chat's agent (None: none)."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Assign(agent_id, user_id), idempotent=True)
+
+    async def run_agent(self, trigger: str = "manual",
+                        agent_id: str | None = None) -> dict[str, Any]:
+        """Run the chat's agent (or `agent_id`) now; resolves with the run's
+        outcome. Not retried: a second call is a second run."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, RunAgent(trigger, agent_id), idempotent=False)
+
+    async def draft(self, text: str, agent_id: str, run_id: str,
+                    reason: str) -> dict[str, Any]:
+        """Keep an agent's reply as a draft for a person to approve."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Draft(text, agent_id, run_id, reason), idempotent=False)
+
+    async def decide_draft(self, message_id: str, *, approve: bool, content: str | None,
+                           user_id: str | None) -> dict[str, Any]:
+        """Approve (edited, with `content`) or reject a pending draft; a
+        draft decided already is a `Conflict`, so a retry cannot send twice."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, DecideDraft(message_id, approve, content, user_id), idempotent=True)
+
 
 @dataclass(frozen=True, slots=True)
 class OrgRef:
@@ -192,6 +218,14 @@ class OrgRef:
     async def flush(self) -> int:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, FlushUsage(), idempotent=True)
+
+    async def ai_tokens_today(self) -> int:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, AiTokensToday(), idempotent=True)
+
+    async def ai_tokens_spent(self, tokens: int) -> int:
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, AiTokensSpent(tokens), idempotent=False)
 
     async def state(self) -> dict[str, Any]:
         return await self.policy.ask(  # type: ignore[no-any-return]
@@ -220,6 +254,11 @@ class AgentRef:
     async def finish_run(self, run_id: str) -> int:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, FinishRun(run_id), idempotent=True)
+
+    async def config(self, fresh: bool = False) -> dict[str, Any]:
+        """The agent's configuration (`fresh`: read again from Postgres)."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Config(fresh), idempotent=True)
 
     async def state(self) -> dict[str, Any]:
         return await self.policy.ask(  # type: ignore[no-any-return]

@@ -77,8 +77,8 @@ class LongTermMemory:
         (vector,) = await self.embedder.embed([text])
         return vector
 
-    async def remember(self, org_id: UUID | str, actor: Actor, *, agent_id: UUID | None,
-                       contact_id: UUID | None, memory_type: str, content: str,
+    async def remember(self, org_id: UUID | str, actor: Actor, *, agent_id: UUID | str | None,
+                       contact_id: UUID | str | None, memory_type: str, content: str,
                        metadata: dict[str, Any] | None = None) -> tuple[Memory, bool]:
         """Store `content` unless a near-duplicate is stored (storage.memories.save);
         returns the memory and whether it is new."""
@@ -86,7 +86,8 @@ class LongTermMemory:
         vector = await self._embedding(content)
         meta = {"embedder": self.embedder.name, **(metadata or {})}
         async with self.db.tenant_tx(org_id) as conn:
-            return await memories.save(conn, actor, agent_id=agent_id, contact_id=contact_id,
+            return await memories.save(conn, actor, agent_id=_uuid(agent_id),
+                                       contact_id=_uuid(contact_id),
                                        memory_type=memory_type, content=content,
                                        embedding=vector, metadata=meta)
 
@@ -105,8 +106,8 @@ class LongTermMemory:
                                         metadata=meta)
                     for (kind, content), vector in zip(facts, vectors, strict=True)]
 
-    async def recall(self, org_id: UUID | str, query: str, *, contact_id: UUID | None = None,
-                     limit: int = 5) -> list[Memory]:
+    async def recall(self, org_id: UUID | str, query: str, *,
+                     contact_id: UUID | str | None = None, limit: int = 5) -> list[Memory]:
         """The org's memories (the contact's, when given) closest to `query`."""
         if not query.strip():
             return []
@@ -114,7 +115,13 @@ class LongTermMemory:
         if not any(vector):
             return []  # nothing meaningful to compare (only stop words)
         async with self.db.tenant_tx(org_id) as conn:
-            return await memories.search(conn, vector, contact_id=contact_id, limit=limit)
+            return await memories.search(conn, vector, contact_id=_uuid(contact_id),
+                                         limit=limit)
+
+
+def _uuid(value: UUID | str | None) -> UUID | None:
+    """An id as storage takes it (callers hold them as text or as UUIDs)."""
+    return value if value is None or isinstance(value, UUID) else UUID(value)
 
 
 def _same_org(org_id: UUID | str, actor: Actor) -> None:

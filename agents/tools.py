@@ -47,11 +47,11 @@ UUID = {"type": "string", "pattern": UUID_PATTERN}
 class MemoryStore(Protocol):
     """Long-term memory (agents.memory.LongTermMemory)."""
 
-    async def recall(self, org_id: str, query: str, *, contact_id: str | None = None,
+    async def recall(self, org_id: str, query: str, *, contact_id: Any = None,
                      limit: int = 5) -> Sequence[Any]: ...
 
-    async def remember(self, org_id: str, actor: Actor, *, agent_id: str,
-                       contact_id: str | None, memory_type: str,
+    async def remember(self, org_id: str, actor: Actor, *, agent_id: Any,
+                       contact_id: Any, memory_type: str,
                        content: str) -> tuple[Any, bool]: ...
 
 

@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     email_max_message_bytes: int = Field(default=32 * MIB, ge=1024)
     email_timeout: float = Field(default=30.0, gt=0)
     email_smtp_connections: int = Field(default=4, ge=1, le=32)
+    # AI agents: seconds one provider request may take and the retries of a
+    # 429/5xx/timeout after it (the SDKs' own backoff); runs of one agent a
+    # minute (`rate_limit:ai:{org}:{agent}`).
+    ai_timeout: float = Field(default=30.0, gt=0)
+    ai_retries: int = Field(default=2, ge=0, le=10)
+    ai_runs_per_minute: int = Field(default=120, ge=1)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry a password: keep it out of repr, str and logs.

@@ -126,7 +126,7 @@ VALUES ($2, 'chat.read', 'chat', $1, $1, $4, $5)
 COLUMNS = """
 c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id, c.title, c.is_unread,
 c.unread_count, c.last_message_at, c.last_inbound_at, c.created_at, c.updated_at,
-c.unreachable_reason, c.unreachable_at,
+c.unreachable_reason, c.unreachable_at, c.metadata->>'assigned_agent_id' AS assigned_agent_id,
 nullif(trim(coalesce(ct.first_name, '') || ' ' || coalesce(ct.last_name, '')), '')
   AS contact_name,
 (SELECT to_jsonb(l) FROM (
@@ -293,6 +293,30 @@ def reachability_write(org_id: str, chat_id: str, reason: str | None, at: dateti
         chat_id, org_id, reason, at,
         {"id": chat_id, "unreachable_reason": reason,
          "unreachable_at": at.isoformat() if reason else None}))
+
+
+# The chat's agent (kept in its metadata, where activation reads it), with
+# `chat.updated`; an agent of another org is not found (row-level security).
+ASSIGN = """
+WITH c AS (
+  UPDATE chats SET metadata = coalesce(metadata, '{}'::jsonb)
+                              || jsonb_build_object('assigned_agent_id', $3::text),
+                   updated_at = now()
+  WHERE id = $1 AND ($3::text IS NULL OR EXISTS (SELECT 1 FROM ai_agents WHERE id = $3::uuid))
+  RETURNING id)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, user_id,
+                    payload)
+SELECT $2, 'chat.updated', 'chat', c.id, c.id, $4,
+       jsonb_build_object('id', c.id, 'assigned_agent_id', $3::text) FROM c
+RETURNING entity_id
+"""
+
+
+def assign_write(org_id: str, chat_id: str, agent_id: str | None,
+                 user_id: str | None) -> Write:
+    """`agent_id` the chat's agent (None: none); `.inserted` is False when
+    no such agent is the org's."""
+    return Write.reporting(ASSIGN, (chat_id, org_id, agent_id, user_id))
 
 
 def read_write(org_id: str, chat_id: str, user_id: str | None, at: datetime) -> Write:

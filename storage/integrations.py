@@ -4,7 +4,7 @@ only here), and as the API shows and changes them (never their secrets),
 each change with its audit row and event."""
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypedDict, cast
@@ -253,3 +253,15 @@ async def whatsapp_by_verify_token(conn: asyncpg.Connection, token_sha256: str,
                                    cipher: Cipher) -> list[Integration]:
     """Active WhatsApp integrations whose verify token has this hash (any org)."""
     return [from_row(r, cipher) for r in await conn.fetch(WHATSAPP_VERIFY, token_sha256)]
+
+
+async def of_types(conn: asyncpg.Connection, types: Sequence[str],
+                   cipher: Cipher) -> dict[str, Integration]:
+    """The org's active integrations of these types (the newest of each), by
+    type: an agent's OpenAI or Anthropic key, say."""
+    rows = await conn.fetch(f"SELECT {COLUMNS} FROM integrations WHERE is_active"
+                            " AND type = ANY($1::text[]) ORDER BY created_at DESC", list(types))
+    found: dict[str, Integration] = {}
+    for row in rows:
+        found.setdefault(row["type"], from_row(row, cipher))
+    return found

@@ -61,8 +61,9 @@ WHERE message_id = $1 AND provider_file_id = $2
 INSERT_OUTBOUND = """
 WITH m AS (
   INSERT INTO messages (id, chat_id, organization_id, sender_type, sender_id, content,
-                        is_incoming, is_read, status, ai_agent_id, metadata, created_at)
-  VALUES ($1, $2, $3, $4, $5, $6, false, true, 'pending', $7, $8, $9)
+                        is_incoming, is_read, status, ai_agent_id, metadata, created_at,
+                        ai_draft)
+  VALUES ($1, $2, $3, $4, $5, $6, false, true, $12::text, $7, $8, $9, $12::text = 'draft')
   ON CONFLICT DO NOTHING RETURNING id),
 c AS (
   UPDATE chats SET last_message_at = $9, updated_at = $9
@@ -254,23 +255,63 @@ def outbound_write(org_id: str, chat_id: str, message_id: str, text: str, at: da
                    user_id: str | None, agent_id: str | None,
                    reply_to: dict[str, str] | None = None,
                    template: dict[str, Any] | None = None,
-                   campaign_id: str | None = None) -> tuple[dict[str, Any], Write]:
+                   campaign_id: str | None = None,
+                   draft: dict[str, Any] | None = None) -> tuple[dict[str, Any], Write]:
     """A reply stored `pending` (and `message.created`): its view and its write.
     `reply_to`: the message it answers (`reply_target`); `template`: the
-    provider template it is sent as; `campaign_id`: the campaign sending it."""
+    provider template it is sent as; `campaign_id`: the campaign sending it;
+    `draft`: an agent's draft (what run made it), stored `draft` with
+    `ai_draft` until someone approves it (`draft_decision_write`)."""
     sender_type = "agent" if agent_id else "campaign" if campaign_id else "user"
     metadata: dict[str, Any] = {"reply_to": reply_to} if reply_to else {}
     if template is not None:
         metadata["template"] = template
     if campaign_id is not None:
         metadata["campaign_id"] = campaign_id
+    if draft is not None:
+        metadata["draft"] = {**draft, "outcome": "pending"}
+    status = "draft" if draft is not None else "pending"
     shown = {"id": message_id, "chat_id": chat_id, "sender_type": sender_type,
              "sender_id": user_id, "content": text, "is_incoming": False,
-             "is_read": True, "status": "pending", "external_id": None,
+             "is_read": True, "status": status, "external_id": None,
+             "ai_draft": draft is not None, "ai_agent_id": agent_id,
              "metadata": metadata, "created_at": at.isoformat()}
     return shown, Write(INSERT_OUTBOUND, (
         message_id, chat_id, org_id, sender_type, user_id, text, agent_id, metadata, at,
-        user_id, shown))
+        user_id, shown, status))
+
+
+# A pending draft approved (to `pending`, sent like any reply, its content
+# replaced when edited) or rejected; the outcome is kept for analytics.
+DRAFT_DECISION = """
+WITH d AS (
+  UPDATE messages SET status = CASE WHEN $3 THEN 'pending' ELSE 'rejected' END,
+         content = coalesce($4, content),
+         metadata = jsonb_set(metadata, '{draft}', (metadata->'draft') || $5::jsonb)
+  WHERE id = $1 AND chat_id = $2 AND ai_draft AND status = 'draft'
+  RETURNING id, content)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, user_id,
+                    payload)
+SELECT $6, CASE WHEN $3 THEN 'message.draft.approved' ELSE 'message.draft.rejected' END,
+       'message', d.id, $2, $7, $8::jsonb || jsonb_build_object('content', d.content) FROM d
+RETURNING entity_id
+"""
+
+
+def draft_decision_write(org_id: str, chat_id: str, message_id: str, *, approve: bool,
+                         content: str | None, original: str, user_id: str | None,
+                         at: datetime) -> Write:
+    """Approve (optionally edited) or reject a draft; after COMMIT `.inserted`
+    says whether it was a pending draft of this chat."""
+    outcome = "rejected" if not approve else "edited" if content not in (None, original) \
+        else "approved"
+    decided = {"outcome": outcome, "by": user_id, "at": at.isoformat()}
+    if outcome == "edited":
+        decided["original"] = original
+    payload = {"id": message_id, "chat_id": chat_id, "outcome": outcome, "by": user_id}
+    return Write.reporting(DRAFT_DECISION, (message_id, chat_id, approve,
+                                            content if outcome == "edited" else None,
+                                            decided, org_id, user_id, payload))
 
 
 def status_write(org_id: str, chat_id: str, message_id: str, status: str,
@@ -443,3 +484,12 @@ async def files_to_fetch(conn: asyncpg.Connection,
             url=r["file_url"], name=r["file_name"], mime_type=r["file_type"],
             size=r["file_size"], kind=r["kind"], provider_id=r["provider_file_id"]))
     return found
+
+
+async def chat_of(conn: asyncpg.Connection, message_id: UUID | str) -> str:
+    """The chat of a message of this org (`NotFound` otherwise)."""
+    found = await conn.fetchval("SELECT chat_id FROM messages WHERE id = $1::uuid",
+                                str(message_id))
+    if found is None:
+        raise NotFound("message not found")
+    return str(found)

@@ -20,8 +20,10 @@ from serve.stack import Stack, free_port
 from storage.db import Database
 from tests.actors.kinds import TEST_KINDS
 from tests.fakes import google
+from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
+from tests.fakes.openai import FakeOpenAI
 from tests.fakes.telegram import FakeTelegram
 from tests.fakes.whatsapp import FakeGraph
 
@@ -54,6 +56,23 @@ def fake() -> Iterator[FakeTelegram]:
 def fake_graph() -> Iterator[FakeGraph]:
     """Meta's Graph API for WhatsApp, on loopback (each test adds numbers of its own)."""
     server = FakeGraph(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """OpenAI's API (chat completions, embeddings), on loopback; each test
+    takes keys of its own (`new_key`) and scripts what the model answers."""
+    server = FakeOpenAI(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    """Anthropic's Messages API, on loopback (keys and scripts as fake_openai's)."""
+    server = FakeAnthropic(free_port()).start()
     yield server
     server.stop()
 
@@ -93,7 +112,9 @@ def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
         telegram_group_per_minute=6000,
         # WhatsApp pacing: a number's cap measurable in a second or two; one
         # user's gap short enough not to slow the tests that reply twice.
-        whatsapp_number_per_second=20, whatsapp_user_interval=0.05)
+        whatsapp_number_per_second=20, whatsapp_user_interval=0.05,
+        # A provider that hangs is given up on within seconds, not minutes.
+        ai_timeout=2.0, ai_retries=1)
     engine = Stack(settings, dashboard=False, kinds=(*DEFAULT_KINDS, *TEST_KINDS))
     engine.start()
     try:

@@ -46,6 +46,8 @@ class ChatOut(BaseModel):
     unreachable_reason: str | None = Field(
         default=None, description="Why messages cannot be sent here (e.g. the bot was blocked)")
     unreachable_at: datetime | None = None
+    assigned_agent_id: UUID | None = Field(
+        default=None, description="The AI agent that answers this chat (PATCH to change)")
     last_message: LastMessage | None
 
 
@@ -139,6 +141,23 @@ async def list_chats(request: Request, page: PageParams = Depends(page_params),
 async def get_chat(chat_id: UUID, request: Request,
                    principal: Principal = Depends(require("chats:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        return await chats.get(conn, chat_id)
+
+
+class ChatPatch(Strict):
+    assigned_agent_id: UUID | None = Field(
+        description="An agent of this organization to answer the chat (drafts or replies, by"
+                    " its guardrails); null: no agent")
+
+
+@router.patch("/{chat_id}", response_model=ChatOut)
+async def update_chat(chat_id: UUID, body: ChatPatch, request: Request,
+                      principal: Principal = Depends(require("chats:write"))) -> Any:
+    runtime = runtime_of(request)
+    agent = str(body.assigned_agent_id) if body.assigned_agent_id else None
+    await ChatRef(runtime.actors, principal.org_id, str(chat_id)).assign(agent,
+                                                                         principal.user_id)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         return await chats.get(conn, chat_id)
 
 

@@ -117,7 +117,21 @@ class EmailIn(Strict):
     config: EmailConfigIn
 
 
-CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn | EmailIn,
+class ModelKeyIn(Strict):
+    api_key: str = Field(min_length=1, max_length=512, description="Stored encrypted; never"
+                         " shown again")
+    base_url: str | None = Field(default=None, min_length=1, max_length=URL_MAX,
+                                 description="An OpenAI- or Anthropic-compatible server"
+                                             " (default: the provider's)")
+
+
+class ModelProviderIn(Strict):
+    type: Literal["openai", "anthropic"]
+    name: str = Field(min_length=1, max_length=255)
+    config: ModelKeyIn
+
+
+CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn | EmailIn | ModelProviderIn,
                      Field(discriminator="type")]
 
 
@@ -167,10 +181,9 @@ class IntegrationCreated(IntegrationOut):
     inbound_url: str = Field(description="Where to POST inbound messages")
 
 
-async def _checked(settings: Settings, url: str) -> str:
+async def _checked(settings: Settings, url: str, field: str = CALLBACK_FIELD) -> str:
     """`url` if the engine may POST to it; else 422 naming why."""
-    await netguard.check_url(url, netguard.Policy.from_settings(settings),
-                             field=CALLBACK_FIELD)
+    await netguard.check_url(url, netguard.Policy.from_settings(settings), field=field)
     return url
 
 
@@ -218,6 +231,15 @@ async def create_integration(body: CreateIn, request: Request,
     if isinstance(body, EmailIn):
         return await email.create(request, principal, body.name, body.config)
     runtime = runtime_of(request)
+    if isinstance(body, ModelProviderIn):  # an org's own key for its agents
+        public: dict[str, Any] = {}
+        if body.config.base_url is not None:
+            public["base_url"] = await _checked(runtime.settings, body.config.base_url,
+                                                "config.base_url")
+        async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+            return await integrations.create(conn, principal.actor, _cipher(runtime.settings),
+                                             type=body.type, name=body.name, config=public,
+                                             secrets={"api_key": body.config.api_key})
     secret = new_secret()
     config: dict[str, Any] = {}
     if body.callback_url is not None:

@@ -10,6 +10,8 @@ Client frames (JSON objects with a `type`; an optional `ref` is echoed back):
 - `{"type":"typing","chat_id":...}` (ephemeral: to the chat's subscribers, and
   to a Telegram contact as sendChatAction, at most every 4 s)
 - `{"type":"mark_read","chat_id":...}` -> `{"type":"read.ack",...}` and `chat.read`
+- `{"type":"draft.approve","message_id":...,"content"?}` / `{"type":"draft.reject",
+  "message_id":...}` an agent's draft decided -> `{"type":"draft.ack","message":{...}}`
 - `{"type":"auth","token":...}` a fresh access token of the same user and org
   (from `/v1/auth/refresh`) before the current one expires -> `{"type":"authed"}`
 - `{"type":"ping"}` -> `{"type":"pong"}`
@@ -53,8 +55,9 @@ from serve.errors import Close
 from serve.hub import QUEUE_LIMIT, Hub, Live
 from serve.replica import kept
 from serve.routers.chats import send
+from serve.routers.drafts import decide
 from serve.wsraw import install, raw_socket
-from storage import events, identity
+from storage import events, identity, messages
 from storage.chats import owned as owned_chats
 
 router = APIRouter(tags=["websocket"])
@@ -340,6 +343,24 @@ class Session:
         result = await chat.mark_read(self.principal.user_id)
         self.live.send_now(_encode({"type": "read.ack", "ref": frame.get("ref"), **result}))
 
+    async def draft_decision(self, frame: dict[str, Any]) -> None:
+        """`draft.approve` (with `content`: edited) or `draft.reject` of an
+        agent's draft, as the REST routes do it."""
+        self._need("chats:write")
+        message_id = self._uuid(frame.get("message_id"), "message_id")
+        approve = frame.get("type") == "draft.approve"
+        content = frame.get("content") if approve else None
+        if content is not None and (not isinstance(content, str) or not content.strip()
+                                    or len(content) > 20_000 or "\x00" in content):
+            raise Invalid("content must be non-empty text (at most 20,000 characters)")
+        async with self.runtime.db.tenant_tx(self.principal.org_id,
+                                             self.principal.user_id) as conn:
+            chat_id = await messages.chat_of(conn, message_id)
+        decided = await decide(self.runtime.actors, self.principal, chat_id, message_id,
+                               approve=approve, content=content)
+        self.live.send_now(_encode({"type": "draft.ack", "ref": frame.get("ref"),
+                                    "message": decided}))
+
     async def auth(self, frame: dict[str, Any]) -> None:
         token = frame.get("token")
         if not isinstance(token, str) or not token:
@@ -392,6 +413,8 @@ HANDLERS = {
     "message.send": Session.message_send,
     "typing": Session.typing,
     "mark_read": Session.mark_read,
+    "draft.approve": Session.draft_decision,
+    "draft.reject": Session.draft_decision,
     "auth": Session.auth,
 }
 

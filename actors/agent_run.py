@@ -1,0 +1,215 @@
+"""One agent run for one chat: from the chat's snapshot to a reply sent,
+a draft, or nothing, always with its `agent_executions` row.
+
+The run takes one of the agent's run slots (AgentActor: its concurrent-run
+limit) and one token of `rate_limit:ai:{org}:{agent}`, checks the org's
+tokens today (OrgActor) against the daily quota, reads what the prompt
+needs (the contact, their company and open deals, memories that match the
+conversation, the chat's recent turns in Redis), and runs the tool loop
+(agents.runner) with the agent's provider: the org's OpenAI or Anthropic
+integration, else the engine's key, else the offline provider. Then the
+guardrails decide what becomes of the reply: sent by the agent (mode
+`autopilot`, within business hours, under the contact's daily cap, inside
+WhatsApp's window), or kept as a draft for a person (any other case, with
+the reason). A blocked run (a quota, a guardrail, the tool-step cap) sends
+nothing and is recorded with its reason; a provider error likewise.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from actors.refs import AgentRef, ChatRef, OrgRef
+from agents import guardrails as rails
+from agents import prompts, runner, toolbox
+from agents.embeddings import OfflineEmbedder
+from agents.llm import Provider, Turn
+from agents.memory import LongTermMemory, ShortTermMemory
+from agents.providers import provider_for
+from agents.tools import ToolContext
+from core.crypto import Cipher
+from core.errors import RateLimited
+from storage import agents as agent_rows
+from storage import integrations
+from storage.audit import Actor
+from storage.ratelimit import TokenBucket
+
+log = logging.getLogger(__name__)
+
+WINDOW = timedelta(hours=24)
+
+
+def _rate(ctx: Any) -> TokenBucket:
+    per_minute = ctx.settings.ai_runs_per_minute
+    return ctx.loader("ai-rate", lambda: TokenBucket(  # type: ignore[no-any-return]
+        ctx.redis, per_minute, per_minute / 60.0))
+
+
+async def provider_of(ctx: Any, org_id: str, choice: str | None) -> Provider:
+    """The agent's provider: its choice, else the org's integration, else the engine's key."""
+    settings = ctx.settings
+
+    def make(kind: str, key: str | None = None, base_url: str | None = None) -> Provider:
+        # One client per key and server on this host: its connections are reused.
+        digest = hashlib.sha256(f"{kind}\x1f{key}\x1f{base_url}".encode()).hexdigest()
+        return ctx.loader(f"provider:{digest}", lambda: provider_for(  # type: ignore[no-any-return]
+            kind, api_key=key, base_url=base_url, timeout=settings.ai_timeout,
+            max_retries=settings.ai_retries))
+
+    if choice == "offline":
+        return make("offline")
+    kinds = [choice] if choice else ["openai", "anthropic"]
+    cipher = Cipher(settings.encryption_key.get_secret_value())
+    async with ctx.db.tenant_tx(org_id) as conn:
+        found = await integrations.of_types(conn, kinds, cipher)
+    for kind in kinds:
+        if kind in found:
+            return make(kind, found[kind].secrets.get("api_key"),
+                        found[kind].config.get("base_url"))
+    for kind in kinds:
+        key = getattr(settings, f"{kind}_api_key").get_secret_value()
+        if key:
+            return make(kind, key, getattr(settings, f"{kind}_base_url"))
+    return make("offline")
+
+
+def _conversation(recent: list[dict[str, Any]]) -> list[Turn]:
+    """The chat as the model reads it: one user turn of delimited data (the
+    contact's words are never instructions), ending with their last message."""
+    return [Turn(role="user", content=prompts.conversation(recent))]
+
+
+async def _facts(ctx: Any, org_id: str, contact_id: str | None, memory: LongTermMemory,
+                 query: str, recent: list[dict[str, Any]]) -> prompts.Facts:
+    async with ctx.db.tenant_tx(org_id) as conn:
+        known = await agent_rows.prompt_facts(conn, contact_id)
+    recalled = await memory.recall(org_id, query, contact_id=contact_id, limit=5) \
+        if query else []
+    return prompts.Facts(org=known["org"], contact=known["contact"], company=known["company"],
+                         deal=known["deal"], recent_messages=recent,
+                         memories=[m.content for m in recalled])
+
+
+async def run_for_chat(ctx: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
+    org_id, chat_id, agent_id = snapshot["org_id"], snapshot["chat_id"], snapshot["agent_id"]
+    started = time.monotonic()
+    agent = AgentRef(ctx.system, org_id, agent_id)
+    config = await agent.config()
+    if not config.get("is_active", True):
+        return {"status": "skipped", "reason": "the agent is switched off"}
+    guard = rails.parse(config.get("guardrails") or {})
+    run_id = str(uuid.uuid4())
+    record: dict[str, Any] = {"trigger": snapshot["trigger"], "provider": "none",
+                              "input": {"chat_id": chat_id, "trigger": snapshot["trigger"]}}
+
+    async def finish(status: str, *, output: Any = None, error: str | None = None,
+                     tokens: int = 0, provider: str | None = None) -> dict[str, Any]:
+        ms = int((time.monotonic() - started) * 1000)
+        async with ctx.db.tenant_tx(org_id) as conn:
+            row = await agent_rows.record_execution(
+                conn, org_id, agent_id, chat_id, trigger=record["trigger"],
+                input_data=record["input"], output_data=output, status=status, error=error,
+                tokens=tokens, ms=ms, provider=provider or record["provider"])
+        return {"status": status, "execution_id": str(row["id"]), "error": error,
+                "output": output}
+
+    decision = await _rate(ctx).take(f"rate_limit:ai:{org_id}:{agent_id}")
+    if not decision.allowed:
+        return await finish("blocked", error="rate limited: too many runs of this agent")
+    try:
+        await agent.start_run(run_id)
+    except RateLimited as exc:
+        return await finish("blocked", error=f"concurrent runs: {exc}")
+    try:
+        used = await OrgRef(ctx.system, org_id).ai_tokens_today()
+        if used >= guard.max_tokens_per_org_per_day:
+            return await finish("blocked", error=f"the org's daily token quota is spent"
+                                f" ({used} of {guard.max_tokens_per_org_per_day})")
+        return await _run(ctx, snapshot, config, guard, run_id, record, finish)
+    finally:
+        await agent.finish_run(run_id)
+
+
+async def _run(ctx: Any, snapshot: dict[str, Any], config: dict[str, Any],
+               guard: rails.Guardrails, run_id: str, record: dict[str, Any],
+               finish: Callable[..., Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    org_id, chat_id, agent_id = snapshot["org_id"], snapshot["chat_id"], snapshot["agent_id"]
+    contact_id = snapshot.get("contact_id")
+    provider = await provider_of(ctx, org_id, config.get("provider"))
+    record["provider"] = provider.name
+    memory = LongTermMemory(ctx.db, ctx.loader("offline-embedder", OfflineEmbedder))
+    short = ShortTermMemory(ctx.redis)
+    recent = snapshot["recent"]
+    last = next((m["content"] for m in reversed(recent) if m.get("is_incoming")), "")
+    record["input"]["last_message"] = last[:2000]
+    chat = ChatRef(ctx.system, org_id, chat_id)
+    actor = Actor(org_id, agent_id=agent_id)
+    sent: list[Any] = []
+
+    async def send(text: str) -> dict[str, Any]:  # the send_message tool, when it may
+        result = await chat.send(text, None, f"agent:{run_id}:{len(sent)}", agent_id=agent_id)
+        sent.append(result)
+        return {"id": result["id"], "status": result["status"]}
+
+    tool_ctx = ToolContext(db=ctx.db, org_id=org_id, agent_id=agent_id, chat_id=chat_id,
+                           contact_id=contact_id, actor=actor, memory=memory, send=send)
+    earlier = await short.recent(org_id, chat_id, 20)  # turns the hot state no longer holds
+    facts = await _facts(ctx, org_id, contact_id, memory, last, recent)
+    system = prompts.render(config["prompt_template"], facts)
+    if earlier and len(earlier) > len(recent):
+        system += "\n" + prompts.conversation(
+            [{"is_incoming": role == "contact", "content": text}
+             for role, text in earlier[:len(earlier) - len(recent)]])
+    result = await runner.run(
+        provider=provider, model=config.get("model") or "gpt-4o-mini", system=system,
+        turns=_conversation(recent), registry=toolbox.registry(),
+        allowed=list(config.get("tools") or []), ctx=tool_ctx, guardrails=guard,
+        max_tokens=int(config.get("max_tokens") or 1000),
+        temperature=float(config.get("temperature") or 0.0))
+    tokens = result.usage.total
+    if tokens:
+        await OrgRef(ctx.system, org_id).ai_tokens_spent(tokens)
+    output = {**result.as_output(), "sent_by_tool": [m["id"] for m in sent]}
+    if result.status != "success" or not result.reply:
+        return await finish(result.status, output=output, error=result.reason, tokens=tokens,
+                            provider=result.provider)
+    reason = await _why_not_send(ctx, snapshot, guard)
+    if reason is None:
+        message = await chat.send(result.reply, None, f"agent:{run_id}:reply",
+                                  agent_id=agent_id)
+        output["sent"] = message["id"]
+    else:
+        draft = await chat.draft(result.reply, agent_id, run_id, reason)
+        output["draft"], output["draft_reason"] = draft["id"], reason
+    await short.append(org_id, chat_id, "contact", last)
+    await short.append(org_id, chat_id, "agent", result.reply)
+    return await finish("success", output=output, tokens=tokens, provider=result.provider)
+
+
+async def _why_not_send(ctx: Any, snapshot: dict[str, Any],
+                        guard: rails.Guardrails) -> str | None:
+    """None when the agent may send its reply itself; else why it is a draft."""
+    if guard.mode != "autopilot":
+        return "draft mode: a person approves each reply"
+    now = datetime.now(UTC)
+    if not guard.in_business_hours(now):
+        return "outside business hours"
+    if snapshot.get("unreachable"):
+        return f"the conversation is unreachable: {snapshot['unreachable']}"
+    if snapshot.get("channel") == "whatsapp":
+        last = snapshot.get("last_inbound_at")
+        if last is None or now - datetime.fromisoformat(last).replace(tzinfo=UTC) > WINDOW:
+            return "outside WhatsApp's 24-hour window: only a template may go"
+    contact = snapshot.get("contact_id")
+    if contact:
+        async with ctx.db.tenant_tx(snapshot["org_id"]) as conn:
+            today = await agent_rows.agent_sends_today(conn, contact)
+        if today >= guard.max_messages_per_contact_per_day:
+            return (f"the contact has had {today} messages from agents today (the cap is"
+                    f" {guard.max_messages_per_contact_per_day})")
+    return None
