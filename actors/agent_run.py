@@ -16,8 +16,10 @@ nothing and is recorded with its reason; a provider error likewise.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,6 +44,8 @@ from storage.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=24)
+SLOT_WAIT = 60.0  # seconds a run waits for one of its agent's run slots
+SLOT_PAUSE = (0.02, 0.25)  # the first and the longest pause between two tries
 
 
 def _rate(ctx: Any) -> TokenBucket:
@@ -76,6 +80,22 @@ async def provider_of(ctx: Any, org_id: str, choice: str | None) -> Provider:
         if key:
             return make(kind, key, getattr(settings, f"{kind}_base_url"))
     return make("offline")
+
+
+async def _slot(agent: AgentRef, run_id: str) -> bool:
+    """One of the agent's run slots, waited for while all are taken (each
+    try answers at once: the AgentActor never holds a turn for it)."""
+    deadline = time.monotonic() + SLOT_WAIT
+    pause = SLOT_PAUSE[0]
+    while True:
+        try:
+            await agent.start_run(run_id)
+            return True
+        except RateLimited:
+            if time.monotonic() + pause > deadline:
+                return False
+            await asyncio.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, SLOT_PAUSE[1])
 
 
 def _conversation(recent: list[dict[str, Any]]) -> list[Turn]:
@@ -121,10 +141,9 @@ async def run_for_chat(ctx: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
     decision = await _rate(ctx).take(f"rate_limit:ai:{org_id}:{agent_id}")
     if not decision.allowed:
         return await finish("blocked", error="rate limited: too many runs of this agent")
-    try:
-        await agent.start_run(run_id)
-    except RateLimited as exc:
-        return await finish("blocked", error=f"concurrent runs: {exc}")
+    if not await _slot(agent, run_id):
+        return await finish("blocked", error=f"no run slot of the agent came free within"
+                            f" {SLOT_WAIT:.0f} s (its concurrent-run limit)")
     try:
         used = await OrgRef(ctx.system, org_id).ai_tokens_today()
         if used >= guard.max_tokens_per_org_per_day:

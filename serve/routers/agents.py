@@ -120,8 +120,8 @@ def _checked(fields: dict[str, Any], kind: str | None) -> dict[str, Any]:
         known = set(toolbox.registry().tools)
         unknown = sorted(set(fields["tools"]) - known)
         if unknown:
-            raise Invalid(f"unknown tools: {', '.join(unknown)} (known: {', '.join(sorted(known))})",
-                          field="tools")
+            raise Invalid(f"unknown tools: {', '.join(unknown)}"
+                          f" (known: {', '.join(sorted(known))})", field="tools")
         fields["tools"] = list(dict.fromkeys(fields["tools"]))
     if fields.get("guardrails") is not None:
         guardrails.parse(fields["guardrails"])  # Invalid names the field

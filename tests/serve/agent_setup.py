@@ -68,7 +68,8 @@ async def outbound(db: Database, owner: Account, chat_id: str) -> list[dict[str,
 
 
 async def runs(api: httpx.AsyncClient, owner: Account, agent_id: str) -> list[dict[str, Any]]:
-    resp = await api.get(f"/v1/agents/{agent_id}/executions", headers=owner.headers)
+    resp = await api.get(f"/v1/agents/{agent_id}/executions", headers=owner.headers,
+                         params={"limit": 100})
     assert resp.status_code == 200, resp.text
     return resp.json()["data"]  # type: ignore[no-any-return]
 

@@ -12,8 +12,8 @@ import httpx
 
 from serve.stack import Stack
 from storage.db import Database
-from tests.fakes.callback import CallbackServer
 from tests.conftest import Account, register
+from tests.fakes.callback import CallbackServer
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, runs, say
 from tests.serve.messaging import Client, make_inbox, message, post_inbound
 from tests.waiting import eventually

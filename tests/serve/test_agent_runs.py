@@ -1,0 +1,153 @@
+"""Agent runs against a model behind the real OpenAI SDK (the fake server of
+tests/fakes/openai.py, the org's own key): tool calls run in the org's
+transaction and are fed back; a provider error or a hang ends the run as
+`error` within the timeout with nothing sent while the chat goes on; the
+messages that arrive during a run get one more reply, not one each; fifty
+chats triggering one agent at once all get their reply, within its
+concurrent-run limit; an email auto-reply never triggers a run."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from storage.db import Database
+from tests.conftest import Account
+from tests.fakes.callback import CallbackServer
+from tests.fakes.llm_script import hang, status
+from tests.fakes.openai import FakeOpenAI
+from tests.peers.dovecot import Dovecot
+from tests.peers.smtp import SmtpPeer
+from tests.serve.agent_setup import (
+    chat_with_agent,
+    make_agent,
+    outbound,
+    runs,
+    say,
+    use_fake_openai,
+)
+from tests.serve.mailboxes import connect, inbound_count, mail, person
+from tests.waiting import eventually
+
+
+async def drafts(db: Database, owner: Account, chat_id: str) -> list[dict[str, Any]]:
+    return [m for m in await outbound(db, owner, chat_id) if m["ai_draft"]]
+
+
+async def finished(api: httpx.AsyncClient, db: Database, owner: Account, agent_id: str,
+                   count: int = 1) -> list[dict[str, Any]]:
+    """The agent's runs (newest first, as the API lists them) once `count`
+    are recorded (waited for in Postgres: polling the API would hit its rate limit)."""
+    async def enough() -> bool:
+        async with db.tenant_tx(owner.org_id) as conn:
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM agent_executions WHERE agent_id = $1::uuid",
+                agent_id)) >= count
+    await eventually(enough, timeout=30, what=f"{count} runs recorded")
+    return await runs(api, owner, agent_id)
+
+
+async def test_a_tool_call_runs_in_the_org_and_its_result_goes_back_to_the_model(
+        api: httpx.AsyncClient, owner: Account, db: Database,
+        fake_openai: FakeOpenAI) -> None:
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, [("get_contact", {})], "Hi Grace, 40 seats are $4,000 a month.")
+    agent = await make_agent(api, owner)
+    _, chat_id = await chat_with_agent(api, owner, agent)
+    (run,) = await finished(api, db, owner, agent["id"])
+    assert run["status"] == "success" and run["provider"] == "openai", run
+    assert [c["name"] for c in run["output_data"]["tool_calls"]] == ["get_contact"]
+    assert run["output_data"]["tool_calls"][0]["status"] == "ok"
+    assert run["tokens_used"] > 0
+    (draft,) = await drafts(db, owner, chat_id)
+    assert draft["content"] == "Hi Grace, 40 seats are $4,000 a month."
+    first, second = fake_openai.requests(key)[-2:]
+    tool_turn = second["messages"][-1]
+    assert tool_turn["role"] == "tool" and "Grace" in tool_turn["content"]
+    assert {t["function"]["name"] for t in first["tools"]} == set(agent["tools"])
+    # The conversation reaches the model as delimited data, never as instructions.
+    assert "<conversation>" in first["messages"][-1]["content"]
+
+
+async def test_a_provider_error_or_a_hang_ends_the_run_and_sends_nothing(
+        api: httpx.AsyncClient, owner: Account, db: Database, fake_openai: FakeOpenAI,
+        callback: CallbackServer) -> None:
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, status(500), status(500), hang(30), hang(30))
+    agent = await make_agent(api, owner, guardrails={"mode": "autopilot"})
+    inbox, chat_id = await chat_with_agent(api, owner, agent, callback=callback)
+    (failed,) = await finished(api, db, owner, agent["id"])
+    assert failed["status"] == "error" and "500" in failed["error_message"]
+    started = time.monotonic()
+    await say(api, inbox, db, owner, chat_id, "Still there?")
+    hung = (await finished(api, db, owner, agent["id"], 2))[0]
+    # ai_timeout 2 s, 1 retry (tests/conftest.py): given up on within the SDK's deadline
+    assert hung["status"] == "error" and time.monotonic() - started < 15
+    assert hung["execution_time_ms"] >= 2000
+    assert await outbound(db, owner, chat_id) == []  # nothing sent, no draft
+    # the chat keeps working: a person's reply goes out
+    resp = await api.post(f"/v1/chats/{chat_id}/messages", headers=owner.headers,
+                          json={"content": "A person answers."})
+    assert resp.status_code == 202, resp.text
+
+
+async def test_messages_during_a_run_get_one_more_reply_not_one_each(
+        api: httpx.AsyncClient, owner: Account, db: Database,
+        fake_openai: FakeOpenAI) -> None:
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, hang(1.0), "The second reply.")
+    agent = await make_agent(api, owner, tools=[])
+    inbox, chat_id = await chat_with_agent(api, owner, agent)
+    await eventually(lambda: fake_openai.requests(key), what="the first run under way")
+    for text in ("one more thing", "and another", "last one"):
+        await say(api, inbox, db, owner, chat_id, text)
+    await finished(api, db, owner, agent["id"], 2)
+    await asyncio.sleep(0)
+    found = await eventually(lambda: _two(db, owner, chat_id), what="two drafts")
+    assert len(found) == 2 and len(fake_openai.requests(key)) == 2
+    # the second run read all three messages
+    assert "last one" in fake_openai.requests(key)[1]["messages"][-1]["content"]
+
+
+async def _two(db: Database, owner: Account, chat_id: str) -> list[dict[str, Any]] | None:
+    found = await drafts(db, owner, chat_id)
+    return found if len(found) >= 2 else None
+
+
+async def test_fifty_chats_triggering_one_agent_at_once_all_get_their_reply(
+        api: httpx.AsyncClient, owner: Account, db: Database,
+        fake_openai: FakeOpenAI) -> None:
+    await use_fake_openai(api, owner, fake_openai)
+    agent = await make_agent(api, owner, tools=[], guardrails={"max_concurrent_runs": 4})
+    chats = await asyncio.gather(*(chat_with_agent(api, owner, agent) for _ in range(50)))
+    await finished(api, db, owner, agent["id"], 50)
+    for _, chat_id in chats:
+        assert len(await drafts(db, owner, chat_id)) == 1
+    assert {r["status"] for r in await runs(api, owner, agent["id"])} == {"success"}
+
+
+async def test_an_email_auto_reply_never_triggers_a_run(
+        api: httpx.AsyncClient, owner: Account, db: Database, dovecot: Dovecot,
+        smtp_peer: SmtpPeer) -> None:
+    _, box = await connect(api, owner, dovecot, smtp_peer)
+    ann = person()
+    dovecot.append(box, mail(ann, box.address, "Hello", "Hello there")[0])
+
+    async def stored(count: int) -> bool:
+        return await inbound_count(db, owner) >= count
+    await eventually(lambda: stored(1), what="the first message")
+    async with db.tenant_tx(owner.org_id) as conn:
+        chat_id = str(await conn.fetchval("SELECT id FROM chats"))
+    agent = await make_agent(api, owner, tools=[])
+    resp = await api.patch(f"/v1/chats/{chat_id}", headers=owner.headers,
+                           json={"assigned_agent_id": agent["id"]})
+    assert resp.status_code == 200
+    dovecot.append(box, mail(ann, box.address, "Re: Hello", "I am out of office.",
+                             headers={"Auto-Submitted": "auto-replied"})[0])
+    dovecot.append(box, mail(ann, box.address, "Re: Hello", "Back now: what's the price?")[0])
+    await eventually(lambda: stored(3), what="both stored")
+    (run,) = await finished(api, db, owner, agent["id"])
+    assert "price" in run["input_data"]["last_message"]
+    assert len(await runs(api, owner, agent["id"])) == 1
