@@ -24,3 +24,8 @@ DROP INDEX IF EXISTS idx_agent_memories_embedding;
 SET LOCAL maintenance_work_mem = '1GB';
 CREATE INDEX idx_agent_memories_embedding ON agent_memories
   USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+
+-- The exact ranking of an org's (or one agent's) memories when the HNSW
+-- candidates run out under the org's policy: a small org in a large table
+-- reads its own rows, not the whole table.
+CREATE INDEX idx_agent_memories_org_agent ON agent_memories (organization_id, agent_id);

@@ -132,9 +132,11 @@ async def test_bad_embeddings_and_limits_are_refused(db: Database, org: Org) -> 
 async def test_org_wide_search_uses_the_hnsw_index(db: Database, org: Org) -> None:
     await save(db, org, "indexed", unit(30))
     async with db.tenant_tx(org.id) as conn:
-        # Tiny test tables are cheaper to scan; with scans priced out the
-        # plan shows whether the query's shape lets the index serve it.
+        # A tiny org is cheaper to scan and sort (by the org's btree) than to
+        # search approximately; with both priced out the plan shows whether
+        # the query's shape lets the HNSW index serve it.
         await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL enable_sort = off")
         vector = np.asarray(unit(30), dtype=np.float32)
         plan = "\n".join(r[0] for r in await conn.fetch(
             f"EXPLAIN {memories.search_sql(indexed=True, filters='embedding IS NOT NULL')}",
@@ -146,6 +148,8 @@ async def test_org_wide_search_uses_the_hnsw_index(db: Database, org: Org) -> No
             f"EXPLAIN {memories.search_sql(indexed=False, filters='contact_id = $3')}",
             vector, 10, uuid.uuid4()))
     assert "idx_agent_memories_embedding" in plan
+    # The exact ranking reads the org's own rows (the fallback of a small org).
     assert "idx_agent_memories_embedding" not in exact
+    assert "idx_agent_memories_org_agent" in exact
     assert "idx_agent_memories_contact_id" in per_contact
     assert "idx_agent_memories_embedding" not in per_contact
