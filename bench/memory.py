@@ -59,17 +59,18 @@ def _words(text: str) -> tuple[str, ...]:
 
 
 FIRST = _words("Annie Bob Carla Deepak Elena Farid Grace Hiro Ines Jamal Kira Luca Maya Nils Olga "
-         "Priya Quinn Rosa Sven Tara Umar Vera Wes Xena Yusuf Zoe Aiko Bruno Chen Dana Emil "
-         "Fatima Gus Hana Ivan Jonas Kemal Lena Marco Nora Omar Paula Rafael Sara Tom Ugo "
-         "Valeria Will Yara Zane")
+               "Priya Quinn Rosa Sven Tara Umar Vera Wes Xena Yusuf Zoe Aiko Bruno Chen Dana Emil "
+               "Fatima Gus Hana Ivan Jonas Kemal Lena Marco Nora Omar Paula Rafael Sara Tom Ugo "
+               "Valeria Will Yara Zane")
 LAST = _words("Smith Garcia Chen Patel Kowalski Silva Novak Haddad Okafor Ivanova Rossi Schmidt "
-        "Tanaka Larsen Dubois Moreau Singh Costa Nakamura Berg Fischer Lopez Weber Kim Ali "
-        "Young Brooks Ortiz Meyer Jensen")
-COMPANIES = _words("Northwind Contoso Initech Globex Umbrella Hooli Vandelay Stark Wayne Acme "
-             "Cyberdyne Soylent Tyrell Wonka Aperture Gringotts Oscorp Massive Dynamic Bluth "
-             "Dunder Sterling Prestige Monarch Nakatomi Virtucon Gekko Zorg Rekall Oceanic Ingen "
-             "Wernham Lumon Hanso Dharma Veidt Axiom Nimbus Quantum Helix Vertex Summit Harbor "
-             "Pinecrest Redwood Silverline Brightpath Keystone Falcon Granite")
+              "Tanaka Larsen Dubois Moreau Singh Costa Nakamura Berg Fischer Lopez Weber Kim Ali "
+              "Young Brooks Ortiz Meyer Jensen")
+COMPANIES = _words("Northwind Contoso Initech Globex Umbrella Hooli Vandelay Stark Wayne "
+                   "Acme Cyberdyne Soylent Tyrell Wonka Aperture Gringotts Oscorp Massive "
+                   "Dynamic Bluth Dunder Sterling Prestige Monarch Nakatomi Virtucon Gekko "
+                   "Zorg Rekall Oceanic Ingen Wernham Lumon Hanso Dharma Veidt Axiom Nimbus "
+                   "Quantum Helix Vertex Summit Harbor Pinecrest Redwood Silverline "
+                   "Brightpath Keystone Falcon Granite")
 SECTORS = ("Logistics", "Foods", "Health", "Capital", "Robotics", "Media", "Labs", "Energy",
            "Retail", "Legal", "Travel", "Motors", "Telecom", "Insurance", "Realty")
 PRODUCTS = ("the analytics add-on", "the inbox module", "the Enterprise plan", "the API tier",
@@ -79,7 +80,7 @@ PRODUCTS = ("the analytics add-on", "the inbox module", "the Enterprise plan", "
 CRMS = ("Salesforce", "HubSpot", "Pipedrive", "Zoho", "Dynamics", "Close", "Copper",
         "spreadsheets", "Freshsales", "Monday")
 MONTHS = _words("January February March April May June July August September October November "
-          "December")
+                "December")
 DAYS = _words("Monday Tuesday Wednesday Thursday Friday")
 ROLES = ("CFO", "VP of Sales", "Head of RevOps", "CTO", "procurement lead", "CEO",
          "sales director", "IT manager")
@@ -299,6 +300,12 @@ async def memory_phase(database_url: str, app_password: str, *, count: int = 100
         vectors = embedder.embed_array(query_texts(queries))
         truth = exact_truth(ids, matrix, vectors)
         del matrix
+        async with db.tenant_tx(org) as conn:
+            plan = [r[0] for r in await conn.fetch(
+                "EXPLAIN " + memories.search_sql(indexed=True, filters="embedding IS NOT NULL"),
+                vectors[0], 10)]
+        print("plan:", next((line.strip() for line in plan if "Scan" in line), plan[0]),
+              flush=True)
         await timed(db, org, vectors[:20], exact=False)  # warm the index's pages
         indexed_ms, found = await timed(db, org, vectors, exact=False)
         exact_ms, exact = await timed(db, org, vectors[:exact_sample], exact=True)

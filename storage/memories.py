@@ -9,8 +9,10 @@ Two ways to search, chosen by what narrows the rows:
   in a few milliseconds. pgvector 0.6 filters (the org's policy, an agent)
   AFTER the index has produced its `hnsw.ef_search` candidates, so a small
   org in a large table, or a rare agent, can get fewer than `limit` rows
-  back; then the same search runs exactly, which for such a small set is
-  cheap anyway.
+  back; then the same search runs exactly over the org's rows (the btree
+  on organization_id, agent_id), which for such a small set is cheap. The
+  planner may also pick that btree and an exact sort up front when it
+  estimates the org to be small.
 - one contact's: the contact's rows by the btree on contact_id, ranked
   exactly. A contact has tens or hundreds of memories, never enough to need
   an approximate index, and the exact answer never misses one.

@@ -4,6 +4,7 @@ the org (row-level security) and in the contact when one is given, and the
 org-wide search is served by the HNSW index."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import numpy as np
@@ -15,6 +16,7 @@ from storage.audit import Actor
 from storage.db import Database
 from tests.conftest import Org, create_org
 from tests.storage.trail import last_seq, trail
+from tests.waiting import eventually
 
 DIM = memories.DIMENSIONS
 
@@ -35,9 +37,10 @@ async def contact(db: Database, org: Org, name: str = "C") -> uuid.UUID:
 
 
 async def save(db: Database, org: Org, content: str, embedding: list[float],
-               contact_id: uuid.UUID | None = None, **kw: object) -> tuple[memories.Memory, bool]:
+               contact_id: uuid.UUID | None = None, agent_id: uuid.UUID | None = None,
+               **kw: object) -> tuple[memories.Memory, bool]:
     async with db.tenant_tx(org.id) as conn:
-        return await memories.save(conn, Actor(str(org.id)), agent_id=None,
+        return await memories.save(conn, Actor(str(org.id)), agent_id=agent_id,
                                    contact_id=contact_id, memory_type="fact", content=content,
                                    embedding=embedding, **kw)  # type: ignore[arg-type]
 
@@ -132,9 +135,11 @@ async def test_bad_embeddings_and_limits_are_refused(db: Database, org: Org) -> 
 async def test_org_wide_search_uses_the_hnsw_index(db: Database, org: Org) -> None:
     await save(db, org, "indexed", unit(30))
     async with db.tenant_tx(org.id) as conn:
-        # Tiny test tables are cheaper to scan; with scans priced out the
-        # plan shows whether the query's shape lets the index serve it.
+        # A tiny org is cheaper to scan and sort (by the org's btree) than to
+        # search approximately; with both priced out the plan shows whether
+        # the query's shape lets the HNSW index serve it.
         await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL enable_sort = off")
         vector = np.asarray(unit(30), dtype=np.float32)
         plan = "\n".join(r[0] for r in await conn.fetch(
             f"EXPLAIN {memories.search_sql(indexed=True, filters='embedding IS NOT NULL')}",
@@ -146,6 +151,47 @@ async def test_org_wide_search_uses_the_hnsw_index(db: Database, org: Org) -> No
             f"EXPLAIN {memories.search_sql(indexed=False, filters='contact_id = $3')}",
             vector, 10, uuid.uuid4()))
     assert "idx_agent_memories_embedding" in plan
+    # The exact ranking reads the org's own rows (the fallback of a small org).
     assert "idx_agent_memories_embedding" not in exact
+    assert "idx_agent_memories_org_agent" in exact
     assert "idx_agent_memories_contact_id" in per_contact
     assert "idx_agent_memories_embedding" not in per_contact
+
+
+async def test_two_saves_of_one_fact_at_once_keep_one(db: Database, org: Org) -> None:
+    who = await contact(db, org)
+    saved, commit = asyncio.Event(), asyncio.Event()
+
+    async def first() -> tuple[memories.Memory, bool]:
+        async with db.tenant_tx(org.id) as conn:
+            result = await memories.save(conn, Actor(str(org.id)), agent_id=None,
+                                         contact_id=who, memory_type="fact",
+                                         content="Has 40 seats", embedding=unit(40))
+            saved.set()
+            await commit.wait()  # the row is written, not yet committed
+        return result
+
+    async def second_waits() -> bool:
+        async with db.system_tx() as conn:
+            return bool(await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"))
+
+    one = asyncio.create_task(first())
+    await saved.wait()
+    two = asyncio.create_task(save(db, org, "We have 40 seats", unit(40), who))
+    await eventually(second_waits, timeout=10, what="the second save waiting for the first")
+    commit.set()
+    (kept, created), (again, again_created) = await one, await two
+    assert created and not again_created and again.id == kept.id
+
+
+async def test_search_by_agent(db: Database, org: Org) -> None:
+    async with db.tenant_tx(org.id) as conn:
+        sdr, followup = [await conn.fetchval(
+            "INSERT INTO ai_agents (organization_id, name, type, prompt_template)"
+            " VALUES (bidi_org(), $1, $1, 'p') RETURNING id", kind) for kind in ("sdr", "followup")]
+    mine, _ = await save(db, org, "the sdr's", unit(50), agent_id=sdr)
+    await save(db, org, "the followup agent's", unit(50, 51), agent_id=followup)
+    async with db.tenant_tx(org.id) as conn:
+        found = await memories.search(conn, unit(50), agent_id=sdr, limit=5)
+    assert [m.id for m in found] == [mine.id] and found[0].agent_id == sdr
