@@ -133,7 +133,8 @@ async def test_an_email_auto_reply_never_triggers_a_run(
         smtp_peer: SmtpPeer) -> None:
     _, box = await connect(api, owner, dovecot, smtp_peer)
     ann = person()
-    dovecot.append(box, mail(ann, box.address, "Hello", "Hello there")[0])
+    first, first_id = mail(ann, box.address, "Hello", "Hello there")
+    dovecot.append(box, first)
 
     async def stored(count: int) -> bool:
         return await inbound_count(db, owner) >= count
@@ -145,8 +146,9 @@ async def test_an_email_auto_reply_never_triggers_a_run(
                            json={"assigned_agent_id": agent["id"]})
     assert resp.status_code == 200
     dovecot.append(box, mail(ann, box.address, "Re: Hello", "I am out of office.",
-                             headers={"Auto-Submitted": "auto-replied"})[0])
-    dovecot.append(box, mail(ann, box.address, "Re: Hello", "Back now: what's the price?")[0])
+                             in_reply_to=first_id, headers={"Auto-Submitted": "auto-replied"})[0])
+    dovecot.append(box, mail(ann, box.address, "Re: Hello", "Back now: what's the price?",
+                             in_reply_to=first_id)[0])
     await eventually(lambda: stored(3), what="both stored")
     (run,) = await finished(api, db, owner, agent["id"])
     assert "price" in run["input_data"]["last_message"]
