@@ -22,6 +22,13 @@ class FinishRun(msgspec.Struct, frozen=True):
     run_id: str
 
 
+class Begin(msgspec.Struct, frozen=True):
+    """Take a run slot (`RateLimited` when all are taken) and answer the
+    agent's configuration: what a run needs of its agent, in one call."""
+
+    run_id: str
+
+
 class Config(msgspec.Struct, frozen=True):
     """The agent's configuration, as stored (re-read with `fresh`)."""
 
@@ -72,6 +79,11 @@ class AgentActor(VirtualActor):
                               retry_after=1.0)
         self.runs.add(message.run_id)
         return len(self.runs)
+
+    @on(Begin)
+    def begin(self, message: Begin) -> dict[str, Any]:
+        self.start_run(StartRun(message.run_id))
+        return dict(self.config)
 
     @on(FinishRun)
     def finish_run(self, message: FinishRun) -> int:

@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from actors.refs import AgentRef, ChatRef, OrgRef
 from agents import guardrails as rails
@@ -37,13 +38,14 @@ from agents.tools import ToolContext
 from core.crypto import Cipher
 from core.errors import RateLimited
 from storage import agents as agent_rows
-from storage import integrations
+from storage import integrations, memories
 from storage.audit import Actor
 from storage.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(hours=24)
+KEYS_TTL = 10.0  # seconds a host keeps an org's model keys before reading them again
 SLOT_WAIT = 60.0  # seconds a run waits for one of its agent's run slots
 SLOT_PAUSE = (0.02, 0.25)  # the first and the longest pause between two tries
 
@@ -68,9 +70,7 @@ async def provider_of(ctx: Any, org_id: str, choice: str | None) -> Provider:
     if choice == "offline":
         return make("offline")
     kinds = [choice] if choice else ["openai", "anthropic"]
-    cipher = Cipher(settings.encryption_key.get_secret_value())
-    async with ctx.db.tenant_tx(org_id) as conn:
-        found = await integrations.of_types(conn, kinds, cipher)
+    found = await _keys(ctx, org_id, tuple(kinds))
     for kind in kinds:
         if kind in found:
             return make(kind, found[kind].secrets.get("api_key"),
@@ -82,20 +82,38 @@ async def provider_of(ctx: Any, org_id: str, choice: str | None) -> Provider:
     return make("offline")
 
 
-async def _slot(agent: AgentRef, run_id: str) -> bool:
+async def _slot(agent: AgentRef, run_id: str) -> dict[str, Any] | None:
     """One of the agent's run slots, waited for while all are taken (each
-    try answers at once: the AgentActor never holds a turn for it)."""
+    try answers at once: the AgentActor never holds a turn for it), and the
+    agent's configuration; None when no slot came in time."""
     deadline = time.monotonic() + SLOT_WAIT
     pause = SLOT_PAUSE[0]
     while True:
         try:
-            await agent.start_run(run_id)
-            return True
+            return await agent.begin(run_id)
         except RateLimited:
             if time.monotonic() + pause > deadline:
-                return False
+                return None
             await asyncio.sleep(pause * (0.5 + random.random()))
             pause = min(pause * 2, SLOT_PAUSE[1])
+
+
+async def _keys(ctx: Any, org_id: str, kinds: tuple[str, ...]) -> dict[str, Any]:
+    """The org's model-provider integrations of these kinds, cached on this
+    host for KEYS_TTL seconds (every run needs them; they rarely change)."""
+    cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = ctx.loader(
+        "ai-keys", dict)
+    now = time.monotonic()
+    hit = cache.get((org_id, kinds))
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    cipher = Cipher(ctx.settings.encryption_key.get_secret_value())
+    async with ctx.db.tenant_tx(org_id) as conn:
+        found = await integrations.of_types(conn, kinds, cipher)
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[(org_id, kinds)] = (now + KEYS_TTL, found)
+    return found
 
 
 def _conversation(recent: list[dict[str, Any]]) -> list[Turn]:
@@ -104,12 +122,16 @@ def _conversation(recent: list[dict[str, Any]]) -> list[Turn]:
     return [Turn(role="user", content=prompts.conversation(recent))]
 
 
-async def _facts(ctx: Any, org_id: str, contact_id: str | None, memory: LongTermMemory,
+async def _facts(ctx: Any, org_id: str, contact_id: str | None, embedder: OfflineEmbedder,
                  query: str, recent: list[dict[str, Any]]) -> prompts.Facts:
+    """The prompt's facts and the memories that match the conversation, in
+    one transaction."""
+    vector = (await embedder.embed([query]))[0] if query.strip() else None
     async with ctx.db.tenant_tx(org_id) as conn:
         known = await agent_rows.prompt_facts(conn, contact_id)
-    recalled = await memory.recall(org_id, query, contact_id=contact_id, limit=5) \
-        if query else []
+        recalled = await memories.search(
+            conn, vector, contact_id=UUID(contact_id) if contact_id else None, limit=5) \
+            if vector is not None and any(vector) else []
     return prompts.Facts(org=known["org"], contact=known["contact"], company=known["company"],
                          deal=known["deal"], recent_messages=recent,
                          memories=[m.content for m in recalled])
@@ -119,10 +141,6 @@ async def run_for_chat(ctx: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
     org_id, chat_id, agent_id = snapshot["org_id"], snapshot["chat_id"], snapshot["agent_id"]
     started = time.monotonic()
     agent = AgentRef(ctx.system, org_id, agent_id)
-    config = await agent.config()
-    if not config.get("is_active", True):
-        return {"status": "skipped", "reason": "the agent is switched off"}
-    guard = rails.parse(config.get("guardrails") or {})
     run_id = str(uuid.uuid4())
     record: dict[str, Any] = {"trigger": snapshot["trigger"], "provider": "none",
                               "input": {"chat_id": chat_id, "trigger": snapshot["trigger"]}}
@@ -130,21 +148,25 @@ async def run_for_chat(ctx: Any, snapshot: dict[str, Any]) -> dict[str, Any]:
     async def finish(status: str, *, output: Any = None, error: str | None = None,
                      tokens: int = 0, provider: str | None = None) -> dict[str, Any]:
         ms = int((time.monotonic() - started) * 1000)
-        async with ctx.db.tenant_tx(org_id) as conn:
-            row = await agent_rows.record_execution(
-                conn, org_id, agent_id, chat_id, trigger=record["trigger"],
-                input_data=record["input"], output_data=output, status=status, error=error,
-                tokens=tokens, ms=ms, provider=provider or record["provider"])
-        return {"status": status, "execution_id": str(row["id"]), "error": error,
+        execution_id, write = agent_rows.execution_write(
+            org_id, agent_id, chat_id, trigger=record["trigger"], input_data=record["input"],
+            output_data=output, status=status, error=error, tokens=tokens, ms=ms,
+            provider=provider or record["provider"])
+        await ctx.committer.commit(org_id, [write])
+        return {"status": status, "execution_id": execution_id, "error": error,
                 "output": output}
 
     decision = await _rate(ctx).take(f"rate_limit:ai:{org_id}:{agent_id}")
     if not decision.allowed:
         return await finish("blocked", error="rate limited: too many runs of this agent")
-    if not await _slot(agent, run_id):
+    config = await _slot(agent, run_id)
+    if config is None:
         return await finish("blocked", error=f"no run slot of the agent came free within"
                             f" {SLOT_WAIT:.0f} s (its concurrent-run limit)")
     try:
+        if not config.get("is_active", True):
+            return await finish("blocked", error="the agent is switched off")
+        guard = rails.parse(config.get("guardrails") or {})
         used = await OrgRef(ctx.system, org_id).ai_tokens_today()
         if used >= guard.max_tokens_per_org_per_day:
             return await finish("blocked", error=f"the org's daily token quota is spent"
@@ -161,7 +183,8 @@ async def _run(ctx: Any, snapshot: dict[str, Any], config: dict[str, Any],
     contact_id = snapshot.get("contact_id")
     provider = await provider_of(ctx, org_id, config.get("provider"))
     record["provider"] = provider.name
-    memory = LongTermMemory(ctx.db, ctx.loader("offline-embedder", OfflineEmbedder))
+    embedder = ctx.loader("offline-embedder", OfflineEmbedder)
+    memory = LongTermMemory(ctx.db, embedder)
     short = ShortTermMemory(ctx.redis)
     recent = snapshot["recent"]
     last = next((m["content"] for m in reversed(recent) if m.get("is_incoming")), "")
@@ -178,7 +201,7 @@ async def _run(ctx: Any, snapshot: dict[str, Any], config: dict[str, Any],
     tool_ctx = ToolContext(db=ctx.db, org_id=org_id, agent_id=agent_id, chat_id=chat_id,
                            contact_id=contact_id, actor=actor, memory=memory, send=send)
     earlier = await short.recent(org_id, chat_id, 20)  # turns the hot state no longer holds
-    facts = await _facts(ctx, org_id, contact_id, memory, last, recent)
+    facts = await _facts(ctx, org_id, contact_id, embedder, last, recent)
     system = prompts.render(config["prompt_template"], facts)
     if earlier and len(earlier) > len(recent):
         system += "\n" + prompts.conversation(

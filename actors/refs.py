@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, TypeVar
 
-from actors.agent import AgentActor, Config, FinishRun, StartRun
+from actors.agent import AgentActor, Begin, Config, FinishRun, StartRun
 from actors.chat import (
     ChatActor,
     Edit,
@@ -254,6 +254,12 @@ class AgentRef:
     async def finish_run(self, run_id: str) -> int:
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, FinishRun(run_id), idempotent=True)
+
+    async def begin(self, run_id: str) -> dict[str, Any]:
+        """Take a run slot (`RateLimited` when all are taken) and answer the
+        agent's configuration. Taking the same run's slot again is harmless."""
+        return await self.policy.ask(  # type: ignore[no-any-return]
+            self.actor, Begin(run_id), idempotent=True)
 
     async def config(self, fresh: bool = False) -> dict[str, Any]:
         """The agent's configuration (`fresh`: read again from Postgres)."""

@@ -198,9 +198,10 @@ def main() -> None:
                                      outbound_allow_networks="127.0.0.1/32")  # the fake
             with Stack(settings, dashboard=False) as stack:
                 figures = asyncio.run(measure(stack, fake, args))
-                assert settings.database_url is not None
+                running = stack.settings  # the embedded Postgres's URL, once started
+                assert running.database_url is not None
                 figures.update(asyncio.run(memory_phase(
-                    settings.database_url, settings.app_db_password.get_secret_value(),
+                    running.database_url, running.app_db_password.get_secret_value(),
                     count=args.memories, queries=args.queries)))
     finally:
         fake.stop()

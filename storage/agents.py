@@ -9,6 +9,7 @@ transaction, so the executions list and the event stream agree."""
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
@@ -17,6 +18,7 @@ import asyncpg
 
 from core.errors import NotFound
 from storage.audit import Actor, record
+from storage.committer import Write
 from storage.rows import insert_sql, one, set_sql, writable
 
 COLUMNS = ("id, name, type, description, prompt_template, model, temperature::float8 AS"
@@ -97,10 +99,11 @@ async def delete(conn: asyncpg.Connection, actor: Actor, agent_id: UUID) -> None
 
 INSERT_EXECUTION = f"""
 WITH x AS (
-  INSERT INTO agent_executions (organization_id, agent_id, chat_id, trigger_event, input_data,
-                                output_data, status, error_message, tokens_used,
+  INSERT INTO agent_executions (id, organization_id, agent_id, chat_id, trigger_event,
+                                input_data, output_data, status, error_message, tokens_used,
                                 execution_time_ms, provider)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING {EXECUTION_COLUMNS}),
+  VALUES (coalesce($12, gen_random_uuid()), $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+  RETURNING {EXECUTION_COLUMNS}),
 e AS (
   INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, agent_id,
                       payload)
@@ -112,17 +115,37 @@ SELECT * FROM x
 """
 
 
+def _execution_args(org_id: str, agent_id: str, chat_id: str | None, trigger: str,
+                    input_data: Any, output_data: Any, status: str, error: str | None,
+                    tokens: int, ms: int, provider: str,
+                    execution_id: str | None) -> tuple[Any, ...]:
+    return (UUID(org_id), UUID(agent_id), UUID(chat_id) if chat_id else None, trigger,
+            json.loads(json.dumps(input_data, default=str)),
+            json.loads(json.dumps(output_data, default=str)), status,
+            error[:2000] if error else None, tokens, ms, provider,
+            UUID(execution_id) if execution_id else None)
+
+
 async def record_execution(conn: asyncpg.Connection, org_id: str, agent_id: str,
                            chat_id: str | None, *, trigger: str, input_data: Any,
                            output_data: Any, status: str, error: str | None, tokens: int,
                            ms: int, provider: str) -> dict[str, Any]:
     """A finished run, with its `ai.agent.triggered` event."""
-    row = one(await conn.fetchrow(
-        INSERT_EXECUTION, UUID(org_id), UUID(agent_id), UUID(chat_id) if chat_id else None,
-        trigger, json.loads(json.dumps(input_data, default=str)),
-        json.loads(json.dumps(output_data, default=str)), status,
-        error[:2000] if error else None, tokens, ms, provider), "INSERT INTO agent_executions")
+    row = one(await conn.fetchrow(INSERT_EXECUTION, *_execution_args(
+        org_id, agent_id, chat_id, trigger, input_data, output_data, status, error, tokens, ms,
+        provider, None)), "INSERT INTO agent_executions")
     return dict(row)
+
+
+def execution_write(org_id: str, agent_id: str, chat_id: str | None, *, trigger: str,
+                    input_data: Any, output_data: Any, status: str, error: str | None,
+                    tokens: int, ms: int, provider: str) -> tuple[str, Write]:
+    """The same as a write for the group committer (its id made here): a
+    run's record shares a transaction with other turns' writes."""
+    execution_id = str(uuid.uuid4())
+    return execution_id, Write(INSERT_EXECUTION, _execution_args(
+        org_id, agent_id, chat_id, trigger, input_data, output_data, status, error, tokens, ms,
+        provider, execution_id))
 
 
 async def executions(conn: asyncpg.Connection, agent_id: UUID, limit: int,
