@@ -12,6 +12,7 @@ delete tool. Reads return a few fields and at most 20 rows, so no single
 call can page out the contact list."""
 from __future__ import annotations
 
+import functools
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -272,6 +273,10 @@ TOOLS: tuple[Tool, ...] = (
 )
 
 
+@functools.cache
 def registry() -> Registry:
-    """The registry of every tool; an agent's allow-list picks among them."""
+    """The registry of every tool; an agent's allow-list picks among them.
+    Made once per process: checking the schemas and compiling their
+    validators took a third of an actor host's time when made per run
+    (bench/agents.py)."""
     return Registry(TOOLS)
