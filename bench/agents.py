@@ -2,7 +2,7 @@
 (tests/fakes/openai.py, in a thread of this script) behind the real OpenAI
 SDK over HTTP, and agent memory search in pgvector.
 
-1. saturation: 600 API-channel chats, each with a draft-mode agent
+1. saturation: 2,000 API-channel chats, each with a draft-mode agent
    assigned; one inbound message to each, POSTed as fast as the load
    generator goes; figure: drafts delivered to a WebSocket subscriber per
    second (each a full turn: the chat actor, a run slot, the org's token
@@ -183,7 +183,7 @@ async def measure(stack: Stack, fake: FakeOpenAI, args: argparse.Namespace) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--saturation", type=int, default=600)
+    parser.add_argument("--saturation", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--steady-seconds", type=float, default=8.0)
     parser.add_argument("--memories", type=int, default=100_000)
