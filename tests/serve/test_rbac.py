@@ -77,6 +77,16 @@ ROUTES: list[tuple[str, str, str]] = [
     ("GET", "/v1/chats/{chat_id}/messages", "chats:read"),
     ("POST", "/v1/chats/{chat_id}/messages", "chats:write"),
     ("POST", "/v1/chats/{chat_id}/read", "chats:write"),
+    ("PATCH", "/v1/chats/{chat_id}", "chats:write"),
+    ("POST", "/v1/messages/{message_id}/approve", "chats:write"),
+    ("POST", "/v1/messages/{message_id}/reject", "chats:write"),
+    ("GET", "/v1/agents", "org:read"),
+    ("POST", "/v1/agents", "agents:manage"),
+    ("GET", "/v1/agents/{agent_id}", "org:read"),
+    ("PATCH", "/v1/agents/{agent_id}", "agents:manage"),
+    ("DELETE", "/v1/agents/{agent_id}", "agents:manage"),
+    ("GET", "/v1/agents/{agent_id}/executions", "org:read"),
+    ("POST", "/v1/agents/{agent_id}/run", "agents:manage"),
     ("GET", "/v1/attachments/{attachment_id}", "chats:read"),
     ("GET", "/v1/events", "org:read"),
 ]
@@ -125,7 +135,7 @@ async def test_every_route_for_every_role(api: httpx.AsyncClient,
         for method, template, permission in ROUTES:
             path = template
             for name in ("contact_id", "key_id", "company_id", "pipeline_id", "stage_id",
-                         "deal_id", "integration_id", "chat_id"):
+                         "deal_id", "integration_id", "chat_id", "agent_id", "message_id"):
                 path = path.replace("{" + name + "}", X)
             path = path.replace("{user_id}", str(uuid.uuid4()))
             body = BAD if method in ("POST", "PATCH", "PUT") else None
@@ -169,7 +179,7 @@ async def make_key(api: httpx.AsyncClient, account: Account, scopes: Iterable[st
 def _fill(template: str) -> str:
     path = template
     for name in ("contact_id", "key_id", "company_id", "pipeline_id", "stage_id",
-                 "deal_id", "integration_id", "chat_id"):
+                 "deal_id", "integration_id", "chat_id", "agent_id", "message_id"):
         path = path.replace("{" + name + "}", X)
     return path.replace("{user_id}", str(uuid.uuid4()))
 
