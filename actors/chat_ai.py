@@ -63,7 +63,7 @@ class Assign(msgspec.Struct, frozen=True):
 
 
 class RunAgent(msgspec.Struct, frozen=True):
-    """Run the chat's agent (or `agent_id`) now; answers once the run ended."""
+    """Run the chat's agent (or `agent_id`) now, or after the run going on."""
 
     trigger: str = "manual"
     agent_id: str | None = None
@@ -76,7 +76,7 @@ def automated(message: InboundMessage) -> bool:
 
 
 class ChatAI(ChatOutbound):
-    __slots__ = ("agent_task", "agent_again", "agent_waiters", "assigned_agent_id")
+    __slots__ = ("agent_task", "agent_again", "assigned_agent_id")
 
     # The chat's state this half reads (actors.chat.ChatActor keeps it).
     contact_id: str | None
@@ -84,7 +84,6 @@ class ChatAI(ChatOutbound):
     def _start_ai(self) -> None:
         self.agent_task: asyncio.Task[None] | None = None
         self.agent_again: str | None = None  # the trigger of one more run, when due
-        self.agent_waiters: list[asyncio.Future[dict[str, Any]]] = []
 
     async def _stop_ai(self) -> None:
         if self.agent_task is not None and not self.agent_task.done():
@@ -112,18 +111,12 @@ class ChatAI(ChatOutbound):
         next_trigger: str | None = trigger
         while next_trigger is not None:
             self.agent_again = None
-            outcome: dict[str, Any]
             try:
-                outcome = await run_for_chat(self.ctx, self._snapshot(next_trigger, agent_id))
+                await run_for_chat(self.ctx, self._snapshot(next_trigger, agent_id))
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the chat goes on; the run is recorded as an error
+            except Exception:  # the chat goes on
                 log.exception("chat %s: the agent run failed", self.key)
-                outcome = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
-            for waiter in self.agent_waiters:
-                if not waiter.done():
-                    waiter.set_result(outcome)
-            self.agent_waiters.clear()
             next_trigger, agent_id = self.agent_again, None
 
     def _snapshot(self, trigger: str, agent_id: str | None) -> dict[str, Any]:
@@ -142,16 +135,19 @@ class ChatAI(ChatOutbound):
     # -- turns ------------------------------------------------------------
 
     @on(RunAgent)
-    async def run_agent(self, command: RunAgent) -> dict[str, Any]:
-        """A run now (the API's manual trigger); answers its outcome."""
+    def run_agent(self, command: RunAgent) -> dict[str, Any]:
+        """A run now (the API's manual trigger, a scheduled follow-up), or
+        right after the one going on; answers at once (the run is not part of
+        the turn: the chat takes its messages meanwhile). Its outcome is its
+        `agent_executions` row."""
         self._require()
         agent_id = command.agent_id or self.assigned_agent_id
         if agent_id is None:
             raise Invalid("this chat has no agent: assign one or name it", field="agent_id")
-        waiter: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.agent_waiters.append(waiter)
+        folded = self.agent_running
         self._agent_wanted(command.trigger, agent_id)
-        return await waiter
+        return {"chat_id": self.key, "agent_id": agent_id,
+                "status": "queued" if folded else "started"}
 
     @on(Assign)
     async def assign(self, command: Assign) -> dict[str, Any]:

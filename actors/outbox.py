@@ -11,9 +11,12 @@ nudge to a live chat costs a lookup, never a second send. The message id
 is the `webhook-id` of every attempt, so receivers dedup if a crash makes
 one go twice.
 
-Each round also wakes the poller of every Telegram bot in polling mode
-(actors.polling.wake_all): pollers start with the engine and again after
-their host restarted.
+Each round also wakes the poller of every integration read by polling
+(actors.polling.wake_all: Telegram bots in polling mode, mailboxes), so
+pollers start with the engine and again after their host restarted; and
+it runs the agents' follow-ups that are due (storage.followups: claimed in
+a system transaction, the chat told to run its agent, then marked done; a
+claim whose chat was not reached is claimed again after its grace).
 
 It runs as one named, restartable Ray actor (`bidi-outbox`), like the relay.
 """
@@ -25,6 +28,7 @@ import logging
 import os
 from collections import defaultdict
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 
 import ray
 
@@ -35,7 +39,7 @@ from actors.runtime.startup import Startup
 from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
-from storage import messages
+from storage import followups, messages
 from storage.db import Database
 
 log = logging.getLogger(__name__)
@@ -103,7 +107,33 @@ class OutboxSweeper:
                 raise
             except Exception:
                 log.exception("waking the pollers failed")
+            try:
+                await self.followups()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("running the due follow-ups failed")
             await asyncio.sleep(self.interval)
+
+    async def followups(self) -> int:
+        """Tell the chat of each due follow-up to run its agent; answers how many."""
+        assert self.db is not None and self.system is not None
+        async with self.db.system_tx() as conn:
+            due = await followups.claim_due(conn, datetime.now(UTC), limit=self.batch)
+        started = 0
+        for item in due:
+            if item["chat_id"] is not None:
+                try:
+                    await ChatRef(self.system, str(item["organization_id"]),
+                                  str(item["chat_id"])).run_agent(
+                        "followup", str(item["agent_id"]))
+                except Exception as exc:  # claimed again after its grace
+                    log.warning("follow-up %s not started: %s", item["id"], exc)
+                    continue
+                started += 1
+            async with self.db.system_tx() as conn:
+                await followups.finish(conn, item["id"], datetime.now(UTC))
+        return started
 
     async def refetch(self) -> int:
         """Nudge the chats whose messages' files were left unfetched."""

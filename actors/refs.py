@@ -178,8 +178,9 @@ class ChatRef:
 
     async def run_agent(self, trigger: str = "manual",
                         agent_id: str | None = None) -> dict[str, Any]:
-        """Run the chat's agent (or `agent_id`) now; resolves with the run's
-        outcome. Not retried: a second call is a second run."""
+        """Run the chat's agent (or `agent_id`) now, or right after the run
+        going on; resolves once the chat has it (the outcome is the run's
+        `agent_executions` row). Not retried: a second call is a second run."""
         return await self.policy.ask(  # type: ignore[no-any-return]
             self.actor, RunAgent(trigger, agent_id), idempotent=False)
 

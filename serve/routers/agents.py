@@ -100,10 +100,10 @@ class RunIn(Strict):
 
 
 class RunOut(BaseModel):
-    status: str
-    execution_id: UUID | None = None
-    error: str | None = None
-    output: Any = None
+    chat_id: UUID
+    agent_id: UUID
+    status: str = Field(description="started, or queued behind the chat's run going on; the"
+                                    " outcome is the run's execution")
 
 
 def _checked(fields: dict[str, Any], kind: str | None) -> dict[str, Any]:
@@ -182,11 +182,11 @@ async def list_executions(agent_id: UUID, request: Request,
     return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
 
 
-@router.post("/{agent_id}/run", response_model=RunOut)
+@router.post("/{agent_id}/run", status_code=202, response_model=RunOut)
 async def run_agent(agent_id: UUID, body: RunIn, request: Request,
                     principal: Principal = Depends(require("agents:manage"))) -> Any:
-    """Run the agent on a chat now; answers when the run ended (its reply is
-    a draft or sent, by its guardrails)."""
+    """Run the agent on a chat now (its reply is a draft or sent, by its
+    guardrails; see `GET /v1/agents/{id}/executions`)."""
     runtime = runtime_of(request)
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         await agents.get(conn, agent_id)  # 404 for another org's agent

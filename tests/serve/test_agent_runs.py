@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 
+from storage import followups
+from storage.audit import Actor
 from storage.db import Database
-from tests.conftest import Account
+from tests.conftest import Account, register
 from tests.fakes.callback import CallbackServer
 from tests.fakes.llm_script import hang, status
 from tests.fakes.openai import FakeOpenAI
@@ -153,3 +156,33 @@ async def test_an_email_auto_reply_never_triggers_a_run(
     (run,) = await finished(api, db, owner, agent["id"])
     assert "price" in run["input_data"]["last_message"]
     assert len(await runs(api, owner, agent["id"])) == 1
+
+
+async def test_a_manual_run_and_a_due_follow_up_each_run_the_agent(
+        api: httpx.AsyncClient, owner: Account, db: Database) -> None:
+    agent = await make_agent(api, owner, tools=[])
+    _, chat_id = await chat_with_agent(api, owner, agent)
+    await finished(api, db, owner, agent["id"])
+    resp = await api.post(f"/v1/agents/{agent['id']}/run", headers=owner.headers,
+                          json={"chat_id": chat_id})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["status"] in ("started", "queued")
+    await finished(api, db, owner, agent["id"], 2)
+    async with db.tenant_tx(owner.org_id) as conn:  # as the schedule_followup tool does
+        contact = await conn.fetchval("SELECT contact_id FROM chats WHERE id = $1::uuid",
+                                      chat_id)
+        await followups.schedule(conn, Actor(owner.org_id, agent_id=agent["id"]),
+                                 agent_id=agent["id"], chat_id=chat_id,
+                                 contact_id=str(contact),
+                                 due_at=datetime.now(UTC) - timedelta(seconds=1),
+                                 note="check in")
+    done = await finished(api, db, owner, agent["id"], 3)
+    assert sorted(r["trigger_event"] for r in done) == ["followup", "manual",
+                                                        "message.received"]
+    async with db.tenant_tx(owner.org_id) as conn:
+        assert await conn.fetchval("SELECT status FROM agent_followups") == "done"
+    # another org's agent cannot be run on our chat, nor ours on a chat it cannot see
+    stranger = await register(api)
+    resp = await api.post(f"/v1/agents/{agent['id']}/run", headers=stranger.headers,
+                          json={"chat_id": chat_id})
+    assert resp.status_code == 404, resp.text
