@@ -31,6 +31,7 @@ from actors.refs import AgentRef, ChatRef, OrgRef
 from agents import guardrails as rails
 from agents import prompts, runner, toolbox
 from agents.embeddings import OfflineEmbedder
+from agents.facts import extract as extract_facts
 from agents.llm import Provider, Turn
 from agents.memory import LongTermMemory, ShortTermMemory
 from agents.providers import provider_for
@@ -255,3 +256,19 @@ async def _why_not_send(ctx: Any, snapshot: dict[str, Any],
             return (f"the contact has had {today} messages from agents today (the cap is"
                     f" {guard.max_messages_per_contact_per_day})")
     return None
+
+
+async def remember_facts(ctx: Any, org_id: str, agent_id: str, contact_id: str,
+                         recent: list[dict[str, Any]]) -> int:
+    """The facts and preferences the contact stated in `recent`, kept as the
+    agent's memories of them; answers how many were new."""
+    turns = [("contact" if m.get("is_incoming") else "agent", str(m.get("content") or ""))
+             for m in recent]
+    facts = extract_facts(turns)
+    if not facts:
+        return 0
+    memory = LongTermMemory(ctx.db, ctx.loader("offline-embedder", OfflineEmbedder))
+    saved = await memory.remember_all(org_id, Actor(org_id, agent_id=agent_id),
+                                      agent_id=UUID(agent_id), contact_id=UUID(contact_id),
+                                      facts=facts)
+    return sum(1 for _, created in saved if created)

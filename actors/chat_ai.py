@@ -76,7 +76,7 @@ def automated(message: InboundMessage) -> bool:
 
 
 class ChatAI(ChatOutbound):
-    __slots__ = ("agent_task", "agent_again", "assigned_agent_id")
+    __slots__ = ("agent_task", "agent_again", "assigned_agent_id", "quiet", "remembering")
 
     # The chat's state this half reads (actors.chat.ChatActor keeps it).
     contact_id: str | None
@@ -84,8 +84,16 @@ class ChatAI(ChatOutbound):
     def _start_ai(self) -> None:
         self.agent_task: asyncio.Task[None] | None = None
         self.agent_again: str | None = None  # the trigger of one more run, when due
+        self.quiet: asyncio.TimerHandle | None = None  # when the conversation goes quiet
+        self.remembering: asyncio.Task[None] | None = None
 
     async def _stop_ai(self) -> None:
+        if self.quiet is not None:  # leaving before it went quiet: remember now
+            self.quiet.cancel()
+            self.quiet = None
+            if self.assigned_agent_id is not None and self.contact_id is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._remember_facts(), 10.0)
         if self.agent_task is not None and not self.agent_task.done():
             self.agent_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -99,6 +107,8 @@ class ChatAI(ChatOutbound):
         """A run of the chat's agent is due: now, or after the one going on."""
         if agent_id is None and self.assigned_agent_id is None:
             return
+        if trigger == "message.received":
+            self._quiet_later()
         if self.agent_running:
             self.agent_again = trigger
             return
@@ -118,6 +128,32 @@ class ChatAI(ChatOutbound):
             except Exception:  # the chat goes on
                 log.exception("chat %s: the agent run failed", self.key)
             next_trigger, agent_id = self.agent_again, None
+
+    def _quiet_later(self) -> None:
+        """(Re)start the wait for the conversation to go quiet."""
+        if self.quiet is not None:
+            self.quiet.cancel()
+        self.quiet = asyncio.get_running_loop().call_later(
+            self.ctx.settings.ai_quiet_seconds, self._gone_quiet)
+
+    def _gone_quiet(self) -> None:
+        self.quiet = None
+        if self.assigned_agent_id is None or self.contact_id is None:
+            return
+        if self.remembering is None or self.remembering.done():
+            self.remembering = asyncio.create_task(self._remember_facts(),
+                                                   name=f"facts of {self.key}")
+
+    async def _remember_facts(self) -> None:
+        """What the contact stated, as memories of the agent (deduplicated
+        against what is stored)."""
+        from actors.agent_run import remember_facts
+
+        try:
+            await remember_facts(self.ctx, self.org_id, str(self.assigned_agent_id),
+                                 str(self.contact_id), list(self.recent))
+        except Exception:  # memories are a help, never a reason for the chat to fail
+            log.exception("chat %s: remembering the conversation's facts failed", self.key)
 
     def _snapshot(self, trigger: str, agent_id: str | None) -> dict[str, Any]:
         """What a run reads of the chat, as it stands when it starts."""

@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     ai_timeout: float = Field(default=30.0, gt=0)
     ai_retries: int = Field(default=2, ge=0, le=10)
     ai_runs_per_minute: int = Field(default=120, ge=1)
+    # Seconds without a new message after which a chat with an agent is
+    # quiet: the facts and preferences its contact stated become memories.
+    ai_quiet_seconds: float = Field(default=600.0, gt=0)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry a password: keep it out of repr, str and logs.

@@ -114,7 +114,9 @@ def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
         # user's gap short enough not to slow the tests that reply twice.
         whatsapp_number_per_second=20, whatsapp_user_interval=0.05,
         # A provider that hangs is given up on within seconds, not minutes.
-        ai_timeout=2.0, ai_retries=1)
+        ai_timeout=2.0, ai_retries=1,
+        # A chat goes quiet (its facts become memories) within a test's wait.
+        ai_quiet_seconds=1.5)
     engine = Stack(settings, dashboard=False, kinds=(*DEFAULT_KINDS, *TEST_KINDS))
     engine.start()
     try:

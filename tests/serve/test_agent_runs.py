@@ -186,3 +186,19 @@ async def test_a_manual_run_and_a_due_follow_up_each_run_the_agent(
     resp = await api.post(f"/v1/agents/{agent['id']}/run", headers=stranger.headers,
                           json={"chat_id": chat_id})
     assert resp.status_code == 404, resp.text
+
+
+async def test_a_quiet_conversation_leaves_the_contacts_facts_as_memories(
+        api: httpx.AsyncClient, owner: Account, db: Database) -> None:
+    agent = await make_agent(api, owner, tools=[])
+    inbox, chat_id = await chat_with_agent(
+        api, owner, agent, text="We use Salesforce today and our budget is $40k.")
+    await say(api, inbox, db, owner, chat_id, "I prefer calls in the morning.")
+
+    async def remembered() -> list[str]:
+        async with db.tenant_tx(owner.org_id) as conn:
+            rows = await conn.fetch("SELECT content, agent_id, contact_id FROM agent_memories")
+        return [r["content"] for r in rows if str(r["agent_id"]) == agent["id"]]
+    found = await eventually(remembered, what="memories of the quiet conversation")
+    text = " | ".join(found).lower()
+    assert "salesforce" in text and "40k" in text and "morning" in text, found
