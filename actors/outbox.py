@@ -39,12 +39,13 @@ from actors.runtime.startup import Startup
 from actors.runtime.workers import start_worker, stop_worker
 from core.errors import StartupError
 from core.settings import Settings
-from storage import followups, messages
+from storage import agents, followups, messages
 from storage.db import Database
 
 log = logging.getLogger(__name__)
 
 OUTBOX_NAME = "bidi-outbox"
+DEAL_TRIGGER = "deal.stage.changed"  # the follow-up trigger's cursor
 
 # The expression of the partial index idx_messages_outbound_due.
 DUE = """
@@ -109,11 +110,35 @@ class OutboxSweeper:
                 log.exception("waking the pollers failed")
             try:
                 await self.followups()
+                await self.deal_moves()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("running the due follow-ups failed")
             await asyncio.sleep(self.interval)
+
+    async def deal_moves(self) -> int:
+        """Run the follow-up agents of each deal a person moved to a new stage,
+        on the deal's contact's latest chat; answers how many runs were told.
+        The position moves on once they were told (a run is at least once)."""
+        assert self.db is not None and self.system is not None
+        async with self.db.system_tx() as conn:
+            after = await agents.trigger_position(conn, DEAL_TRIGGER)
+            last, moves = await agents.deal_moves(conn, after, self.batch)
+        told = 0
+        for move in moves:
+            chat = ChatRef(self.system, str(move["organization_id"]), str(move["chat_id"]))
+            for agent_id in move["agents"]:
+                try:
+                    await chat.run_agent("deal.stage.changed", agent_id)
+                    told += 1
+                except Exception as exc:  # a chat that is gone: nothing to follow up on
+                    log.warning("deal %s: follow-up agent %s not started: %s",
+                                move["deal_id"], agent_id, exc)
+        if last != after:
+            async with self.db.system_tx() as conn:
+                await agents.move_trigger(conn, DEAL_TRIGGER, last)
+        return told
 
     async def followups(self) -> int:
         """Tell the chat of each due follow-up to run its agent; answers how many."""

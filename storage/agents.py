@@ -196,3 +196,47 @@ async def prompt_facts(conn: asyncpg.Connection, contact_id: str | None) -> dict
     assert row is not None
     return {"org": {"name": row["org_name"]}, "contact": row["contact"],
             "company": row["company"], "deal": row["deal"]}
+
+
+# The follow-up trigger: `deal.stage.changed` events after a position (a
+# person's moves only: an agent's own move triggers nothing, or agents would
+# answer each other), with the deal's contact's latest chat and the org's
+# active follow-up agents.
+DEAL_MOVES = """
+SELECT e.seq, e.organization_id, e.entity_id AS deal_id,
+       (SELECT c.id FROM chats c JOIN deals d ON d.contact_id = c.contact_id
+         WHERE d.id = e.entity_id ORDER BY c.last_message_at DESC NULLS LAST LIMIT 1) AS chat_id,
+       (SELECT coalesce(array_agg(a.id::text ORDER BY a.id), '{}') FROM ai_agents a
+         WHERE a.organization_id = e.organization_id AND a.type = 'followup'
+           AND a.is_active) AS agents
+FROM events e
+WHERE e.event_type = 'deal.stage.changed' AND e.seq > $1 AND e.agent_id IS NULL
+ORDER BY e.seq LIMIT $2
+"""
+
+
+async def trigger_position(conn: asyncpg.Connection, name: str) -> int:
+    """Where the trigger `name` has read the event stream up to; the first
+    time, the stream's end (what happened before is not replayed)."""
+    found = await conn.fetchval("SELECT position FROM agent_trigger_cursors WHERE name = $1",
+                                name)
+    if found is not None:
+        return int(found)
+    end = int(await conn.fetchval("SELECT coalesce(max(seq), 0) FROM events"))
+    await conn.execute("INSERT INTO agent_trigger_cursors (name, position) VALUES ($1, $2)"
+                       " ON CONFLICT (name) DO NOTHING", name, end)
+    return end
+
+
+async def move_trigger(conn: asyncpg.Connection, name: str, position: int) -> None:
+    await conn.execute("UPDATE agent_trigger_cursors SET position = greatest(position, $2),"
+                       " updated_at = now() WHERE name = $1", name, position)
+
+
+async def deal_moves(conn: asyncpg.Connection, after: int,
+                     limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """(the last seq read, the moves after `after` with a chat and agents to
+    run); a system transaction: across orgs."""
+    rows = await conn.fetch(DEAL_MOVES, after, limit)
+    last = max([after, *(int(r["seq"]) for r in rows)])
+    return last, [dict(r) for r in rows if r["chat_id"] is not None and r["agents"]]

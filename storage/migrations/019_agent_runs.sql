@@ -13,3 +13,12 @@ CREATE INDEX idx_agent_executions_org_day ON agent_executions (organization_id, 
 ALTER TABLE messages DROP CONSTRAINT messages_status_check;
 ALTER TABLE messages ADD CONSTRAINT messages_status_check
   CHECK (status IN ('pending', 'sent', 'delivered', 'read', 'failed', 'draft', 'rejected'));
+
+-- Where the follow-up trigger has read the stream of `deal.stage.changed`
+-- events up to (the outbox sweeper's; not a tenant's table).
+CREATE TABLE agent_trigger_cursors (
+  name TEXT PRIMARY KEY,
+  position BIGINT NOT NULL,
+  updated_at TIMESTAMP NOT NULL DEFAULT now()
+);
+CREATE INDEX idx_events_deal_moves ON events (seq) WHERE event_type = 'deal.stage.changed';

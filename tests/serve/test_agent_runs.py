@@ -202,3 +202,28 @@ async def test_a_quiet_conversation_leaves_the_contacts_facts_as_memories(
     found = await eventually(remembered, what="memories of the quiet conversation")
     text = " | ".join(found).lower()
     assert "salesforce" in text and "40k" in text and "morning" in text, found
+
+
+async def test_a_deal_a_person_moves_runs_the_follow_up_agent_on_the_contacts_chat(
+        api: httpx.AsyncClient, owner: Account, db: Database) -> None:
+    sdr = await make_agent(api, owner, tools=[])
+    followup = await make_agent(api, owner, name="Follow-ups", type="followup", tools=[])
+    _, chat_id = await chat_with_agent(api, owner, sdr)
+    await finished(api, db, owner, sdr["id"])
+    async with db.tenant_tx(owner.org_id) as conn:
+        contact = str(await conn.fetchval("SELECT contact_id FROM chats WHERE id = $1::uuid",
+                                          chat_id))
+    resp = await api.post("/v1/pipelines", headers=owner.headers, json={
+        "name": "Sales", "stages": [{"name": "Lead"}, {"name": "Proposal"}]})
+    assert resp.status_code == 201, resp.text
+    lead, proposal = (s["id"] for s in resp.json()["stages"])
+    resp = await api.post("/v1/deals", headers=owner.headers, json={
+        "name": "40 seats", "pipeline_id": resp.json()["id"], "contact_id": contact})
+    assert resp.status_code == 201, resp.text
+    moved = await api.patch(f"/v1/deals/{resp.json()['id']}", headers=owner.headers,
+                            json={"stage_id": proposal})
+    assert moved.status_code == 200, moved.text
+    (run,) = await finished(api, db, owner, followup["id"])
+    assert run["trigger_event"] == "deal.stage.changed"
+    assert run["chat_id"] == chat_id
+    assert len(await runs(api, owner, sdr["id"])) == 1  # the chat's own agent: not this one
