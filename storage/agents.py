@@ -240,3 +240,49 @@ async def deal_moves(conn: asyncpg.Connection, after: int,
     rows = await conn.fetch(DEAL_MOVES, after, limit)
     last = max([after, *(int(r["seq"]) for r in rows)])
     return last, [dict(r) for r in rows if r["chat_id"] is not None and r["agents"]]
+
+
+# A held tool call, claimed for a decision: its pending entry gets the
+# decision, once (a second claim finds it decided and changes nothing).
+CLAIM_PENDING = """
+UPDATE agent_executions SET output_data = jsonb_set(output_data, ARRAY['pending', i::text],
+         (output_data->'pending'->i) || $4::jsonb)
+FROM (SELECT (ordinality - 1)::int AS i FROM agent_executions x,
+             jsonb_array_elements(x.output_data->'pending') WITH ORDINALITY
+       WHERE x.id = $1 AND x.agent_id = $2 AND value->>'call_id' = $3
+         AND NOT value ? 'decision') found
+WHERE id = $1 AND agent_id = $2
+RETURNING chat_id, output_data->'pending'->found.i AS held
+"""
+
+
+async def claim_pending(conn: asyncpg.Connection, agent_id: UUID, execution_id: UUID,
+                        call_id: str, decision: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Mark the held call `call_id` of the run decided (`decision`); answers
+    {chat_id, held} or None when there is no such undecided call."""
+    row = await conn.fetchrow(CLAIM_PENDING, execution_id, agent_id, call_id, dict(decision))
+    return None if row is None else {"chat_id": row["chat_id"], "held": row["held"]}
+
+
+async def settle_pending(conn: asyncpg.Connection, execution_id: UUID, call_id: str,
+                         outcome: Mapping[str, Any]) -> None:
+    """Keep what running an approved call did beside its decision."""
+    await conn.execute(
+        "UPDATE agent_executions SET output_data = jsonb_set(output_data,"
+        " ARRAY['pending', i::text, 'outcome'], $3::jsonb)"
+        " FROM (SELECT (ordinality - 1)::int AS i FROM agent_executions x,"
+        "   jsonb_array_elements(x.output_data->'pending') WITH ORDINALITY"
+        "   WHERE x.id = $1 AND value->>'call_id' = $2) found WHERE id = $1",
+        execution_id, call_id, dict(outcome))
+
+
+async def pending_calls(conn: asyncpg.Connection, agent_id: UUID) -> list[dict[str, Any]]:
+    """The agent's held tool calls not decided yet, newest run first."""
+    await get(conn, agent_id)
+    rows = await conn.fetch(
+        "SELECT x.id AS execution_id, x.chat_id, x.created_at, p.value AS held"
+        " FROM agent_executions x, jsonb_array_elements(x.output_data->'pending') p"
+        " WHERE x.agent_id = $1 AND jsonb_typeof(x.output_data->'pending') = 'array'"
+        " AND NOT p.value ? 'decision' ORDER BY x.created_at DESC LIMIT 200", agent_id)
+    return [{"execution_id": r["execution_id"], "chat_id": r["chat_id"],
+             "created_at": r["created_at"], **dict(r["held"])} for r in rows]

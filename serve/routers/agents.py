@@ -9,7 +9,7 @@ tells the agent's actor to read its configuration again, so the next run
 uses it."""
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
@@ -18,11 +18,15 @@ from pydantic import BaseModel, Field
 
 from actors.refs import AgentRef, ChatRef
 from agents import guardrails, prompts, toolbox
-from core.errors import Invalid
+from agents.embeddings import OfflineEmbedder
+from agents.memory import LongTermMemory
+from agents.tools import ToolContext
+from core.errors import Conflict, Invalid
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from storage import agents
+from storage.audit import Actor
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -192,3 +196,89 @@ async def run_agent(agent_id: UUID, body: RunIn, request: Request,
         await agents.get(conn, agent_id)  # 404 for another org's agent
     return await ChatRef(runtime.actors, principal.org_id, str(body.chat_id)).run_agent(
         "manual", str(agent_id))
+
+
+class HeldCall(BaseModel):
+    execution_id: UUID
+    chat_id: UUID | None
+    created_at: datetime | None
+    tool: str
+    arguments: dict[str, Any]
+    reason: str = Field(description="Why a person must approve it")
+    call_id: str
+
+
+class HeldCalls(BaseModel):
+    data: list[HeldCall]
+
+
+class DecisionIn(Strict):
+    approve: bool
+
+
+class DecisionOut(BaseModel):
+    call_id: str
+    decision: str
+    outcome: dict[str, Any] | None = Field(
+        default=None, description="What the tool did, when approved (status, result or error)")
+
+
+@router.get("/{agent_id}/approvals", response_model=HeldCalls)
+async def held_calls(agent_id: UUID, request: Request,
+                     principal: Principal = Depends(require("org:read"))) -> Any:
+    """Tool calls the agent's runs held for a person (a send to someone but
+    the chat's contact, a change to another contact, a bulk change)."""
+    async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        return {"data": await agents.pending_calls(conn, agent_id)}
+
+
+@router.post("/{agent_id}/executions/{execution_id}/approvals/{call_id}",
+             response_model=DecisionOut)
+async def decide_call(agent_id: UUID, execution_id: UUID, call_id: str, body: DecisionIn,
+                      request: Request,
+                      principal: Principal = Depends(require("agents:manage"))) -> Any:
+    """Approve (it runs now, as the agent, in the org) or reject a held tool
+    call; a call decided already is a 409, so it never runs twice."""
+    runtime = runtime_of(request)
+    decision = {"decision": "approved" if body.approve else "rejected",
+                "by": principal.user_id, "at": datetime.now(UTC).isoformat()}
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        claimed = await agents.claim_pending(conn, agent_id, execution_id, call_id[:200],
+                                             decision)
+        if claimed is None:
+            await agents.get(conn, agent_id)  # 404 for another org's agent
+            raise Conflict("no such held call, or it was decided already")
+        contact = None
+        if claimed["chat_id"] is not None:
+            contact = await conn.fetchval("SELECT contact_id FROM chats WHERE id = $1",
+                                          claimed["chat_id"])
+    if not body.approve:
+        return {"call_id": call_id, "decision": "rejected"}
+    held = claimed["held"]
+    outcome = await approved_call(runtime, principal, str(agent_id),
+                                  str(claimed["chat_id"]) if claimed["chat_id"] else None,
+                                  str(contact) if contact else None, held)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        await agents.settle_pending(conn, execution_id, call_id[:200], outcome)
+    return {"call_id": call_id, "decision": "approved", "outcome": outcome}
+
+
+async def approved_call(runtime: Any, principal: Principal, agent_id: str,
+                        chat_id: str | None, contact_id: str | None,
+                        held: dict[str, Any]) -> dict[str, Any]:
+    """Run a held call a person approved, as the agent, in the org."""
+    chat = ChatRef(runtime.actors, principal.org_id, chat_id) if chat_id else None
+
+    async def send(text: str) -> dict[str, Any]:
+        if chat is None:
+            raise Invalid("this run had no chat to send in")
+        sent = await chat.send(text, None, f"approved:{held['call_id']}", agent_id=agent_id)
+        return {"id": sent["id"], "status": sent["status"]}
+
+    ctx = ToolContext(db=runtime.db, org_id=principal.org_id, agent_id=agent_id,
+                      chat_id=chat_id, contact_id=contact_id,
+                      actor=Actor(principal.org_id, principal.user_id, agent_id=agent_id),
+                      memory=LongTermMemory(runtime.db, OfflineEmbedder()), send=send)
+    done = await toolbox.registry().run_approved(ctx, str(held["tool"]),
+                                                 dict(held.get("arguments") or {}))
+    return {"status": done.status, "result": done.result, "error": done.error}

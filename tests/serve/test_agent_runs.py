@@ -227,3 +227,43 @@ async def test_a_deal_a_person_moves_runs_the_follow_up_agent_on_the_contacts_ch
     assert run["trigger_event"] == "deal.stage.changed"
     assert run["chat_id"] == chat_id
     assert len(await runs(api, owner, sdr["id"])) == 1  # the chat's own agent: not this one
+
+
+async def test_a_held_tool_call_runs_only_once_a_person_approves_it(
+        api: httpx.AsyncClient, owner: Account, db: Database,
+        fake_openai: FakeOpenAI) -> None:
+    other = await api.post("/v1/contacts", headers=owner.headers,
+                           json={"first_name": "Bob", "email": "bob@client.test"})
+    assert other.status_code == 201, other.text
+    bob = other.json()["id"]
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, [("update_contact", {"contact_id": bob,
+                                                 "fields": {"first_name": "Robert"}})],
+                       "I asked a colleague to update Bob's record.")
+    agent = await make_agent(api, owner, tools=["update_contact"])
+    await chat_with_agent(api, owner, agent, text="Please rename my colleague Bob to Robert")
+    (run,) = await finished(api, db, owner, agent["id"])
+    (held,) = run["output_data"]["pending"]
+    assert held["tool"] == "update_contact"
+    assert (await api.get(f"/v1/contacts/{bob}", headers=owner.headers)).json()[
+        "first_name"] == "Bob"  # not run yet
+    listed = await api.get(f"/v1/agents/{agent['id']}/approvals", headers=owner.headers)
+    assert [c["call_id"] for c in listed.json()["data"]] == [held["call_id"]]
+    stranger = await register(api)
+    path = f"/v1/agents/{agent['id']}/executions/{run['id']}/approvals/{held['call_id']}"
+    assert (await api.post(path, headers=stranger.headers,
+                           json={"approve": True})).status_code == 404
+    resp = await api.post(path, headers=owner.headers, json={"approve": True})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["outcome"]["status"] == "ok"
+    assert (await api.get(f"/v1/contacts/{bob}", headers=owner.headers)).json()[
+        "first_name"] == "Robert"
+    again = await api.post(path, headers=owner.headers, json={"approve": True})
+    assert again.status_code == 409, again.text
+    listed = await api.get(f"/v1/agents/{agent['id']}/approvals", headers=owner.headers)
+    assert listed.json()["data"] == []
+    async with db.tenant_tx(owner.org_id) as conn:
+        who = await conn.fetchrow("SELECT user_id, agent_id FROM audit_logs"
+                                  " WHERE action = 'contact.update' AND resource_id = $1::uuid",
+                                  bob)
+    assert str(who["agent_id"]) == agent["id"] and str(who["user_id"]) == owner.user_id

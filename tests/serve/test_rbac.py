@@ -87,6 +87,9 @@ ROUTES: list[tuple[str, str, str]] = [
     ("DELETE", "/v1/agents/{agent_id}", "agents:manage"),
     ("GET", "/v1/agents/{agent_id}/executions", "org:read"),
     ("POST", "/v1/agents/{agent_id}/run", "agents:manage"),
+    ("GET", "/v1/agents/{agent_id}/approvals", "org:read"),
+    ("POST", "/v1/agents/{agent_id}/executions/{execution_id}/approvals/{call_id}",
+     "agents:manage"),
     ("GET", "/v1/attachments/{attachment_id}", "chats:read"),
     ("GET", "/v1/events", "org:read"),
 ]
@@ -135,7 +138,8 @@ async def test_every_route_for_every_role(api: httpx.AsyncClient,
         for method, template, permission in ROUTES:
             path = template
             for name in ("contact_id", "key_id", "company_id", "pipeline_id", "stage_id",
-                         "deal_id", "integration_id", "chat_id", "agent_id", "message_id"):
+                         "deal_id", "integration_id", "chat_id", "agent_id", "message_id",
+                         "execution_id", "call_id"):
                 path = path.replace("{" + name + "}", X)
             path = path.replace("{user_id}", str(uuid.uuid4()))
             body = BAD if method in ("POST", "PATCH", "PUT") else None
@@ -179,7 +183,8 @@ async def make_key(api: httpx.AsyncClient, account: Account, scopes: Iterable[st
 def _fill(template: str) -> str:
     path = template
     for name in ("contact_id", "key_id", "company_id", "pipeline_id", "stage_id",
-                 "deal_id", "integration_id", "chat_id", "agent_id", "message_id"):
+                 "deal_id", "integration_id", "chat_id", "agent_id", "message_id",
+                 "execution_id", "call_id"):
         path = path.replace("{" + name + "}", X)
     return path.replace("{user_id}", str(uuid.uuid4()))
 
