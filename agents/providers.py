@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import anthropic
 import openai
@@ -123,7 +124,40 @@ def _openai_completion(response: Any) -> Completion:
                       finish=choice.finish_reason or "")
 
 
-class OpenAIProvider:
+class _SdkProvider:
+    """What both SDK-backed providers share: the hard deadline around a
+    call, the one place an SDK's errors become ours, and closing the client."""
+
+    name = ""
+    deadline: float
+    _client: Any
+
+    async def _call(self, work: Callable[[], Awaitable[Any]], read: Callable[[Any], Completion],
+                    sdk_error: type[Exception],
+                    ours: Callable[[Any], ProviderError]) -> Completion:
+        try:
+            async with asyncio.timeout(self.deadline):
+                response = await work()
+            return read(response)
+        except sdk_error as exc:
+            raise ours(exc) from exc
+        except TimeoutError as exc:
+            raise _out_of_time(self.name, self.deadline) from exc
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderError(f"{self.name}: unreadable answer: {exc}") from exc
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
+class OpenAIProvider(_SdkProvider):
     name = "openai"
 
     def __init__(self, api_key: str, *, base_url: str | None = None, timeout: float = 30.0,
@@ -141,29 +175,12 @@ class OpenAIProvider:
                 "name": t.name, "description": t.description, "parameters": t.parameters}}
                 for t in tools]
             extra["tool_choice"] = "auto"
-        try:
-            async with asyncio.timeout(self.deadline):
-                response = await self._client.chat.completions.create(
-                    model=model, messages=openai_messages(system, turns),  # type: ignore[arg-type]
-                    max_completion_tokens=max_tokens, temperature=temperature, stream=False,
-                    **extra)
-            return _openai_completion(response)
-        except openai.OpenAIError as exc:
-            raise openai_error(exc) from exc
-        except TimeoutError as exc:
-            raise _out_of_time(self.name, self.deadline) from exc
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderError(f"openai: unreadable answer: {exc}") from exc
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def __aenter__(self) -> OpenAIProvider:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
+        return await self._call(
+            lambda: self._client.chat.completions.create(
+                model=model, messages=openai_messages(system, turns),
+                max_completion_tokens=max_tokens, temperature=temperature, stream=False,
+                **extra),
+            _openai_completion, openai.OpenAIError, openai_error)
 
 
 # -- Anthropic ------------------------------------------------------------
@@ -224,7 +241,7 @@ def _anthropic_completion(response: Any) -> Completion:
                       model=response.model, finish=response.stop_reason or "")
 
 
-class AnthropicProvider:
+class AnthropicProvider(_SdkProvider):
     name = "anthropic"
 
     def __init__(self, api_key: str, *, base_url: str | None = None, timeout: float = 30.0,
@@ -246,28 +263,11 @@ class AnthropicProvider:
             extra["tools"] = [{"name": t.name, "description": t.description,
                                "input_schema": t.parameters} for t in tools]
             extra["tool_choice"] = {"type": "auto"}
-        try:
-            async with asyncio.timeout(self.deadline):
-                response = await self._client.messages.create(
-                    model=model, messages=anthropic_messages(turns),  # type: ignore[arg-type]
-                    max_tokens=max_tokens, stream=False, **extra)
-            return _anthropic_completion(response)
-        except anthropic.AnthropicError as exc:
-            raise anthropic_error(exc) from exc
-        except TimeoutError as exc:
-            raise _out_of_time(self.name, self.deadline) from exc
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ProviderError(f"anthropic: unreadable answer: {exc}") from exc
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-    async def __aenter__(self) -> AnthropicProvider:
-        return self
-
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> None:
-        await self.aclose()
+        return await self._call(
+            lambda: self._client.messages.create(
+                model=model, messages=anthropic_messages(turns),
+                max_tokens=max_tokens, stream=False, **extra),
+            _anthropic_completion, anthropic.AnthropicError, anthropic_error)
 
 
 def provider_for(kind: str, *, api_key: str | None, base_url: str | None, timeout: float,
