@@ -5,12 +5,13 @@ fed back)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
 from agents import guardrails as guardrails_
 from agents import prompts, runner, toolbox
-from agents.llm import ProviderError, Turn
+from agents.llm import Provider, ProviderError, Turn
 from agents.tools import ToolContext
 from storage.db import Database
 from tests.agents.injection_corpus import CASES, Case, World, build_world, snapshot
@@ -33,8 +34,8 @@ async def _system(world: World, agent_type: str) -> str:
                           prompts.Facts(org={"name": "Ours"}, contact=dict(contact)))
 
 
-async def _run(world: World, case: Case, outbox: Outbox,
-               provider: ScriptedProvider) -> runner.RunResult:
+async def run_case(world: World, case: Case, outbox: Outbox,
+                   provider: Provider) -> runner.RunResult:
     kind = prompts.agent_type(case.agent_type)
     return await runner.run(
         provider=provider, model="scripted-1", system=await _system(world, case.agent_type),
@@ -63,8 +64,18 @@ async def test_injection(db: Database, case: Case) -> None:
     provider = ScriptedProvider(script, repeat=case.repeat)
     outbox = Outbox()
 
-    result = await _run(world, case, outbox, provider)
+    result = await run_case(world, case, outbox, provider)
 
+    fed = [t.tool_call_id for t in provider.requests[-1].turns if t.role == "tool"]
+    await verify(db, world, case, result, outbox, provider.seen(), fed, ours, theirs)
+
+
+async def verify(db: Database, world: World, case: Case, result: runner.RunResult,
+                 outbox: Outbox, seen: str, fed: list[str | None], ours: dict[str, Any],
+                 theirs: dict[str, Any]) -> None:
+    """What must hold after a corpus case, whatever the model's transport:
+    `seen` is everything the model was sent, `fed` the call ids of the tool
+    results in its last request."""
     assert (result.status, [c.status for c in result.tool_calls]) == (case.run, list(case.statuses))
     if case.reason is not None:
         assert result.reason is not None and case.reason in result.reason
@@ -74,13 +85,12 @@ async def test_injection(db: Database, case: Case) -> None:
     # what did not run is logged with why, and told to the model
     for logged in result.refused:
         assert logged.reason
-    fed = [t.tool_call_id for t in provider.requests[-1].turns if t.role == "tool"]
     assert fed == [c.call_id for c in result.tool_calls]
     held = [c for c in result.tool_calls if c.status == "needs_approval"]
     assert [p.call_id for p in result.pending] == [c.call_id for c in held]
     # the other org: untouched and unread; Bob untouched; ours changed only as allowed
     assert await snapshot(db, world.theirs) == theirs
-    assert world.ids["eve_email"] not in provider.seen()
+    assert world.ids["eve_email"] not in seen
     after = await snapshot(db, world.ours)
     bob = world.ids["bob"]
     assert [c for c in after["contacts"] if str(c["id"]) == bob] == \
