@@ -165,8 +165,9 @@ class ChatActor(ChatAI):
     def can_passivate(self) -> bool:
         # Retries waiting for their time do not keep a chat resident: they
         # are in Postgres, and the outbox sweeper wakes the chat when due.
+        # A chat waiting to go quiet stays: its facts are remembered then.
         return (not self.outbox and not self.sending and not self.fetching
-                and not self.agent_running)
+                and not self.agent_running and self.quiet is None)
 
     async def on_deactivate(self) -> None:
         for task in list(self.fetching.values()):  # what is not fetched stays a reference

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 # What an inbound message's data says of it that keeps agents from answering:
 # an auto-reply (Auto-Submitted, X-Autoreply) or a bounce.
 AUTOMATED = ("auto_submitted", "bounce")
+REMEMBER_ON_STOP = 2.0  # seconds a stopping chat gives its facts to be remembered
 
 
 class Draft(msgspec.Struct, frozen=True):
@@ -88,12 +89,12 @@ class ChatAI(ChatOutbound):
         self.remembering: asyncio.Task[None] | None = None
 
     async def _stop_ai(self) -> None:
-        if self.quiet is not None:  # leaving before it went quiet: remember now
+        if self.quiet is not None:  # stopped before it went quiet (a host shutting down)
             self.quiet.cancel()
             self.quiet = None
             if self.assigned_agent_id is not None and self.contact_id is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(self._remember_facts(), 10.0)
+                with contextlib.suppress(Exception):  # bounded: a shutdown waits for it
+                    await asyncio.wait_for(self._remember_facts(), REMEMBER_ON_STOP)
         if self.agent_task is not None and not self.agent_task.done():
             self.agent_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
