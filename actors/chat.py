@@ -203,6 +203,7 @@ class ChatActor(ChatAI):
             if message.external_id in self.seen:
                 return answer
         at = message.received_at or now_utc()
+        created = not self.exists  # this message opens the chat
         if message.channel in WINDOWED and message.sent_at is not None:
             # The service window runs from when the contact wrote, not from
             # when the provider got it to us (a redelivery can be days late).
@@ -230,6 +231,8 @@ class ChatActor(ChatAI):
         self._mirror_unread()
         if any(a.provider_id for a in message.attachments):
             self._fetch(message_id, message.attachments)
+        if created and self.assigned_agent_id is None:
+            await self._adopt_default_agent(message.integration_id)
         if not automated(message):
             self._agent_wanted("message.received")
         answer["duplicate"] = False

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -26,6 +27,7 @@ import msgspec
 
 from actors.outbound import WINDOWED, ChatOutbound, Send, now_utc
 from actors.runtime.actor import on
+from channels.base import integration_loader
 from core.errors import Conflict, Invalid, NotFound, Unreachable
 from core.messages import InboundMessage
 from storage import chats, messages
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 # What an inbound message's data says of it that keeps agents from answering:
 # an auto-reply (Auto-Submitted, X-Autoreply) or a bounce.
 AUTOMATED = ("auto_submitted", "bounce")
+DEFAULTS_TTL = 10.0  # seconds a host keeps an integration's default agent
 REMEMBER_ON_STOP = 2.0  # seconds a stopping chat gives its facts to be remembered
 
 
@@ -70,6 +73,23 @@ class RunAgent(msgspec.Struct, frozen=True):
     agent_id: str | None = None
 
 
+async def default_agent(ctx: Any, org_id: str, integration_id: str) -> str | None:
+    """The integration's default agent, cached on this host for
+    DEFAULTS_TTL seconds (every new chat asks; it rarely changes)."""
+    cache: dict[str, tuple[float, str | None]] = ctx.loader("default-agents", dict)
+    now = time.monotonic()
+    hit = cache.get(integration_id)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    loader = ctx.loader("integration", lambda: integration_loader(ctx))
+    found = await loader.load((org_id, integration_id))
+    agent = found.config.get("default_agent_id") if found is not None else None
+    if len(cache) > 10_000:
+        cache.clear()
+    cache[integration_id] = (now + DEFAULTS_TTL, str(agent) if agent else None)
+    return str(agent) if agent else None
+
+
 def automated(message: InboundMessage) -> bool:
     """Whether an agent must leave `message` alone (an auto-reply, a bounce)."""
     data = message.data or {}
@@ -79,6 +99,7 @@ def automated(message: InboundMessage) -> bool:
 class ChatAI(ChatOutbound):
     __slots__ = ("agent_task", "agent_again", "assigned_agent_id", "quiet", "remembering")
 
+    assigned_agent_id: str | None
     # The chat's state this half reads (actors.chat.ChatActor keeps it).
     contact_id: str | None
 
@@ -129,6 +150,16 @@ class ChatAI(ChatOutbound):
             except Exception:  # the chat goes on
                 log.exception("chat %s: the agent run failed", self.key)
             next_trigger, agent_id = self.agent_again, None
+
+    async def _adopt_default_agent(self, integration_id: str) -> None:
+        """A new chat gets its integration's default agent, if it has one."""
+        agent_id = await default_agent(self.ctx, self.org_id, integration_id)
+        if agent_id is None:
+            return
+        write = chats.assign_write(self.org_id, self.key, agent_id, None)
+        await self._commit([write])
+        if write.inserted:
+            self.assigned_agent_id = agent_id
 
     def _quiet_later(self) -> None:
         """(Re)start the wait for the conversation to go quiet."""

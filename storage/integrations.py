@@ -69,7 +69,9 @@ async def find(conn: asyncpg.Connection, integration_id: str,
 PUBLIC_COLUMNS = ("id, type, name, config - 'secrets' - 'lookup' AS config, is_active,"
                   " last_sync_at,"
                   " error, error_at, created_at, updated_at")
-CONFIG_FIELDS = ("callback_url", "mode")  # what a change may set inside `config`
+# What a change may set inside `config` (default_agent_id: the agent new
+# chats of the integration get).
+CONFIG_FIELDS = ("callback_url", "mode", "default_agent_id")
 
 
 class PublicIntegration(TypedDict):

@@ -160,6 +160,9 @@ class IntegrationPatch(Strict):
     callback_url: str | None = Field(default=None, min_length=1, max_length=URL_MAX)
     is_active: bool | None = None
     config: ConfigPatch | None = None
+    default_agent_id: UUID | None = Field(
+        default=None, description="The AI agent every new chat of this integration gets"
+                                  " (null: none)")
 
 
 class IntegrationOut(BaseModel):
@@ -294,6 +297,9 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
             changes["mode"] = body.config.mode
         passwords = {f"{name}_password": given.password for name in ("imap", "smtp")
                      if (given := getattr(body.config, name)) is not None}
+    if "default_agent_id" in changes:
+        agent = changes["default_agent_id"]
+        changes["default_agent_id"] = str(agent) if agent is not None else None
     if changes.get("callback_url") is not None:
         changes["callback_url"] = await _checked(runtime_of(request).settings,
                                                  changes["callback_url"])
@@ -301,6 +307,9 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
     cipher, after = _cipher(runtime.settings), None
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         before = await integrations.find(conn, str(integration_id), cipher)  # None: 404 below
+        if changes.get("default_agent_id") is not None and not await conn.fetchval(
+                "SELECT 1 FROM ai_agents WHERE id = $1::uuid", changes["default_agent_id"]):
+            raise Invalid("no such agent in this organization", field="default_agent_id")
         if before is not None:
             telegram.check_change(before, changes)
             if passwords:

@@ -127,3 +127,25 @@ async def test_another_orgs_drafts_and_chats_are_out_of_reach(
                            json={"assigned_agent_id": agent["id"]})
     assert resp.status_code == 404, resp.text
     assert (await a_draft(db, owner, chat_id))["status"] == "draft"
+
+
+async def test_an_integrations_default_agent_answers_its_new_chats(
+        api: httpx.AsyncClient, owner: Account, db: Database) -> None:
+    agent = await make_agent(api, owner)
+    inbox = await make_inbox(api, owner)
+    resp = await api.patch(f"/v1/integrations/{inbox.id}", headers=owner.headers,
+                           json={"default_agent_id": agent["id"]})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["config"]["default_agent_id"] == agent["id"]
+    resp = await post_inbound(api, inbox, message(thread="fresh", text="Hi, pricing?"))
+    assert resp.status_code == 202, resp.text
+    chat_id = resp.json()["chat_id"]
+    await eventually(lambda: a_draft(db, owner, chat_id), what="a draft by the default agent")
+    chat = await api.get(f"/v1/chats/{chat_id}", headers=owner.headers)
+    assert chat.json()["assigned_agent_id"] == agent["id"]
+    stranger = await register(api)
+    theirs = await make_agent(api, stranger)
+    resp = await api.patch(f"/v1/integrations/{inbox.id}", headers=owner.headers,
+                           json={"default_agent_id": theirs["id"]})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["error"]["details"]["field"] == "default_agent_id"
