@@ -30,9 +30,10 @@ from uuid import UUID
 from actors.refs import AgentRef, ChatRef, OrgRef
 from agents import guardrails as rails
 from agents import prompts, runner, toolbox
-from agents.embeddings import OfflineEmbedder
+from agents.embeddings import Embedder, OfflineEmbedder
+from agents.embeddings_openai import OpenAIEmbedder
 from agents.facts import extract as extract_facts
-from agents.llm import Provider, Turn
+from agents.llm import Provider, ProviderError, Turn
 from agents.memory import LongTermMemory, ShortTermMemory
 from agents.providers import provider_for
 from agents.tools import ToolContext
@@ -123,16 +124,38 @@ def _conversation(recent: list[dict[str, Any]]) -> list[Turn]:
     return [Turn(role="user", content=prompts.conversation(recent))]
 
 
-async def _facts(ctx: Any, org_id: str, contact_id: str | None, embedder: OfflineEmbedder,
+async def embedder_of(ctx: Any, org_id: str) -> Embedder:
+    """The org's embedder: OpenAI's when it has an OpenAI key (its
+    integration, else the engine's), else the offline one. Memories keep
+    the name of theirs and are searched only with it."""
+    settings = ctx.settings
+    found = (await _keys(ctx, org_id, ("openai",))).get("openai")
+    key = found.secrets.get("api_key") if found is not None else \
+        settings.openai_api_key.get_secret_value() or None
+    if not key:
+        return ctx.loader("offline-embedder", OfflineEmbedder)  # type: ignore[no-any-return]
+    base = found.config.get("base_url") if found is not None else settings.openai_base_url
+    digest = hashlib.sha256(f"{key}\x1f{base}".encode()).hexdigest()
+    return ctx.loader(f"embedder:{digest}", lambda: OpenAIEmbedder(  # type: ignore[no-any-return]
+        key, base_url=base, timeout=settings.ai_timeout, max_retries=settings.ai_retries))
+
+
+async def _facts(ctx: Any, org_id: str, contact_id: str | None, embedder: Embedder,
                  query: str, recent: list[dict[str, Any]]) -> prompts.Facts:
     """The prompt's facts and the memories that match the conversation, in
-    one transaction."""
-    vector = (await embedder.embed([query]))[0] if query.strip() else None
+    one transaction. Memories are a help: an embedder that fails (a
+    provider down) leaves them out, and the run goes on."""
+    vector = None
+    if query.strip():
+        try:
+            vector = (await embedder.embed([query]))[0]
+        except ProviderError as exc:
+            log.warning("org %s: embedding the conversation failed: %s", org_id, exc)
     async with ctx.db.tenant_tx(org_id) as conn:
         known = await agent_rows.prompt_facts(conn, contact_id)
         recalled = await memories.search(
-            conn, vector, contact_id=UUID(contact_id) if contact_id else None, limit=5) \
-            if vector is not None and any(vector) else []
+            conn, vector, contact_id=UUID(contact_id) if contact_id else None, limit=5,
+            embedder=embedder.name) if vector is not None and any(vector) else []
     return prompts.Facts(org=known["org"], contact=known["contact"], company=known["company"],
                          deal=known["deal"], recent_messages=recent,
                          memories=[m.content for m in recalled])
@@ -184,7 +207,7 @@ async def _run(ctx: Any, snapshot: dict[str, Any], config: dict[str, Any],
     contact_id = snapshot.get("contact_id")
     provider = await provider_of(ctx, org_id, config.get("provider"))
     record["provider"] = provider.name
-    embedder = ctx.loader("offline-embedder", OfflineEmbedder)
+    embedder = await embedder_of(ctx, org_id)
     memory = LongTermMemory(ctx.db, embedder)
     short = ShortTermMemory(ctx.redis)
     recent = snapshot["recent"]
@@ -267,7 +290,7 @@ async def remember_facts(ctx: Any, org_id: str, agent_id: str, contact_id: str,
     facts = extract_facts(turns)
     if not facts:
         return 0
-    memory = LongTermMemory(ctx.db, ctx.loader("offline-embedder", OfflineEmbedder))
+    memory = LongTermMemory(ctx.db, await embedder_of(ctx, org_id))
     saved = await memory.remember_all(org_id, Actor(org_id, agent_id=agent_id),
                                       agent_id=UUID(agent_id), contact_id=UUID(contact_id),
                                       facts=facts)

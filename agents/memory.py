@@ -116,7 +116,7 @@ class LongTermMemory:
             return []  # nothing meaningful to compare (only stop words)
         async with self.db.tenant_tx(org_id) as conn:
             return await memories.search(conn, vector, contact_id=_uuid(contact_id),
-                                         limit=limit)
+                                         limit=limit, embedder=self.embedder.name)
 
 
 def _uuid(value: UUID | str | None) -> UUID | None:

@@ -80,12 +80,15 @@ def _vector(embedding: Embedding) -> np.ndarray[Any, np.dtype[np.float32]]:
     return vector
 
 
-def _filters(contact_id: UUID | None, agent_id: UUID | None,
-             first: int) -> tuple[str, list[Any]]:
-    """The WHERE clause beyond the org's policy, with its parameters numbered from `first`."""
+def _filters(contact_id: UUID | None, agent_id: UUID | None, first: int,
+             embedder: str | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause beyond the org's policy, with its parameters numbered
+    from `first`. `embedder`: only vectors of that embedder (another's are
+    not comparable; memories saved before it name none: the offline one)."""
     parts = ["embedding IS NOT NULL"]
     args: list[Any] = []
-    for column, value in (("contact_id", contact_id), ("agent_id", agent_id)):
+    for column, value in (("contact_id", contact_id), ("agent_id", agent_id),
+                          ("coalesce(metadata->>'embedder', 'offline')", embedder)):
         if value is not None:
             args.append(value)
             parts.append(f"{column} = ${first + len(args) - 1}")
@@ -104,8 +107,8 @@ def search_sql(*, indexed: bool, filters: str) -> str:
 
 async def _ranked(conn: asyncpg.Connection, vector: np.ndarray[Any, np.dtype[np.float32]], *,
                   contact_id: UUID | None, agent_id: UUID | None, limit: int,
-                  indexed: bool) -> list[Memory]:
-    where, args = _filters(contact_id, agent_id, 3)
+                  indexed: bool, embedder: str | None = None) -> list[Memory]:
+    where, args = _filters(contact_id, agent_id, 3, embedder)
     rows = await conn.fetch(search_sql(indexed=indexed, filters=where), vector, limit, *args)
     return [row_memory(r) for r in rows]
 
@@ -118,22 +121,23 @@ def _limit(limit: int) -> int:
 
 async def search(conn: asyncpg.Connection, embedding: Embedding, *,
                  contact_id: UUID | None = None, agent_id: UUID | None = None,
-                 limit: int = 10) -> list[Memory]:
-    """The org's memories nearest to `embedding`, most similar first."""
+                 limit: int = 10, embedder: str | None = None) -> list[Memory]:
+    """The org's memories nearest to `embedding`, most similar first (with
+    `embedder`: only those it embedded, the only comparable ones)."""
     vector = _vector(embedding)
     _limit(limit)
     if contact_id is not None:
         return await _ranked(conn, vector, contact_id=contact_id, agent_id=agent_id,
-                             limit=limit, indexed=False)
+                             limit=limit, indexed=False, embedder=embedder)
     # Transaction-local: the pool's next user of this session gets the default.
     await conn.execute(f"SELECT set_config('hnsw.ef_search', '{EF_SEARCH}', true)")
     found = await _ranked(conn, vector, contact_id=None, agent_id=agent_id, limit=limit,
-                          indexed=True)
+                          indexed=True, embedder=embedder)
     if len(found) < limit:
         # The index's candidates ran out under the filters (see the module's
         # docstring): the exact ranking of what the filters leave.
         found = await _ranked(conn, vector, contact_id=None, agent_id=agent_id, limit=limit,
-                              indexed=False)
+                              indexed=False, embedder=embedder)
     return found
 
 

@@ -10,21 +10,23 @@ uses it."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from actors.agent_run import embedder_of
 from actors.refs import AgentRef, ChatRef
 from agents import guardrails, prompts, toolbox
-from agents.embeddings import OfflineEmbedder
 from agents.memory import LongTermMemory
 from agents.tools import ToolContext
 from core.errors import Conflict, Invalid
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
+from serve.replica import kept
 from storage import agents
 from storage.audit import Actor
 
@@ -255,7 +257,7 @@ async def decide_call(agent_id: UUID, execution_id: UUID, call_id: str, body: De
     if not body.approve:
         return {"call_id": call_id, "decision": "rejected"}
     held = claimed["held"]
-    outcome = await approved_call(runtime, principal, str(agent_id),
+    outcome = await approved_call(runtime, request.app.state, principal, str(agent_id),
                                   str(claimed["chat_id"]) if claimed["chat_id"] else None,
                                   str(contact) if contact else None, held)
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
@@ -263,10 +265,14 @@ async def decide_call(agent_id: UUID, execution_id: UUID, call_id: str, body: De
     return {"call_id": call_id, "decision": "approved", "outcome": outcome}
 
 
-async def approved_call(runtime: Any, principal: Principal, agent_id: str,
+async def approved_call(runtime: Any, state: Any, principal: Principal, agent_id: str,
                         chat_id: str | None, contact_id: str | None,
                         held: dict[str, Any]) -> dict[str, Any]:
-    """Run a held call a person approved, as the agent, in the org."""
+    """Run a held call a person approved, as the agent, in the org (its
+    memory tools with the org's embedder, as its runs have)."""
+    host = SimpleNamespace(settings=runtime.settings, db=runtime.db,
+                           loader=lambda name, make: kept(state, name, make))
+    embedder = await embedder_of(host, principal.org_id)
     chat = ChatRef(runtime.actors, principal.org_id, chat_id) if chat_id else None
 
     async def send(text: str) -> dict[str, Any]:
@@ -278,7 +284,7 @@ async def approved_call(runtime: Any, principal: Principal, agent_id: str,
     ctx = ToolContext(db=runtime.db, org_id=principal.org_id, agent_id=agent_id,
                       chat_id=chat_id, contact_id=contact_id,
                       actor=Actor(principal.org_id, principal.user_id, agent_id=agent_id),
-                      memory=LongTermMemory(runtime.db, OfflineEmbedder()), send=send)
+                      memory=LongTermMemory(runtime.db, embedder), send=send)
     done = await toolbox.registry().run_approved(ctx, str(held["tool"]),
                                                  dict(held.get("arguments") or {}))
     return {"status": done.status, "result": done.result, "error": done.error}

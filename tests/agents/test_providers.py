@@ -282,7 +282,7 @@ async def test_embeddings_default_size_and_errors(fake_openai: FakeOpenAI) -> No
     embedder = OpenAIEmbedder(key, base_url=fake_openai.url + "/v1")
     [one] = await embedder.embed(["hello"])
     assert len(one) == 1536 and math.isclose(sum(x * x for x in one), 1.0, rel_tol=1e-4)
-    fake_openai.script(key, *[status(500)] * 2)
+    fake_openai.script(key, *[status(500)] * 2, endpoint="embeddings")
     failing = OpenAIEmbedder(key, base_url=fake_openai.url + "/v1", timeout=2.0,
                              max_retries=1)
     failing_fast = OpenAIEmbedder("sk-wrong", base_url=fake_openai.url + "/v1")

@@ -83,7 +83,7 @@ class ScriptedServer:
         self.port = port
         self._lock = threading.Lock()
         self._keys: set[str] = set()
-        self._scripts: dict[str, deque[Answer]] = {}
+        self._scripts: dict[tuple[str, str], deque[Answer]] = {}
         self._requests: dict[str, list[dict[str, Any]]] = {}
         self._server: uvicorn.Server | None = None
 
@@ -98,27 +98,31 @@ class ScriptedServer:
             self._keys.add(key)
         return key
 
-    def script(self, key: str, *answers: Answer) -> None:
-        """Queue answers for the next requests made with `key`."""
+    def script(self, key: str, *answers: Answer, endpoint: str = "chat") -> None:
+        """Queue answers for the next requests made with `key` to `endpoint`
+        (`chat`: completions or messages; `embeddings`): an engine that embeds
+        between two completions does not take the completions' answers."""
         with self._lock:
             if key not in self._keys:
                 raise KeyError(f"unknown key {key[:8]}...: use new_key()")
-            self._scripts.setdefault(key, deque()).extend(answers)
+            self._scripts.setdefault((key, endpoint), deque()).extend(answers)
 
     def requests(self, key: str) -> list[dict[str, Any]]:
         """The JSON bodies received with `key` (accepted or not), oldest first."""
         with self._lock:
             return list(self._requests.get(key, ()))
 
-    def _take(self, key: str | None, body: dict[str, Any]) -> tuple[bool, Answer | None]:
-        """Records the request; (is the key known, the next scripted answer or None)."""
+    def _take(self, key: str | None, body: dict[str, Any],
+              endpoint: str = "chat") -> tuple[bool, Answer | None]:
+        """Records the request; (is the key known, the endpoint's next
+        scripted answer or None)."""
         with self._lock:
             if key is None:
                 return False, None
             self._requests.setdefault(key, []).append(body)
             if key not in self._keys:
                 return False, None
-            queue = self._scripts.get(key)
+            queue = self._scripts.get((key, endpoint))
             return True, (queue.popleft() if queue else None)
 
     def app(self) -> Any:

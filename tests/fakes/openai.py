@@ -163,7 +163,7 @@ class FakeOpenAI(ScriptedServer):
             body = json.loads(await request.body())
         except ValueError:
             return error(400, "We could not parse the JSON body of your request.")
-        known, answer = self._take(self._key(request), body)
+        known, answer = self._take(self._key(request), body, "embeddings")
         if not known:
             return error(401, "Incorrect API key provided.")
         model, texts = body.get("model"), body.get("input")

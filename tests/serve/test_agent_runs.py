@@ -35,6 +35,12 @@ from tests.serve.mailboxes import connect, inbound_count, mail, person
 from tests.waiting import eventually
 
 
+def completions(fake: FakeOpenAI, key: str) -> list[dict[str, Any]]:
+    """The chat completion requests the fake got with `key` (the runs also
+    embed the conversation to search memories: those are not completions)."""
+    return [r for r in fake.requests(key) if "messages" in r]
+
+
 async def drafts(db: Database, owner: Account, chat_id: str) -> list[dict[str, Any]]:
     return [m for m in await outbound(db, owner, chat_id) if m["ai_draft"]]
 
@@ -66,7 +72,7 @@ async def test_a_tool_call_runs_in_the_org_and_its_result_goes_back_to_the_model
     assert run["tokens_used"] > 0
     (draft,) = await drafts(db, owner, chat_id)
     assert draft["content"] == "Hi Grace, 40 seats are $4,000 a month."
-    first, second = fake_openai.requests(key)[-2:]
+    first, second = completions(fake_openai, key)[-2:]
     tool_turn = second["messages"][-1]
     assert tool_turn["role"] == "tool" and "Grace" in tool_turn["content"]
     assert {t["function"]["name"] for t in first["tools"]} == set(agent["tools"])
@@ -103,15 +109,15 @@ async def test_messages_during_a_run_get_one_more_reply_not_one_each(
     fake_openai.script(key, hang(1.0), "The second reply.")
     agent = await make_agent(api, owner, tools=[])
     inbox, chat_id = await chat_with_agent(api, owner, agent)
-    await eventually(lambda: fake_openai.requests(key), what="the first run under way")
+    await eventually(lambda: completions(fake_openai, key), what="the first run under way")
     for text in ("one more thing", "and another", "last one"):
         await say(api, inbox, db, owner, chat_id, text)
     await finished(api, db, owner, agent["id"], 2)
     await asyncio.sleep(0)
     found = await eventually(lambda: _two(db, owner, chat_id), what="two drafts")
-    assert len(found) == 2 and len(fake_openai.requests(key)) == 2
+    assert len(found) == 2 and len(completions(fake_openai, key)) == 2
     # the second run read all three messages
-    assert "last one" in fake_openai.requests(key)[1]["messages"][-1]["content"]
+    assert "last one" in completions(fake_openai, key)[1]["messages"][-1]["content"]
 
 
 async def _two(db: Database, owner: Account, chat_id: str) -> list[dict[str, Any]] | None:
@@ -267,3 +273,32 @@ async def test_a_held_tool_call_runs_only_once_a_person_approves_it(
                                   " WHERE action = 'contact.update' AND resource_id = $1::uuid",
                                   bob)
     assert str(who["agent_id"]) == agent["id"] and str(who["user_id"]) == owner.user_id
+
+
+async def test_with_an_openai_key_memories_are_embedded_and_searched_by_openai(
+        api: httpx.AsyncClient, owner: Account, db: Database,
+        fake_openai: FakeOpenAI) -> None:
+    key = await use_fake_openai(api, owner, fake_openai)
+    agent = await make_agent(api, owner, tools=[])
+    inbox, chat_id = await chat_with_agent(api, owner, agent,
+                                           text="We use HubSpot and our budget is $25k.")
+
+    async def remembered() -> list[dict[str, Any]]:
+        async with db.tenant_tx(owner.org_id) as conn:
+            rows = await conn.fetch("SELECT content, metadata FROM agent_memories")
+        return [dict(r) for r in rows]
+    found = await eventually(remembered, what="memories of the quiet conversation")
+    assert {m["metadata"]["embedder"] for m in found} == {"openai"}
+
+    def embedded() -> int:
+        return len([r for r in fake_openai.requests(key) if "input" in r])
+    before = embedded()
+    assert before >= 2  # the run's search, then the memories
+    await say(api, inbox, db, owner, chat_id, "What was our budget again?")
+    await finished(api, db, owner, agent["id"], 2)
+    assert embedded() > before  # the next run searches them with the same embedder
+    # an embedder that fails leaves memories out; the run still answers
+    fake_openai.script(key, status(500), status(500), endpoint="embeddings")
+    await say(api, inbox, db, owner, chat_id, "Still there?")
+    (last, *_) = await finished(api, db, owner, agent["id"], 3)
+    assert last["status"] == "success", last

@@ -91,6 +91,19 @@ async def test_a_message_makes_a_draft_a_person_approves_edits_or_rejects(
         assert ack["type"] == "draft.ack" and ack["message"]["status"] == "rejected"
         rows = {str(m["id"]): m for m in await outbound(db, owner, chat_id)}
         assert rows[str(second["id"])]["metadata"]["draft"]["outcome"] == "rejected"
+        # and a third, approved as written over the WebSocket
+        await say(api, inbox, db, owner, chat_id, "OK, book it.")
+        third = await eventually(lambda: a_draft(db, owner, chat_id), what="a third draft")
+        await ws.send({"type": "draft.approve", "message_id": str(third["id"]), "ref": "a1"})
+        ack = await ws.wait_for(lambda f: f.get("ref") == "a1")
+        assert ack["type"] == "draft.ack" and ack["message"]["status"] == "pending"
+
+        async def third_sent() -> bool:
+            rows = {str(m["id"]): m for m in await outbound(db, owner, chat_id)}
+            return rows[str(third["id"])]["status"] == "sent"
+        await eventually(third_sent, what="the third draft sent")
+        rows = {str(m["id"]): m for m in await outbound(db, owner, chat_id)}
+        assert rows[str(third["id"])]["metadata"]["draft"]["outcome"] == "approved"
     finally:
         await ws.close()
 
