@@ -142,20 +142,24 @@ async def embedder_of(ctx: Any, org_id: str) -> Embedder:
 
 async def _facts(ctx: Any, org_id: str, contact_id: str | None, embedder: Embedder,
                  query: str, recent: list[dict[str, Any]]) -> prompts.Facts:
-    """The prompt's facts and the memories that match the conversation, in
-    one transaction. Memories are a help: an embedder that fails (a
-    provider down) leaves them out, and the run goes on."""
+    """The prompt's facts and the memories that match the conversation. The
+    conversation is embedded only when there are memories to search (an
+    embedding can be a provider call). Memories are a help: an embedder
+    that fails (a provider down) leaves them out, and the run goes on."""
+    async with ctx.db.tenant_tx(org_id) as conn:
+        known = await agent_rows.prompt_facts(conn, contact_id)
     vector = None
-    if query.strip():
+    if known["memories"] and query.strip():
         try:
             vector = (await embedder.embed([query]))[0]
         except ProviderError as exc:
             log.warning("org %s: embedding the conversation failed: %s", org_id, exc)
-    async with ctx.db.tenant_tx(org_id) as conn:
-        known = await agent_rows.prompt_facts(conn, contact_id)
-        recalled = await memories.search(
-            conn, vector, contact_id=UUID(contact_id) if contact_id else None, limit=5,
-            embedder=embedder.name) if vector is not None and any(vector) else []
+    recalled = []
+    if vector is not None and any(vector):
+        async with ctx.db.tenant_tx(org_id) as conn:
+            recalled = await memories.search(
+                conn, vector, contact_id=UUID(contact_id) if contact_id else None, limit=5,
+                embedder=embedder.name)
     return prompts.Facts(org=known["org"], contact=known["contact"], company=known["company"],
                          deal=known["deal"], recent_messages=recent,
                          memories=[m.content for m in recalled])

@@ -186,16 +186,19 @@ SELECT (SELECT name FROM organizations WHERE id = bidi_org()) AS org_name,
          WHERE c.id = $1::uuid) AS company,
        (SELECT to_jsonb(d) || jsonb_build_object('stage', s.name) FROM deals d
           LEFT JOIN pipeline_stages s ON s.id = d.stage_id
-         WHERE d.contact_id = $1::uuid ORDER BY d.updated_at DESC LIMIT 1) AS deal
+         WHERE d.contact_id = $1::uuid ORDER BY d.updated_at DESC LIMIT 1) AS deal,
+       EXISTS (SELECT 1 FROM agent_memories m
+                WHERE $1::uuid IS NULL OR m.contact_id = $1::uuid) AS memories
 """
 
 
 async def prompt_facts(conn: asyncpg.Connection, contact_id: str | None) -> dict[str, Any]:
-    """{org, contact, company, deal} for a prompt (None where there is none)."""
+    """{org, contact, company, deal} for a prompt (None where there is none),
+    and whether there are memories to search (of the contact, or the org's)."""
     row = await conn.fetchrow(FACTS, contact_id)
     assert row is not None
     return {"org": {"name": row["org_name"]}, "contact": row["contact"],
-            "company": row["company"], "deal": row["deal"]}
+            "company": row["company"], "deal": row["deal"], "memories": row["memories"]}
 
 
 # The follow-up trigger: `deal.stage.changed` events after a position (a

@@ -293,7 +293,7 @@ async def test_with_an_openai_key_memories_are_embedded_and_searched_by_openai(
     def embedded() -> int:
         return len([r for r in fake_openai.requests(key) if "input" in r])
     before = embedded()
-    assert before >= 2  # the run's search, then the memories
+    assert before >= 1  # the memories (the first run had none to search)
     await say(api, inbox, db, owner, chat_id, "What was our budget again?")
     await finished(api, db, owner, agent["id"], 2)
     assert embedded() > before  # the next run searches them with the same embedder
