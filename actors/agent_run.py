@@ -23,10 +23,12 @@ import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from actors.hostcache import cached
+from actors.outbound import SERVICE_WINDOW, aware
 from actors.refs import AgentRef, ChatRef, OrgRef
 from agents import guardrails as rails
 from agents import prompts, runner, toolbox
@@ -46,7 +48,6 @@ from storage.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
-WINDOW = timedelta(hours=24)
 KEYS_TTL = 10.0  # seconds a host keeps an org's model keys before reading them again
 SLOT_WAIT = 60.0  # seconds a run waits for one of its agent's run slots
 SLOT_PAUSE = (0.02, 0.25)  # the first and the longest pause between two tries
@@ -101,21 +102,13 @@ async def _slot(agent: AgentRef, run_id: str) -> dict[str, Any] | None:
 
 
 async def _keys(ctx: Any, org_id: str, kinds: tuple[str, ...]) -> dict[str, Any]:
-    """The org's model-provider integrations of these kinds, cached on this
-    host for KEYS_TTL seconds (every run needs them; they rarely change)."""
-    cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = ctx.loader(
-        "ai-keys", dict)
-    now = time.monotonic()
-    hit = cache.get((org_id, kinds))
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    cipher = Cipher(ctx.settings.encryption_key.get_secret_value())
-    async with ctx.db.tenant_tx(org_id) as conn:
-        found = await integrations.of_types(conn, kinds, cipher)
-    if len(cache) > 10_000:
-        cache.clear()
-    cache[(org_id, kinds)] = (now + KEYS_TTL, found)
-    return found
+    """The org's model-provider integrations of these kinds, kept by the host
+    for KEYS_TTL seconds (every run needs them; they rarely change)."""
+    async def load() -> dict[str, Any]:
+        cipher = Cipher(ctx.settings.encryption_key.get_secret_value())
+        async with ctx.db.tenant_tx(org_id) as conn:
+            return await integrations.of_types(conn, kinds, cipher)
+    return await cached(ctx, "ai-keys", (org_id, kinds), KEYS_TTL, load)
 
 
 def _conversation(recent: list[dict[str, Any]]) -> list[Turn]:
@@ -273,7 +266,7 @@ async def _why_not_send(ctx: Any, snapshot: dict[str, Any],
         return f"the conversation is unreachable: {snapshot['unreachable']}"
     if snapshot.get("channel") == "whatsapp":
         last = snapshot.get("last_inbound_at")
-        if last is None or now - datetime.fromisoformat(last).replace(tzinfo=UTC) > WINDOW:
+        if last is None or now - aware(datetime.fromisoformat(last)) > SERVICE_WINDOW:
             return "outside WhatsApp's 24-hour window: only a template may go"
     contact = snapshot.get("contact_id")
     if contact:

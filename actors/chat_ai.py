@@ -19,12 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
 from typing import Any
 
 import msgspec
 
+from actors.hostcache import cached
 from actors.outbound import WINDOWED, ChatOutbound, Send, now_utc
 from actors.runtime.actor import on
 from channels.base import integration_loader
@@ -74,20 +74,14 @@ class RunAgent(msgspec.Struct, frozen=True):
 
 
 async def default_agent(ctx: Any, org_id: str, integration_id: str) -> str | None:
-    """The integration's default agent, cached on this host for
-    DEFAULTS_TTL seconds (every new chat asks; it rarely changes)."""
-    cache: dict[str, tuple[float, str | None]] = ctx.loader("default-agents", dict)
-    now = time.monotonic()
-    hit = cache.get(integration_id)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    loader = ctx.loader("integration", lambda: integration_loader(ctx))
-    found = await loader.load((org_id, integration_id))
-    agent = found.config.get("default_agent_id") if found is not None else None
-    if len(cache) > 10_000:
-        cache.clear()
-    cache[integration_id] = (now + DEFAULTS_TTL, str(agent) if agent else None)
-    return str(agent) if agent else None
+    """The integration's default agent, kept by the host for DEFAULTS_TTL
+    seconds (every new chat asks; it rarely changes)."""
+    async def load() -> str | None:
+        loader = ctx.loader("integration", lambda: integration_loader(ctx))
+        found = await loader.load((org_id, integration_id))
+        agent = found.config.get("default_agent_id") if found is not None else None
+        return str(agent) if agent else None
+    return await cached(ctx, "default-agents", integration_id, DEFAULTS_TTL, load)
 
 
 def automated(message: InboundMessage) -> bool:

@@ -261,8 +261,7 @@ class MailboxPoller(ChannelPoller):
 
     async def _healthy(self) -> bool:
         try:
-            async with self.ctx.db.tenant_tx(self.org_id) as conn:
-                await conn.fetchval("SELECT 1")
+            await self.ctx.db.ping()
         except Exception:
             return False
         return True

@@ -61,24 +61,23 @@ def _status_error(provider: str, status: int, message: str) -> ProviderError:
                          status=status)
 
 
+def _sdk_error(provider: str, sdk: Any, exc: Exception) -> ProviderError:
+    """An SDK's exception as ours (both SDKs name their errors alike)."""
+    if isinstance(exc, sdk.APITimeoutError):
+        return ProviderError(f"{provider}: request timed out", retryable=True, timeout=True)
+    if isinstance(exc, sdk.APIConnectionError):
+        return ProviderError(f"{provider}: connection failed: {exc}", retryable=True)
+    if isinstance(exc, sdk.APIStatusError):
+        return _status_error(provider, exc.status_code, exc.message)
+    return ProviderError(f"{provider}: {exc}")
+
+
 def openai_error(exc: openai.OpenAIError) -> ProviderError:
-    if isinstance(exc, openai.APITimeoutError):
-        return ProviderError("openai: request timed out", retryable=True, timeout=True)
-    if isinstance(exc, openai.APIConnectionError):
-        return ProviderError(f"openai: connection failed: {exc}", retryable=True)
-    if isinstance(exc, openai.APIStatusError):
-        return _status_error("openai", exc.status_code, exc.message)
-    return ProviderError(f"openai: {exc}")
+    return _sdk_error("openai", openai, exc)
 
 
 def anthropic_error(exc: anthropic.AnthropicError) -> ProviderError:
-    if isinstance(exc, anthropic.APITimeoutError):
-        return ProviderError("anthropic: request timed out", retryable=True, timeout=True)
-    if isinstance(exc, anthropic.APIConnectionError):
-        return ProviderError(f"anthropic: connection failed: {exc}", retryable=True)
-    if isinstance(exc, anthropic.APIStatusError):
-        return _status_error("anthropic", exc.status_code, exc.message)
-    return ProviderError(f"anthropic: {exc}")
+    return _sdk_error("anthropic", anthropic, exc)
 
 
 def _out_of_time(provider: str, budget: float) -> ProviderError:

@@ -24,9 +24,7 @@ async def healthz() -> dict[str, str]:
 
 
 async def _postgres(request: Request) -> Any:
-    pool = request.app.state.runtime.db.app
-    async with pool.acquire(timeout=CHECK_TIMEOUT) as conn:
-        await conn.fetchval("SELECT 1")
+    await request.app.state.runtime.db.ping(timeout=CHECK_TIMEOUT)
 
 
 async def _redis(request: Request) -> Any:

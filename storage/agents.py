@@ -72,6 +72,12 @@ async def get(conn: asyncpg.Connection, agent_id: UUID | str) -> dict[str, Any]:
     return _agent(row)
 
 
+async def exists(conn: asyncpg.Connection, agent_id: UUID | str) -> bool:
+    """Whether `agent_id` is an agent of this org (row-level security)."""
+    return bool(await conn.fetchval("SELECT 1 FROM ai_agents WHERE id = $1::uuid",
+                                    str(agent_id)))
+
+
 async def update(conn: asyncpg.Connection, actor: Actor, agent_id: UUID,
                  changes: Mapping[str, Any]) -> dict[str, Any]:
     values = writable(changes, FIELDS, not_null=("name", "type", "prompt_template"))

@@ -126,6 +126,13 @@ class Database:
                 await pool.close()
         self.app = self.system = None
 
+    async def ping(self, timeout: float | None = None) -> None:
+        """One round trip on the application pool (raises when Postgres is not there)."""
+        if self.app is None:
+            raise RuntimeError("Database is not open")
+        async with self.app.acquire(timeout=timeout) as conn:
+            await conn.fetchval("SELECT 1")
+
     @asynccontextmanager
     async def tenant_tx(
         self, org_id: UUID | str, user_id: UUID | str | None = None, *,

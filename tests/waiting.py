@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,3 +26,18 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 20.0,
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
         await asyncio.sleep(POLL)
+
+
+def until(check: Callable[[], Any], *, timeout: float, what: str = "the condition",
+          poll: float = 0.05) -> Any:
+    """`eventually` for code outside an event loop (a test peer's start and
+    stop): `check()`'s first truthy value, polled every `poll` seconds;
+    AssertionError if none comes within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(poll)

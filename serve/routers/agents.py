@@ -17,7 +17,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from actors.agent_run import embedder_of
 from actors.refs import AgentRef, ChatRef
 from agents import guardrails, prompts, toolbox
 from agents.memory import LongTermMemory
@@ -27,7 +26,7 @@ from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from serve.replica import kept
-from storage import agents
+from storage import agents, chats
 from storage.audit import Actor
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
@@ -252,8 +251,7 @@ async def decide_call(agent_id: UUID, execution_id: UUID, call_id: str, body: De
             raise Conflict("no such held call, or it was decided already")
         contact = None
         if claimed["chat_id"] is not None:
-            contact = await conn.fetchval("SELECT contact_id FROM chats WHERE id = $1",
-                                          claimed["chat_id"])
+            contact = (await chats.get(conn, claimed["chat_id"]))["contact_id"]
     if not body.approve:
         return {"call_id": call_id, "decision": "rejected"}
     held = claimed["held"]
@@ -270,6 +268,8 @@ async def approved_call(runtime: Any, state: Any, principal: Principal, agent_id
                         held: dict[str, Any]) -> dict[str, Any]:
     """Run a held call a person approved, as the agent, in the org (its
     memory tools with the org's embedder, as its runs have)."""
+    from actors.agent_run import embedder_of  # the model SDKs load only where runs happen
+
     host = SimpleNamespace(settings=runtime.settings, db=runtime.db,
                            loader=lambda name, make: kept(state, name, make))
     embedder = await embedder_of(host, principal.org_id)

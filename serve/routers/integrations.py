@@ -25,7 +25,7 @@ from serve.pagination import Page, PageParams, page_params
 from serve.routers import integrations_email as email
 from serve.routers import integrations_telegram as telegram
 from serve.routers import integrations_whatsapp as whatsapp
-from storage import integrations
+from storage import agents, integrations
 
 router = APIRouter(prefix="/v1/integrations", tags=["integrations"])
 
@@ -307,8 +307,8 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
     cipher, after = _cipher(runtime.settings), None
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         before = await integrations.find(conn, str(integration_id), cipher)  # None: 404 below
-        if changes.get("default_agent_id") is not None and not await conn.fetchval(
-                "SELECT 1 FROM ai_agents WHERE id = $1::uuid", changes["default_agent_id"]):
+        if changes.get("default_agent_id") is not None \
+                and not await agents.exists(conn, changes["default_agent_id"]):
             raise Invalid("no such agent in this organization", field="default_agent_id")
         if before is not None:
             telegram.check_change(before, changes)

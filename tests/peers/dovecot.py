@@ -41,6 +41,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from tests.waiting import until
+
 MAIL_UID = MAIL_GID = 8  # Debian's `mail`; Dovecot will not run mail as root
 START_TIMEOUT = 20.0
 
@@ -163,17 +165,14 @@ class Dovecot:
         return server
 
     def _wait_accepting(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        def greets() -> bool:
             try:
                 with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                    if sock.recv(100).startswith(b"* OK"):
-                        return
+                    return sock.recv(100).startswith(b"* OK")
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"Dovecot did not accept connections; see {self.log_path}")
-            time.sleep(0.05)  # polling a port that has no event to wait on
+                return False
+        until(greets, timeout=START_TIMEOUT,
+              what=f"Dovecot accepting connections (see {self.log_path})")
 
     def ssl_context(self) -> ssl.SSLContext:
         """A client context that trusts this server's certificate (for 127.0.0.1)."""
@@ -195,12 +194,12 @@ class Dovecot:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + START_TIMEOUT
-        while _alive(pid):
-            if time.monotonic() > deadline:
+        try:
+            until(lambda: not _alive(pid), timeout=START_TIMEOUT, what="Dovecot stopping")
+        except AssertionError:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-                deadline = time.monotonic() + START_TIMEOUT
-            time.sleep(0.05)
+            until(lambda: not _alive(pid), timeout=START_TIMEOUT, what="Dovecot killed")
         self._pid_file.unlink(missing_ok=True)
 
     # users
@@ -222,15 +221,13 @@ class Dovecot:
             raise KeyError(address)
         self._users[address] = password
         self._write_user(address)
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        def accepted() -> bool:
             try:
                 self._login(MailUser(address, password)).logout()
-                return
+                return True
             except imaplib.IMAP4.error:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.1)  # the server gives no event to wait on
+                return False
+        until(accepted, timeout=START_TIMEOUT, poll=0.1, what="the new password accepted")
 
     def _write_user(self, address: str) -> None:
         # One passwd-file per user, written atomically: Dovecot looks at a
@@ -295,15 +292,12 @@ class Dovecot:
                         user.address, "--uid-validity", str(after), folder],
                        check=True, capture_output=True, timeout=START_TIMEOUT)
         # the index is reset and the maildir rescanned on the next access
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
+        def rebuilt() -> bool:
             with self._session(user) as client:
                 seen = _status(client, folder, "UIDVALIDITY"), _status(client, folder, "MESSAGES")
-            if seen == (after, count):
-                return after
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{folder} shows {seen}, not {(after, count)}")
-            time.sleep(0.05)  # the server gives no event to wait on
+            return seen == (after, count)
+        until(rebuilt, timeout=START_TIMEOUT, what=f"{folder} showing UIDVALIDITY {after}")
+        return after
 
     def create_folder(self, user: MailUser, folder: str) -> None:
         """A new folder (named in UTF-8: doveadm does the IMAP encoding)."""

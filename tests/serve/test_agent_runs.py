@@ -113,7 +113,6 @@ async def test_messages_during_a_run_get_one_more_reply_not_one_each(
     for text in ("one more thing", "and another", "last one"):
         await say(api, inbox, db, owner, chat_id, text)
     await finished(api, db, owner, agent["id"], 2)
-    await asyncio.sleep(0)
     found = await eventually(lambda: _two(db, owner, chat_id), what="two drafts")
     assert len(found) == 2 and len(completions(fake_openai, key)) == 2
     # the second run read all three messages
