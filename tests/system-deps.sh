@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the suite needs as real peers: a stock Postgres 15 (no
 # pgvector, for the "external Postgres without pgvector" test) and Dovecot
-# (the IMAP server of the email channel's tests, run from a temp dir).
+# (the IMAP server of the email channel's tests, run from a temp dir), and
+# Chromium (the browser tests of the inbox and the widget, headless).
 set -euo pipefail
 need=()
 [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql-15)
 [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || need+=(dovecot-imapd)
+[ -x /usr/bin/chromium ] || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "tests need Debian packages: ${need[*]} (run as root or install them)" >&2
