@@ -19,6 +19,7 @@ import asyncio
 import errno
 import logging
 import os
+import random
 import signal
 import socket
 import threading
@@ -51,6 +52,26 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+# Below Linux's default ephemeral range (32768-60999): a port picked here and
+# bound seconds later cannot meanwhile become the local end of some outgoing
+# connection, as a `free_port()` (bind to 0) can: HAProxy's metrics frontend
+# once failed to start on "address in use" that way.
+LISTEN_PORTS = (20_000, 32_000)
+
+
+def listen_port(host: str = "127.0.0.1") -> int:
+    """A port, outside the ephemeral range, free now, for a server started later."""
+    for _ in range(200):
+        port = random.randrange(*LISTEN_PORTS)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    return free_port(host)
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -99,8 +120,8 @@ def serve_env(settings: Settings, haproxy: bool) -> dict[str, str]:
             "RAY_SERVE_HAPROXY_SOCKET_PATH": str(base / "admin.sock"),
             "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(base),
             "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(base / "server-state"),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(free_port()),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(free_port()),
+            "RAY_SERVE_HAPROXY_METRICS_PORT": str(listen_port()),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(listen_port()),
         })
     return env
 
