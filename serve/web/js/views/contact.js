@@ -65,7 +65,22 @@ export function mountPanel(el, ctx, contactId) {
     }
   }
 
+  /** Re-render, keeping what is being typed: drafts (a note, a tag) and
+   * the focused field survive a save elsewhere or a live update. */
   function render() {
+    const focused = panel.contains(document.activeElement) ? document.activeElement : null;
+    const drafts = [...panel.querySelectorAll("textarea, input[name=tag]")]
+      .filter((node) => node.value).map((node) => [node.id, node.value]);
+    if (focused?.tagName === "INPUT" && focused.id) drafts.push([focused.id, focused.value]);
+    draw();
+    for (const [id, value] of drafts) {
+      const again = panel.querySelector(`#${CSS.escape(id)}`);
+      if (again) again.value = value;
+    }
+    if (focused?.id) panel.querySelector(`#${CSS.escape(focused.id)}`)?.focus();
+  }
+
+  function draw() {
     const c = state.contact;
     const name = [c.first_name, c.last_name].filter(Boolean).join(" ") || c.email
       || c.phone || (c.telegram_username ? `@${c.telegram_username}` : "Unnamed contact");
@@ -103,7 +118,7 @@ export function mountPanel(el, ctx, contactId) {
       event.preventDefault();
       const tag = input.value.trim();
       if (!tag || tags.includes(tag)) { input.value = ""; return; }
-      if (await save({ tags: [...tags, tag] }, input)) render();
+      if (await save({ tags: [...tags, tag] }, input)) { input.value = ""; render(); }
       panel.querySelector(`#${CSS.escape(id)}`)?.focus();
     };
     return h("section.contact-block", { "aria-labelledby": `${id}-title` },
@@ -157,6 +172,7 @@ export function mountPanel(el, ctx, contactId) {
       try {
         const note = await ctx.api.post(`${base}/notes`, { body: area.value.trim() });
         state.notes = [note, ...state.notes.filter((n) => n.id !== note.id)];
+        area.value = "";
         render();
         ctx.toast("Note added");
       } catch (failure) {
@@ -170,26 +186,12 @@ export function mountPanel(el, ctx, contactId) {
         : h("p.muted", "No notes yet."));
   }
 
-  /** Reload for events about this contact, keeping a field being typed in. */
-  async function refresh() {
-    const focused = panel.contains(document.activeElement) ? document.activeElement : null;
-    const typing = focused?.id && (focused.tagName === "TEXTAREA" || focused.tagName === "INPUT")
-      ? { id: focused.id, value: focused.value } : null;
-    await load();
-    if (!typing) return;
-    const again = panel.querySelector(`#${CSS.escape(typing.id)}`);
-    if (again) { again.value = typing.value; again.focus(); }
-  }
-
   const off = [
     ctx.live.on("contact.updated", (frame) => {
-      if ((frame.entity_id || frame.data?.id) === contactId) refresh();
+      if ((frame.entity_id || frame.data?.id) === contactId) load();
     }),
     ctx.live.on("note.created", (frame) => {
-      if (frame.data?.contact_id === contactId && !state.notes.some((n) => n.id === frame.data.id)) {
-        state.notes = [frame.data, ...state.notes];
-        if (state.contact) refresh();
-      }
+      if (frame.data?.contact_id === contactId && state.contact) load();
     }),
   ];
   load();
