@@ -73,6 +73,8 @@ export function fieldErrors(error, tags = []) {
   return details.filter((d) => Array.isArray(d.loc)).map((d) => {
     const loc = d.loc.filter((part, i) => !(i === 0 && part === "body"))
       .filter((part, i) => !(i === 0 && tags.includes(part)));
+    // A list item's error (allowed_origins.2) belongs to the list's field.
+    while (loc.length > 1 && typeof loc.at(-1) === "number") loc.pop();
     return [loc.join("."), d.msg];
   });
 }
