@@ -4,6 +4,7 @@ sections (an integration, an API key, an invitation), and the contact panel
 (an inline edit and a note), each checked on the API, not only on screen."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -187,3 +188,91 @@ async def test_contact_panel_edits_and_notes(page: Page, stack: Stack, api: http
                            json={"phone": "+1 555 0100"})
     assert resp.status_code == 200
     await expect(panel.get_by_label("Phone")).to_have_value("+1 555 0100")
+
+
+async def test_settings_integration_api_key_and_invitation(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/settings/integrations")
+    form = page.get_by_role("form", name="New API inbox")
+    await form.get_by_label("Name").fill("Website backend")
+    # An address the engine may not call: the 422 sits next to the field it names.
+    await form.get_by_label("Callback URL").fill("http://10.1.2.3/hook")
+    await form.get_by_role("button", name="Create API inbox").click()
+    await expect(form.get_by_label("Callback URL")).to_have_attribute("aria-invalid", "true")
+    listed = (await api.get("/v1/integrations", headers=owner.headers)).json()["data"]
+    assert listed == []
+    await form.get_by_label("Callback URL").fill("")
+    await form.get_by_role("button", name="Create API inbox").click()
+    secret = page.get_by_label("Signing secret of “Website backend”")
+    await expect(secret).to_have_value(re.compile(r"^whsec_"))
+    listed = (await api.get("/v1/integrations", headers=owner.headers)).json()["data"]
+    assert [(i["type"], i["name"], i["is_active"]) for i in listed] == [
+        ("api", "Website backend", True)]
+    row = page.locator(f'li[data-integration-id="{listed[0]["id"]}"]')
+    await row.get_by_label("Active").uncheck()
+    await expect(page.locator(".toast", has_text="switched off")).to_be_visible()
+    got = (await api.get(f"/v1/integrations/{listed[0]['id']}", headers=owner.headers)).json()
+    assert got["is_active"] is False
+
+    await page.get_by_role("navigation", name="Settings").get_by_role(
+        "link", name="API keys").click()
+    await expect(page.get_by_label("Signing secret", exact=False)).to_have_count(0)  # once
+    keys = page.get_by_role("form", name="Create an API key")
+    await keys.get_by_label("Name").fill("Reporting")
+    assert await keys.get_by_label("crm:read").is_checked()
+    assert not await keys.get_by_label("crm:write").is_checked()
+    await keys.get_by_role("button", name="Create key").click()
+    shown = page.get_by_label("API key “Reporting”")
+    await expect(shown).to_have_value(re.compile(r"^bidi_"))
+    key = await shown.input_value()
+    reads = await api.get("/v1/contacts", headers={"X-API-Key": key})
+    assert reads.status_code == 200, reads.text
+    writes = await api.post("/v1/contacts", headers={"X-API-Key": key},
+                            json={"first_name": "Nope"})
+    assert writes.status_code == 403, writes.text
+    await expect(page.locator(".settings-row", has_text="Reporting")).to_contain_text("crm:read")
+    await page.reload()
+    await expect(page.locator(".settings-row", has_text="Reporting")).to_be_visible()
+    await expect(page.get_by_label("API key “Reporting”")).to_have_count(0)
+
+    await page.goto(f"{stack.api_url}/#/settings/members")
+    invite = page.get_by_role("form", name="Invite a member")
+    await invite.get_by_label("Email").fill("newcomer@example.com")
+    await invite.get_by_label("Role").select_option("viewer")
+    await invite.get_by_role("button", name="Send invitation").click()
+    token = page.get_by_label("Invitation token for newcomer@example.com")
+    await expect(token).not_to_have_value("")
+    pending = (await api.get("/v1/members/invitations", headers=owner.headers)).json()
+    assert [(i["email"], i["role"]) for i in pending] == [("newcomer@example.com", "viewer")]
+    await expect(page.locator(".settings-row", has_text="newcomer@example.com")).to_be_visible()
+
+
+async def test_settings_agent_with_tools_and_autopilot(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    tools = (await api.get("/v1/agents/tools", headers=owner.headers)).json()
+    assert {"send_message", "create_deal"} <= {t["name"] for t in tools}
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/settings/agents")
+    await page.get_by_role("button", name="New agent").click()
+    form = page.get_by_role("form", name="New agent")
+    await form.get_by_label("Name", exact=True).fill("Closer")
+    await form.get_by_label("Type").select_option("sdr")
+    await form.get_by_label("create_deal").check()
+    await form.get_by_label("Reply mode").select_option("autopilot")
+    await form.get_by_label("Tool steps per run").fill("3")
+    # Not a regular expression: the API's 422 sits next to the field it names.
+    await form.get_by_label("Blocked patterns").fill("(unclosed")
+    await form.get_by_role("button", name="Create agent").click()
+    await expect(form.get_by_label("Blocked patterns")).to_have_attribute(
+        "aria-invalid", "true")
+    assert (await api.get("/v1/agents", headers=owner.headers)).json()["data"] == []
+    await form.get_by_label("Blocked patterns").fill("")
+    await form.get_by_role("button", name="Create agent").click()
+    await expect(page.locator(".settings-row", has_text="Closer")).to_contain_text("autopilot")
+    agents = (await api.get("/v1/agents", headers=owner.headers)).json()["data"]
+    assert [(a["name"], a["type"], a["tools"], a["guardrails"]["mode"],
+             a["guardrails"]["max_tool_steps"]) for a in agents] == [
+        ("Closer", "sdr", ["create_deal"], "autopilot", 3)]
+    await page.get_by_role("button", name="Runs of Closer").click()
+    await expect(page.get_by_text("No runs yet.")).to_be_visible()

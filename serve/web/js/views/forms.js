@@ -79,13 +79,20 @@ export function fieldErrors(error, tags = []) {
   });
 }
 
+/** The input an error path names: by its whole name, else the input whose
+ * name ends the path (the API may say config.callback_url for callback_url). */
+function controlFor(form, name) {
+  const named = [...form.querySelectorAll("[name]")];
+  return named.find((c) => c.name === name) || named.find((c) => name.endsWith(`.${c.name}`));
+}
+
 /** Show an API error: next to each named field, and as the form's summary. */
 export function showError(form, error, tags = []) {
   clearErrors(form);
   const found = fieldErrors(error, tags);
   let placed = 0;
   for (const [name, message] of found) {
-    const control = [...form.querySelectorAll("[name]")].find((c) => c.name === name);
+    const control = controlFor(form, name);
     const slot = control && form.querySelector(`#${CSS.escape(control.id)}-error`);
     if (!slot) continue;
     control.setAttribute("aria-invalid", "true");
@@ -94,8 +101,8 @@ export function showError(form, error, tags = []) {
   }
   const summary = form.querySelector(".form-error");
   if (summary) {
-    const unplaced = found.filter(([name]) => ![...form.querySelectorAll("[name]")]
-      .some((c) => c.name === name)).map(([name, message]) => `${name || "body"}: ${message}`);
+    const unplaced = found.filter(([name]) => !controlFor(form, name))
+      .map(([name, message]) => `${name || "body"}: ${message}`);
     summary.textContent = [error.message, ...unplaced].join(" — ");
   }
   return placed;

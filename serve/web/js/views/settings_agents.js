@@ -75,7 +75,7 @@ export function mount(root, ctx) {
         field("Max tokens", h("input", { name: "max_tokens", type: "number", min: "1",
           max: "32000", value: agent?.max_tokens ?? "" }))),
       boxes,
-      h("fieldset", h("legend", "Guardrails"), field("Mode", mode),
+      h("fieldset", h("legend", "Guardrails"), field("Reply mode", mode),
         h("div.form-row", LIMITS.map(([key, label, min, max]) => field(label, h("input", {
           name: `guardrails.${key}`, type: "number", min: String(min), max: String(max),
           value: g[key] ?? "" })))),
