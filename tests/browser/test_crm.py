@@ -74,7 +74,14 @@ async def test_dragging_a_card_moves_the_deal(page: Page, stack: Stack, api: htt
     changed = await eventually(event, timeout=10, what="the deal.stage.changed event")
     assert changed[0]["data"]["from_stage_id"] == lead["id"]
     assert changed[0]["data"]["to_stage_id"] == qualified["id"]
+    await expect(card).not_to_have_attribute("aria-busy", "true")
     await page.screenshot(path=screenshot_path("pipeline"), full_page=True)
+
+    # At 375 px the page does not scroll sideways (only the board does).
+    await page.set_viewport_size({"width": 375, "height": 740})
+    await expect(_column(page, qualified)).to_be_visible()
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    await page.screenshot(path=screenshot_path("pipeline-375"))
 
 
 async def test_keyboard_move_and_a_refused_move_rolls_back(
@@ -188,6 +195,9 @@ async def test_contact_panel_edits_and_notes(page: Page, stack: Stack, api: http
                            json={"phone": "+1 555 0100"})
     assert resp.status_code == 200
     await expect(panel.get_by_label("Phone")).to_have_value("+1 555 0100")
+    await page.set_viewport_size({"width": 375, "height": 740})
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    await page.screenshot(path=screenshot_path("contact-375"), full_page=True)
 
 
 async def test_settings_integration_api_key_and_invitation(
@@ -246,6 +256,9 @@ async def test_settings_integration_api_key_and_invitation(
     pending = (await api.get("/v1/members/invitations", headers=owner.headers)).json()
     assert [(i["email"], i["role"]) for i in pending] == [("newcomer@example.com", "viewer")]
     await expect(page.locator(".settings-row", has_text="newcomer@example.com")).to_be_visible()
+    await page.set_viewport_size({"width": 375, "height": 740})
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    await page.screenshot(path=screenshot_path("settings-375"), full_page=True)
 
 
 async def test_settings_agent_with_tools_and_autopilot(

@@ -114,6 +114,7 @@ export async function mount(root, ctx, params) {
     try {
       await ctx.api.patch(`/v1/deals/${dealId}`, { stage_id: stageId });
       pending.delete(dealId);
+      render();
     } catch (error) {
       pending.delete(dealId);
       version += 1;
@@ -152,7 +153,7 @@ export async function mount(root, ctx, params) {
         const dealId = event.dataTransfer.getData("text/plain");
         if (dealId) move(dealId, stage.id);
       } },
-    h("header.stage-head", { style: null },
+    h("header.stage-head",
       h("h2", { id: titleId }, stage.name),
       h("span.stage-count", { "aria-label": `${stage.count} deals` }, String(stage.count)),
       h("span.stage-sum", money(stage.value_sum, currencyOf([stage])))),
