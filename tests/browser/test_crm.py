@@ -174,12 +174,14 @@ async def test_contact_panel_edits_and_notes(page: Page, stack: Stack, api: http
     await panel.get_by_label("Add a tag").fill("navy")
     await panel.get_by_role("button", name="Add tag").click()
     await expect(panel.locator(".tag", has_text="navy")).to_be_visible()
+    await expect(panel.get_by_label("Add a tag")).to_have_value("")
     await panel.get_by_role("button", name="Remove tag vip").click()
     await expect(panel.locator(".tag", has_text="vip")).to_have_count(0)
     await panel.get_by_label("Company").select_option(label="Navy Labs")
     await panel.get_by_label("Add a note").fill("Met at the conference")
     await panel.get_by_role("button", name="Add note").click()
     await expect(panel.locator(".note")).to_contain_text("Met at the conference")
+    await expect(panel.get_by_label("Add a note")).to_have_value("")
 
     async def saved() -> dict[str, Any] | None:
         got = (await api.get(f"/v1/contacts/{contact['id']}", headers=owner.headers)).json()

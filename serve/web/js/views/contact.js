@@ -80,6 +80,11 @@ export function mountPanel(el, ctx, contactId) {
     if (focused?.id) panel.querySelector(`#${CSS.escape(focused.id)}`)?.focus();
   }
 
+  function clearDraft(id) {
+    const node = panel.querySelector(`#${CSS.escape(id)}`);
+    if (node) node.value = "";
+  }
+
   function draw() {
     const c = state.contact;
     const name = [c.first_name, c.last_name].filter(Boolean).join(" ") || c.email
@@ -118,7 +123,8 @@ export function mountPanel(el, ctx, contactId) {
       event.preventDefault();
       const tag = input.value.trim();
       if (!tag || tags.includes(tag)) { input.value = ""; return; }
-      if (await save({ tags: [...tags, tag] }, input)) { input.value = ""; render(); }
+      // A live update may have re-drawn the form while saving: clear the one on screen.
+      if (await save({ tags: [...tags, tag] }, input)) { clearDraft(id); render(); }
       panel.querySelector(`#${CSS.escape(id)}`)?.focus();
     };
     return h("section.contact-block", { "aria-labelledby": `${id}-title` },
@@ -172,7 +178,7 @@ export function mountPanel(el, ctx, contactId) {
       try {
         const note = await ctx.api.post(`${base}/notes`, { body: area.value.trim() });
         state.notes = [note, ...state.notes.filter((n) => n.id !== note.id)];
-        area.value = "";
+        clearDraft(id);
         render();
         ctx.toast("Note added");
       } catch (failure) {
