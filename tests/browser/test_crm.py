@@ -8,11 +8,11 @@ import re
 from typing import Any
 
 import httpx
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Dialog, Page, Route, expect
 
 from serve.stack import Stack
 from tests.browser.conftest import screenshot_path, sign_in
-from tests.conftest import Account
+from tests.conftest import Account, register
 from tests.waiting import eventually
 
 
@@ -291,3 +291,31 @@ async def test_settings_agent_with_tools_and_autopilot(
         ("Closer", "sdr", ["create_deal"], "autopilot", 3)]
     await page.get_by_role("button", name="Runs of Closer").click()
     await expect(page.get_by_text("No runs yet.")).to_be_visible()
+
+
+async def test_settings_member_role_change_and_removal(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    other = await register(api, "Elsewhere")
+    made = (await api.post("/v1/members/invitations", headers=owner.headers,
+                           json={"email": other.email, "role": "viewer"})).json()
+    joined = await api.post("/v1/invitations/accept", headers=other.headers,
+                            json={"token": made["token"]})
+    assert joined.status_code == 200, joined.text
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/settings/members")
+    await page.get_by_label(f"Role of {other.email}").select_option("admin")
+    await expect(page.locator(".toast", has_text="is now admin")).to_be_visible()
+
+    async def role() -> str:
+        listed = (await api.get("/v1/members", headers=owner.headers)).json()["data"]
+        return str(next(m["role"] for m in listed if m["email"] == other.email))
+    assert await role() == "admin"
+
+    async def confirm(dialog: Dialog) -> None:
+        await dialog.accept()
+    page.once("dialog", confirm)
+    row = page.locator(".settings-row", has_text=other.email)
+    await row.get_by_role("button", name="Remove").click()
+    await expect(row).to_have_count(0)
+    listed = (await api.get("/v1/members", headers=owner.headers)).json()["data"]
+    assert [m["email"] for m in listed] == [owner.email]
