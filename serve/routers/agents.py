@@ -150,6 +150,20 @@ async def list_agents(request: Request, page: PageParams = Depends(page_params),
     return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
 
 
+class ToolOut(BaseModel):
+    name: str
+    description: str
+    mutates: bool = Field(description="It changes the CRM or sends (else it only reads)")
+
+
+@router.get("/tools", response_model=list[ToolOut])
+async def list_tools(principal: Principal = Depends(require("org:read"))) -> Any:
+    """The tools an agent's `tools` may name (the registry's; before
+    `/{agent_id}`, which would take "tools" for an id)."""
+    return [{"name": t.name, "description": t.description, "mutates": t.mutates}
+            for t in toolbox.registry().tools.values()]
+
+
 @router.get("/{agent_id}", response_model=AgentOut)
 async def get_agent(agent_id: UUID, request: Request,
                     principal: Principal = Depends(require("org:read"))) -> Any:

@@ -15,6 +15,8 @@ const ROUTES = [
     params: (m) => ({ chatId: m[1] || null }) },
   { pattern: /^#\/pipeline(?:\/([0-9a-f-]{36}))?$/, view: "pipeline", nav: "pipeline",
     params: (m) => ({ pipelineId: m[1] || null }) },
+  { pattern: /^#\/contacts\/([0-9a-f-]{36})$/, view: "contacts", nav: "inbox",
+    params: (m) => ({ contactId: m[1] }) },
   { pattern: /^#\/settings(?:\/([a-z-]+))?$/, view: "settings", nav: "settings",
     params: (m) => ({ section: m[1] || "integrations" }) },
 ];
