@@ -26,7 +26,8 @@
 * { box-sizing: border-box; font-family: system-ui, -apple-system, "Segoe UI", sans-serif; }
 .launcher { position: fixed; right: 20px; bottom: 20px; z-index: 2147483000;
   width: 56px; height: 56px; border-radius: 50%; border: 0; cursor: pointer;
-  background: #2451d6; color: #fff; font-size: 24px; box-shadow: 0 4px 14px rgba(0,0,0,.25); }
+  display: grid; place-items: center;
+  background: #2451d6; color: #fff; box-shadow: 0 4px 14px rgba(0,0,0,.25); }
 .launcher:focus-visible, button:focus-visible, textarea:focus-visible {
   outline: 3px solid #f5a623; outline-offset: 2px; }
 .panel { position: fixed; right: 20px; bottom: 88px; z-index: 2147483000;
@@ -83,6 +84,22 @@ textarea { flex: 1; resize: none; border: 1px solid #c4c7cf; border-radius: 8px;
     return el;
   }
 
+  // A speech bubble, drawn: an emoji depends on the visitor's fonts.
+  function icon() {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 24 24");
+    svg.setAttribute("width", "26");
+    svg.setAttribute("height", "26");
+    svg.setAttribute("aria-hidden", "true");
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("fill", "currentColor");
+    path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5"
+      + "a2 2 0 0 1 2-2z");
+    svg.append(path);
+    return svg;
+  }
+
   // -- state -----------------------------------------------------------------
   function load() {
     try { return JSON.parse(localStorage.getItem(storeKey) || "{}") || {}; } catch { return {}; }
@@ -119,7 +136,8 @@ textarea { flex: 1; resize: none; border: 1px solid #c4c7cf; border-radius: 8px;
     "aria-label": "Chat with us", hidden: true },
   h("header", {}, h("h2", {}, "Chat with us"), closeButton), log, typing, form);
   const launcher = h("button", { type: "button", class: "launcher", "aria-label": "Open chat",
-    "aria-controls": "bidi-panel", "aria-expanded": "false", onclick: () => toggle() }, "💬");
+    "aria-controls": "bidi-panel", "aria-expanded": "false", onclick: () => toggle() },
+  icon());
   root.append(h("style", {}, CSS), panel, launcher);
 
   function toggle(open = panel.hidden) {
