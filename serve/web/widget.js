@@ -216,6 +216,13 @@ textarea { flex: 1; resize: none; border: 1px solid #c4c7cf; border-radius: 8px;
 
   // -- the API ---------------------------------------------------------------------
   async function session(fresh = false) {
+    // Another person signed in on this browser (or out): not their chat.
+    const who = typeof config.identifier === "string" ? config.identifier : "";
+    if ((saved.identifier || "") !== who) {
+      for (const key of ["token", "expires_at", "chat_id", "seq"]) delete saved[key];
+      saved.identifier = who;
+      save();
+    }
     if (!fresh && saved.token && saved.expires_at
         && Date.parse(saved.expires_at) - Date.now() > 60_000) return saved.token;
     const body = {};

@@ -3,11 +3,13 @@ page loads it, the visitor writes, the team's reply appears live, and a
 reload keeps the transcript."""
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
 import httpx
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, WebSocketRoute, expect
 
 from serve.stack import Stack
 from tests.conftest import Account
@@ -94,3 +96,55 @@ async def test_widget_fits_a_phone(stack: Stack, page: Page, api: httpx.AsyncCli
     send = panel.get_by_role("button", name="Send")
     button = await send.bounding_box()
     assert button is not None and button["x"] + button["width"] <= 375
+
+
+async def test_widget_resumes_after_a_dropped_socket(stack: Stack, page: Page,
+                                                    api: httpx.AsyncClient,
+                                                    owner: Account) -> None:
+    """The socket is cut (through a proxy of it); what the team writes
+    meanwhile arrives once the widget is back, once."""
+    integration_id = await webchat_for(api, owner, stack.api_url)
+    sockets: list[WebSocketRoute] = []
+    subscribes: list[dict[str, Any]] = []
+
+    def proxy(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def up(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "subscribe":
+                subscribes.append(frame)
+            server.send(message)
+
+        route.on_message(up)
+        sockets.append(route)
+
+    await page.route_web_socket(re.compile(r".*/v1/webchat/ws.*"), proxy)
+    await page.goto(f"{stack.api_url}/widget/test?integration={integration_id}")
+    await page.get_by_role("button", name="Open chat").click()
+    panel = page.get_by_role("dialog", name="Chat with us")
+    box = panel.get_by_label("Your message")
+    await box.fill("Is anyone there?")
+    await box.press("Enter")
+    await expect(panel.locator(".msg.mine .meta")).to_have_text("Sent")
+    chat_id = (await stored(page, integration_id))["chat_id"]
+    first = await api.post(f"/v1/chats/{chat_id}/messages", headers=owner.headers,
+                           json={"content": "Hello from the team"})
+    assert first.status_code == 202
+    await expect(panel.locator(".msg.theirs")).to_have_count(1)
+    seen = (await stored(page, integration_id))["seq"]
+    assert seen > 0 and len(sockets) == 1
+
+    await sockets[0].close(code=1011, reason="dropped")
+    away = await api.post(f"/v1/chats/{chat_id}/messages", headers=owner.headers,
+                          json={"content": "Written while you were away"})
+    assert away.status_code == 202
+    await expect(panel.locator(".msg.theirs")).to_have_count(2)
+    await expect(panel.locator(".msg.theirs").nth(1)).to_contain_text("while you were away")
+    assert len(sockets) == 2
+    assert subscribes[0]["since"] == 0 and subscribes[1]["since"] >= seen
+    after = await api.post(f"/v1/chats/{chat_id}/messages", headers=owner.headers,
+                           json={"content": "And now live again"})
+    assert after.status_code == 202
+    await expect(panel.locator(".msg.theirs")).to_have_count(3)
+    await expect(panel.locator(".msg")).to_have_count(4)

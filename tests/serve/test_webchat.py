@@ -435,6 +435,9 @@ async def test_cors_names_allowed_origins_only(api: httpx.AsyncClient, owner: Ac
     invalid = await api.post("/v1/webchat/messages", headers=auth(token), json={"content": ""})
     assert invalid.status_code == 422  # an error the widget can read too
     assert invalid.headers["access-control-allow-origin"] == ORIGIN
+    # A same-origin GET carries no Origin: the token alone is enough then.
+    bare = await api.get("/v1/webchat/messages", headers={"Authorization": f"Bearer {token}"})
+    assert bare.status_code == 200 and "access-control-allow-origin" not in bare.headers
     foreign = await api.get("/v1/webchat/messages", headers=auth(token, OTHER))
     assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
 
