@@ -272,7 +272,8 @@ async def list_integrations(request: Request, page: PageParams = Depends(page_pa
                             principal: Principal = Depends(require("org:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         total, rows = await integrations.page(conn, page.limit, page.offset)
-    return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [webchat.shown(request, row) for row in rows]}
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)

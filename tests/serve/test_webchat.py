@@ -122,6 +122,10 @@ async def test_webchat_integration_is_validated_and_its_secret_shown_once(
     assert secret not in shown.text and "secret" not in shown.json()["config"]
     assert shown.json()["config"]["identity_verification"] is True
     assert shown.json()["embed"] == verified["embed"]
+    listed = await api.get("/v1/integrations", headers=owner.headers)
+    assert {i["id"]: i["embed"] for i in listed.json()["data"]} == {
+        plain["id"]: plain["embed"], verified["id"]: verified["embed"]}
+    assert secret not in listed.text
 
     patched = await api.patch(f"/v1/integrations/{verified['id']}", headers=owner.headers,
                               json={"config": {"allowed_origins": ["https://New.example"]}})
