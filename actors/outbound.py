@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from actors.runtime.actor import VirtualActor, on
+from channels import webchat
 from channels.base import (
     CREDENTIALS_REFUSED,
     ChannelError,
@@ -38,7 +39,6 @@ from channels.base import (
     retry_delay,
     sender_for,
 )
-from channels import webchat
 from core.errors import Invalid, NotFound, Unreachable, WindowClosed
 from core.messages import OutboundMessage, Receipt, StatusUpdate
 from core.settings import RETRY_SCHEDULE

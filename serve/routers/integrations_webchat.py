@@ -20,6 +20,8 @@ from serve.auth import Principal, runtime_of
 from serve.models import Strict
 from storage import integrations
 
+__all__ = ["CHANNEL", "WebchatConfigIn", "WebchatIn", "changes", "create", "embed",
+           "new_secret", "sessions_path", "shown"]
 
 class WebchatConfigIn(Strict):
     allowed_origins: list[str] = Field(
