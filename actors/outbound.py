@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 
 from actors.runtime.actor import VirtualActor, on
+from channels import webchat
 from channels.base import (
     CREDENTIALS_REFUSED,
     ChannelError,
@@ -54,6 +55,7 @@ TYPING_EVERY = 4.0  # seconds; Telegram shows a chat action for about 5
 SERVICE_WINDOW = timedelta(hours=24)
 EARLY = 1000  # statuses held for messages whose receipt is still on its way
 WINDOWED = frozenset({"whatsapp"})
+WEBCHAT = webchat.WebchatSender()
 
 
 class Send(msgspec.Struct, frozen=True):
@@ -283,7 +285,9 @@ class ChatOutbound(VirtualActor):
         attempt = int(item.get("attempts") or 0) + 1
         try:
             integration = await self._integration()
-            channel = sender_for(self.ctx, integration.type)
+            # Web chat has no provider: the visitor's WebSocket reads the reply.
+            channel = WEBCHAT if integration.type == webchat.CHANNEL \
+                else sender_for(self.ctx, integration.type)
             receipt = await channel.send(integration, OutboundMessage(
                 organization_id=self.org_id, integration_id=integration.id,
                 channel=integration.type, thread_id=self.thread_id or "",

@@ -190,6 +190,17 @@ class Settings(BaseSettings):
     # quiet: the facts and preferences its contact stated become memories.
     ai_quiet_seconds: float = Field(default=600.0, gt=0)
 
+    # The web chat widget's visitors (BIDI_WEBCHAT_*): new sessions a minute
+    # per client IP and per integration, messages a minute per visitor (each
+    # with its burst), and how long a visitor's session token lasts.
+    webchat_sessions_per_minute_ip: int = Field(default=30, ge=1)
+    webchat_sessions_burst_ip: int = Field(default=30, ge=1)
+    webchat_sessions_per_minute: int = Field(default=1200, ge=1)
+    webchat_sessions_burst: int = Field(default=600, ge=1)
+    webchat_messages_per_minute: int = Field(default=30, ge=1)
+    webchat_messages_burst: int = Field(default=20, ge=1)
+    webchat_token_ttl: int = Field(default=24 * 3600, ge=60)
+
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # URLs may carry a password: keep it out of repr, str and logs.
         for name, value in super().__repr_args__():

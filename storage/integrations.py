@@ -70,8 +70,8 @@ PUBLIC_COLUMNS = ("id, type, name, config - 'secrets' - 'lookup' AS config, is_a
                   " last_sync_at,"
                   " error, error_at, created_at, updated_at")
 # What a change may set inside `config` (default_agent_id: the agent new
-# chats of the integration get).
-CONFIG_FIELDS = ("callback_url", "mode", "default_agent_id")
+# chats of the integration get; allowed_origins: a web chat's sites).
+CONFIG_FIELDS = ("callback_url", "mode", "default_agent_id", "allowed_origins")
 
 
 class PublicIntegration(TypedDict):

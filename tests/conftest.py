@@ -105,6 +105,7 @@ def stack(fake_google: FakeGoogle) -> Iterator[Stack]:
         # own (tests/serve/local_app.py).
         register_rate_per_minute=100_000, register_burst=10_000,
         auth_rate_per_minute=100_000, auth_burst=10_000,
+        webchat_sessions_per_minute_ip=100_000, webchat_sessions_burst_ip=10_000,
         # Telegram pacing fast enough for tests yet measurable: two chats of
         # one bot (10/s) are over its cap (7/s); groups are paced only as chats
         # here (their cap is measured in tests/storage/test_pacing.py).

@@ -24,6 +24,7 @@ from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
 from serve.routers import integrations_email as email
 from serve.routers import integrations_telegram as telegram
+from serve.routers import integrations_webchat as webchat
 from serve.routers import integrations_whatsapp as whatsapp
 from storage import agents, integrations
 
@@ -131,7 +132,8 @@ class ModelProviderIn(Strict):
     config: ModelKeyIn
 
 
-CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn | EmailIn | ModelProviderIn,
+CreateIn = Annotated[IntegrationIn | TelegramIn | WhatsAppIn | EmailIn | ModelProviderIn
+                     | webchat.WebchatIn,
                      Field(discriminator="type")]
 
 
@@ -146,12 +148,15 @@ class ConfigPatch(Strict):
     imap: PasswordIn | None = Field(default=None, description="Email: a new IMAP password"
                                     " (logged in with before it is stored)")
     smtp: PasswordIn | None = Field(default=None, description="Email: a new SMTP password")
+    allowed_origins: list[str] | None = Field(default=None, min_length=1, max_length=20,
+                                              description="Web chat: the sites it runs on")
 
     @model_validator(mode="after")
     def _something(self) -> ConfigPatch:
-        if self.mode is None and self.imap is None and self.smtp is None:
-            raise ValueError("config needs a change: mode (Telegram), or imap / smtp"
-                             " passwords (email)")
+        if self.mode is None and self.imap is None and self.smtp is None \
+                and self.allowed_origins is None:
+            raise ValueError("config needs a change: mode (Telegram), imap / smtp"
+                             " passwords (email), or allowed_origins (web chat)")
         return self
 
 
@@ -177,6 +182,12 @@ class IntegrationOut(BaseModel):
     error_at: datetime | None
     created_at: datetime | None
     updated_at: datetime | None
+    embed: str | None = Field(default=None, description="Web chat: the <script> tag to paste")
+
+
+class WebchatCreated(IntegrationOut):
+    secret: str | None = Field(default=None, description="Web chat with identity_verification:"
+                               " the key identifiers are HMAC-ed with. Shown this once.")
 
 
 class IntegrationCreated(IntegrationOut):
@@ -223,7 +234,7 @@ class TemplatesOut(BaseModel):
 
 @router.post("", status_code=201,
              response_model=IntegrationCreated | TelegramCreated | WhatsAppCreated
-             | IntegrationOut)
+             | WebchatCreated | IntegrationOut)
 async def create_integration(body: CreateIn, request: Request,
                              principal: Principal = Depends(
                                  require("integrations:manage"))) -> Any:
@@ -233,6 +244,8 @@ async def create_integration(body: CreateIn, request: Request,
         return await whatsapp.create(request, principal, body.name, body.config)
     if isinstance(body, EmailIn):
         return await email.create(request, principal, body.name, body.config)
+    if isinstance(body, webchat.WebchatIn):
+        return await webchat.create(request, principal, body.name, body.config)
     runtime = runtime_of(request)
     if isinstance(body, ModelProviderIn):  # an org's own key for its agents
         public: dict[str, Any] = {}
@@ -259,7 +272,8 @@ async def list_integrations(request: Request, page: PageParams = Depends(page_pa
                             principal: Principal = Depends(require("org:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         total, rows = await integrations.page(conn, page.limit, page.offset)
-    return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
+    return {"page": page.page, "limit": page.limit, "total": total,
+            "data": [webchat.shown(request, row) for row in rows]}
 
 
 @router.get("/{integration_id}", response_model=IntegrationOut)
@@ -267,7 +281,7 @@ async def get_integration(integration_id: UUID, request: Request,
                           principal: Principal = Depends(require("org:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
         row = await integrations.get(conn, integration_id)
-    return row
+    return webchat.shown(request, row)
 
 
 @router.get("/{integration_id}/templates", response_model=TemplatesOut)
@@ -297,6 +311,7 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
             changes["mode"] = body.config.mode
         passwords = {f"{name}_password": given.password for name in ("imap", "smtp")
                      if (given := getattr(body.config, name)) is not None}
+        changes.update(webchat.changes(body.config.allowed_origins))
     if "default_agent_id" in changes:
         agent = changes["default_agent_id"]
         changes["default_agent_id"] = str(agent) if agent is not None else None
@@ -312,6 +327,9 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
             raise Invalid("no such agent in this organization", field="default_agent_id")
         if before is not None:
             telegram.check_change(before, changes)
+            if "allowed_origins" in changes and before.type != webchat.CHANNEL:
+                raise Invalid("only web chat integrations have allowed_origins",
+                              field="config.allowed_origins")
             if passwords:
                 await email.check_passwords(runtime.settings, before, passwords)
                 await integrations.reseal(conn, principal.actor, cipher, integration_id,
@@ -322,7 +340,7 @@ async def update_integration(integration_id: UUID, body: IntegrationPatch, reque
             await telegram.changed(request, before, after)  # the provider told inside
     await telegram.settled(request, before, after)
     await email.settled(request, before, after, restart=bool(passwords))
-    return row
+    return webchat.shown(request, row)
 
 
 @router.post("/{integration_id}/rotate-secret", response_model=IntegrationCreated)
@@ -330,13 +348,15 @@ async def rotate_secret(integration_id: UUID, request: Request,
                         principal: Principal = Depends(require("integrations:manage"))) -> Any:
     """A new signing secret (shown once); the old one stops working at once."""
     runtime = runtime_of(request)
-    secret = new_secret()
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        if (await integrations.get(conn, integration_id))["type"] != "api":
-            raise Invalid("only API integrations have a signing secret to rotate")
+        kind = (await integrations.get(conn, integration_id))["type"]
+        if kind not in ("api", webchat.CHANNEL):
+            raise Invalid("only API and web chat integrations have a secret to rotate")
+        secret = new_secret() if kind == "api" else webchat.new_secret()
         row = await integrations.rotate_secret(conn, principal.actor, _cipher(runtime.settings),
                                                integration_id, secret)
-    return {**row, "secret": secret, "inbound_url": _inbound_path(row["id"])}
+    inbound = _inbound_path(row["id"]) if kind == "api" else webchat.sessions_path(row["id"])
+    return {**webchat.shown(request, row), "secret": secret, "inbound_url": inbound}
 
 
 @router.delete("/{integration_id}", status_code=204, response_class=Response)

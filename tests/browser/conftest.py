@@ -1,7 +1,11 @@
 """A real headless Chromium (Debian's, installed by tests/system-deps.sh),
 driven by Playwright. One browser per test session; every test gets a fresh
 context (no shared storage). A page that throws an uncaught error fails its
-test: the inbox must not break silently."""
+test: the inbox must not break silently.
+
+The browser is started after the engine (`stack`): the stack, when it stops,
+ends the processes started under this process while it was starting, and a
+browser launched before it would be one of them."""
 from __future__ import annotations
 
 import os
@@ -19,7 +23,7 @@ SHOTS = Path(__file__).resolve().parent / "screenshots"
 
 
 @pytest.fixture(scope="session")
-async def browser() -> AsyncIterator[Browser]:
+async def browser(stack: Stack) -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(
             executable_path=CHROMIUM, headless=True,
