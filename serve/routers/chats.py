@@ -15,7 +15,7 @@ from core.errors import Invalid
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from storage import chats, messages
+from storage import agents, chats, messages
 
 router = APIRouter(prefix="/v1/chats", tags=["chats"])
 
@@ -48,6 +48,8 @@ class ChatOut(BaseModel):
     unreachable_at: datetime | None = None
     assigned_agent_id: UUID | None = Field(
         default=None, description="The AI agent that answers this chat (PATCH to change)")
+    assigned_user_id: UUID | None = Field(
+        default=None, description="The member who answers this chat (PATCH to change)")
     last_message: LastMessage | None
 
 
@@ -129,12 +131,37 @@ async def list_chats(request: Request, page: PageParams = Depends(page_params),
                      unread: bool | None = Query(None, description="Only chats with unread"),
                      channel: str | None = Query(None, max_length=50),
                      contact_id: UUID | None = None,
+                     q: str | None = Query(
+                         None, max_length=200, description="Words, each matching the start"
+                         " of a word of the contact's name, email or username, or of the"
+                         " chat's title"),
+                     assigned_agent_id: UUID | None = None,
+                     assigned_user_id: str | None = Query(
+                         None, max_length=36, description="A member's id, or `me` (a"
+                         " signed-in user only)"),
                      principal: Principal = Depends(require("chats:read"))) -> Any:
+    user = _assignee(assigned_user_id, principal)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total, rows = await chats.list_page(conn, limit=page.limit, offset=page.offset,
-                                            unread=unread, channel=channel,
-                                            contact_id=contact_id)
+        total, rows = await chats.list_page(
+            conn, limit=page.limit, offset=page.offset, unread=unread, channel=channel,
+            contact_id=contact_id, q=q, assigned_agent_id=assigned_agent_id,
+            assigned_user_id=user)
     return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
+
+
+def _assignee(value: str | None, principal: Principal) -> UUID | None:
+    """`?assigned_user_id=`: a user id, or `me` for the signed-in caller."""
+    if value is None:
+        return None
+    if value == "me":
+        if principal.user_id is None:
+            raise Invalid("an API key is no user: name one by id instead of `me`",
+                          field="assigned_user_id")
+        return UUID(principal.user_id)
+    try:
+        return UUID(value)
+    except ValueError:
+        raise Invalid("a user id or `me`", field="assigned_user_id") from None
 
 
 @router.get("/{chat_id}", response_model=ChatOut)
@@ -145,18 +172,35 @@ async def get_chat(chat_id: UUID, request: Request,
 
 
 class ChatPatch(Strict):
+    """Only the fields present change."""
+
     assigned_agent_id: UUID | None = Field(
-        description="An agent of this organization to answer the chat (drafts or replies, by"
-                    " its guardrails); null: no agent")
+        default=None, description="An agent of this organization to answer the chat (drafts"
+                                  " or replies, by its guardrails); null: no agent")
+    assigned_user_id: UUID | None = Field(
+        default=None, description="A member of this organization to answer the chat (the"
+                                  " event `chat.assigned` notifies them); null: nobody")
 
 
 @router.patch("/{chat_id}", response_model=ChatOut)
 async def update_chat(chat_id: UUID, body: ChatPatch, request: Request,
                       principal: Principal = Depends(require("chats:write"))) -> Any:
+    """The person is written here; the agent through the chat's actor (its
+    only writer of the agent). Both are checked before either changes."""
+    fields = body.model_fields_set
+    if not fields:
+        raise Invalid("nothing to change: give assigned_user_id and/or assigned_agent_id")
     runtime = runtime_of(request)
     agent = str(body.assigned_agent_id) if body.assigned_agent_id else None
-    await ChatRef(runtime.actors, principal.org_id, str(chat_id)).assign(agent,
-                                                                         principal.user_id)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        await chats.get(conn, chat_id)  # another org's chat: 404 before any change
+        if agent is not None and not await agents.exists(conn, agent):
+            raise Invalid("no such agent in this organization", field="assigned_agent_id")
+        if "assigned_user_id" in fields:
+            await chats.assign_user(conn, principal.actor, chat_id, body.assigned_user_id)
+    if "assigned_agent_id" in fields:
+        await ChatRef(runtime.actors, principal.org_id, str(chat_id)).assign(
+            agent, principal.user_id)
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         return await chats.get(conn, chat_id)
 
