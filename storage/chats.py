@@ -330,18 +330,30 @@ def read_write(org_id: str, chat_id: str, user_id: str | None, at: datetime) -> 
 
 # -- reads ----------------------------------------------------------------
 
-def _search(word: str, cond: Conditions) -> str:
-    """The chats `word` finds, each side through an index under RLS: the
-    contact's terms (migration 006) then chats by contact, and the title's
-    prefix range (migration 020)."""
-    low, high = cond.param(word), contacts.prefix_end(word)
-    terms, title = f"term ~>=~ {low}", f"title_key ~>=~ {low}"
+def _prefix(column: str, text: str, cond: Conditions) -> str:
+    """`column` starts with `text`: a range of leakproof comparisons, so
+    indexed next to the RLS policy (migrations 006, 020)."""
+    bounds = f"{column} ~>=~ {cond.param(text)}"
+    high = contacts.prefix_end(text)
     if high is not None:
-        end = cond.param(high)
-        terms, title = f"{terms} AND term ~<~ {end}", f"{title} AND title_key ~<~ {end}"
-    return (f"c.id IN (SELECT id FROM chats WHERE contact_id IN"
-            f" (SELECT contact_id FROM contact_terms WHERE {terms})"
-            f" UNION SELECT id FROM chats WHERE {title})")
+        bounds += f" AND {column} ~<~ {cond.param(high)}"
+    return bounds
+
+
+def _search(words: list[str], cond: Conditions) -> None:
+    """The chats whose title starts with the words, or whose contact has a
+    term starting with each word. Both sides are driven by an index: the
+    title's prefix range; the first word's contacts (their terms) and then
+    their chats, each checked for the other words by its contact's own terms
+    (as contact search narrows its first word's hits)."""
+    if not words:
+        return
+    others = "".join(
+        f" AND EXISTS (SELECT 1 FROM contact_terms t WHERE t.contact_id = ch.contact_id"
+        f" AND {_prefix('t.term', word, cond)})" for word in words[1:])
+    cond.add(f"c.id IN (SELECT id FROM chats WHERE {_prefix('title_key', ' '.join(words), cond)}"
+             f" UNION SELECT ch.id FROM chats ch WHERE ch.contact_id IN (SELECT contact_id"
+             f" FROM contact_terms WHERE {_prefix('term', words[0], cond)}){others})")
 
 
 async def list_page(conn: asyncpg.Connection, *, limit: int, offset: int,
@@ -352,15 +364,14 @@ async def list_page(conn: asyncpg.Connection, *, limit: int, offset: int,
     """The total and one page of chats, most recent conversation first, with
     every filter given. `q`: words, each matching the start of a term of the
     chat's contact (a word of the name, the email whole or a part, the
-    Telegram username, digits of the phone) or the start of the title."""
+    Telegram username, digits of the phone); or the start of the title."""
     cond = Conditions()
     if unread is not None:
         cond.add("c.unread_count > 0" if unread else "c.unread_count = 0")
     cond.equal(**{"c.channel": channel or None, "c.contact_id": contact_id,
                   "c.assigned_agent_id": assigned_agent_id,
                   "c.assigned_user_id": assigned_user_id})
-    for word in contacts.search_words(q):
-        cond.add(_search(word, cond))
+    _search(contacts.search_words(q), cond)
     where, args, n = cond.where(), cond.args, len(cond.args)
     total = await conn.fetchval(f"SELECT count(*) FROM chats c{where}", *args)
     rows = await conn.fetch(

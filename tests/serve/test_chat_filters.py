@@ -59,6 +59,8 @@ async def test_search_finds_chats_by_contact_name_email_username_and_title(
                            json={"first_name": "Prof", "last_name": "T"})
     assert resp.status_code == 200, resp.text
     assert await listed(api, owner, q="alan") == [alan]
+    assert await listed(api, owner, q="Alan  Tur") == [alan]  # the title's start, whole
+    assert await listed(api, owner, q="turing") == []  # a title matches from its start
     assert await listed(api, owner, q="prof") == [alan]
     envelope(await api.get("/v1/chats", params={"q": "a b c d e f"}, headers=owner.headers),
              422)
