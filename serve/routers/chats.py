@@ -9,6 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
+from actors.outbound import SERVICE_WINDOW, WINDOWED, aware, now_utc
 from actors.refs import ChatRef, SentMessage
 from actors.runtime.client import ActorSystem
 from core.errors import Invalid
@@ -51,6 +52,29 @@ class ChatOut(BaseModel):
     assigned_user_id: UUID | None = Field(
         default=None, description="The member who answers this chat (PATCH to change)")
     last_message: LastMessage | None
+
+
+class WhatsAppWindow(BaseModel):
+    open: bool = Field(description="Whether free text may be sent now (else only a template)")
+    closes_at: datetime | None = Field(
+        description="When it closes (or closed): 24 hours after the contact's last message;"
+                    " null when the contact never wrote")
+
+
+class ChatDetail(ChatOut):
+    whatsapp_window: WhatsAppWindow | None = Field(
+        default=None, description="WhatsApp chats: the 24-hour customer service window")
+
+
+def _window(chat: dict[str, Any]) -> dict[str, Any] | None:
+    """The service window of a WhatsApp chat, as its actor checks it on send."""
+    if chat["channel"] not in WINDOWED:
+        return None
+    last = chat["last_inbound_at"]
+    if last is None:
+        return {"open": False, "closes_at": None}
+    closes = aware(last) + SERVICE_WINDOW
+    return {"open": now_utc() < closes, "closes_at": closes}
 
 
 class Revision(BaseModel):
@@ -164,11 +188,12 @@ def _assignee(value: str | None, principal: Principal) -> UUID | None:
         raise Invalid("a user id or `me`", field="assigned_user_id") from None
 
 
-@router.get("/{chat_id}", response_model=ChatOut)
+@router.get("/{chat_id}", response_model=ChatDetail)
 async def get_chat(chat_id: UUID, request: Request,
                    principal: Principal = Depends(require("chats:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        return await chats.get(conn, chat_id)
+        chat = await chats.get(conn, chat_id)
+    return {**chat, "whatsapp_window": _window(chat)}
 
 
 class ChatPatch(Strict):
