@@ -369,7 +369,7 @@ async def list_page(conn: asyncpg.Connection, *, limit: int, offset: int,
     if unread is not None:
         cond.add("c.unread_count > 0" if unread else "c.unread_count = 0")
     cond.equal(**{"c.channel": channel or None, "c.contact_id": contact_id,
-                  "c.assigned_agent_id": assigned_agent_id,
+                  "c.assigned_agent_id": str(assigned_agent_id) if assigned_agent_id else None,
                   "c.assigned_user_id": assigned_user_id})
     _search(contacts.search_words(q), cond)
     where, args, n = cond.where(), cond.args, len(cond.args)

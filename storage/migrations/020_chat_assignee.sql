@@ -10,8 +10,10 @@
 -- lower-cased title are stored generated columns, compared with plain `=`
 -- and the leakproof text_pattern_ops range operators.
 ALTER TABLE chats ADD COLUMN assigned_user_id UUID REFERENCES users(id) ON DELETE SET NULL;
-ALTER TABLE chats ADD COLUMN assigned_agent_id UUID
-  GENERATED ALWAYS AS ((metadata->>'assigned_agent_id')::uuid) STORED;
+-- Text, as the metadata holds it: a cast here would fail every write of a
+-- row whose metadata holds anything else.
+ALTER TABLE chats ADD COLUMN assigned_agent_id TEXT
+  GENERATED ALWAYS AS (metadata->>'assigned_agent_id') STORED;
 ALTER TABLE chats ADD COLUMN title_key TEXT GENERATED ALWAYS AS (lower(title)) STORED;
 
 -- Each serves its filter in the list's order (newest conversation first).
