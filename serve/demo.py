@@ -255,18 +255,15 @@ async def seed_conversations(demo: Demo) -> None:
     are read first), the agent on each, the demo user on two."""
     for n, (email, script) in enumerate(CONVERSATIONS):
         thread = f"demo-{n + 1}"
-        chat: ChatRef | None = None
+        # The chat's id follows from where it happens (every script starts inbound).
+        chat = ChatRef.of(demo.actors, _inbound(demo, email, thread, "", ""))
         for i, (way, text) in enumerate(script):
             key = f"{thread}-{i}"
             if way == "in":
-                message = _inbound(demo, email, thread, key, text)
-                chat = ChatRef.of(demo.actors, message)
-                await chat.inbound(message)
-                continue
-            assert chat is not None  # every script starts with the contact
-            await chat.mark_read(demo.user_id)
-            await chat.send(text, demo.user_id, key)
-        assert chat is not None
+                await chat.inbound(_inbound(demo, email, thread, key, text))
+            else:
+                await chat.mark_read(demo.user_id)
+                await chat.send(text, demo.user_id, key)
         demo.chats.append(chat.chat_id)
         await chat.assign(demo.agent_id, demo.user_id)
         if n in (0, 2):

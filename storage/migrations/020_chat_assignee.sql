@@ -21,5 +21,5 @@ CREATE INDEX idx_chats_assigned_user
   ON chats (organization_id, assigned_user_id, last_message_at DESC NULLS LAST, id);
 CREATE INDEX idx_chats_assigned_agent
   ON chats (organization_id, assigned_agent_id, last_message_at DESC NULLS LAST, id);
--- A search word matches a title from its start (a prefix range).
+-- A search matches a title by its start (a prefix range).
 CREATE INDEX idx_chats_title_key ON chats (organization_id, title_key text_pattern_ops);
