@@ -171,17 +171,18 @@ async def _account(settings: Settings, db: Database, system: ActorSystem,
         if user is None:
             password = secrets.token_urlsafe(12)
             made, org = await identity.create_user_and_org(
-                conn, email=EMAIL, password_hash=hash_password(password), name="Demo User",
-                org_name="Demo")
+                conn, email=EMAIL, password_hash=await asyncio.to_thread(hash_password, password),
+                name="Demo User", org_name="Demo")
             user_id, org_id = str(made["id"]), str(org["id"])
             saved = {"email": EMAIL, "password": password, "organization_id": org_id}
+            # Saved before COMMIT: a demo user is never made whose password is lost
+            # (a file left by a failed commit is overwritten by the next run).
+            _save(path, saved)
         else:
             user_id = str(user["id"])
             org_id = str((await identity.memberships(conn, user["id"]))[0].org_id)
             if saved.get("organization_id") != org_id:  # another engine's file
                 saved = {}
-    if saved:
-        _save(path, saved)
     return Demo(settings, db, system, org_id, user_id, saved)
 
 
