@@ -88,8 +88,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         stack.start()
         if args.demo:
-            org = asyncio.run(seed_demo(stack.settings))
-            print(f"demo org:   {org}")
+            demo = asyncio.run(seed_demo(stack.settings))
+            password = demo.password or "(not kept: no demo-credentials.json in the data dir)"
+            print(f"demo sign-in: {demo.email} / {password}")
+            if demo.api_key:
+                print(f"demo API key: {demo.api_key}")
+            for note in demo.notes:
+                print(f"demo note:  {note}")
+            print(f"inbox:      {stack.api_url}/")
         print(f"API:        {stack.api_url}")
         print(f"API docs:   {stack.api_url}/docs")
         print(f"WebSocket:  {stack.ws_url}")

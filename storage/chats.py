@@ -16,12 +16,14 @@ from uuid import UUID
 
 import asyncpg
 
-from core.errors import NotFound
+from core.errors import Invalid, NotFound
 from core.messages import InboundMessage, MessageEdit, Reaction, StatusUpdate, ThreadState
+from storage import contacts
 from storage.audit import Actor, record
 from storage.committer import Write
 from storage.db import Database
 from storage.loader import BatchLoader
+from storage.rows import Conditions
 
 Key = tuple[str, str]  # (org_id, chat_id)
 IDS = uuid.UUID("6f1d2c9e-7d0b-4d43-9a51-2f9a1c3b5e10")  # namespace for derived ids
@@ -126,7 +128,7 @@ VALUES ($2, 'chat.read', 'chat', $1, $1, $4, $5)
 COLUMNS = """
 c.id, c.contact_id, c.channel, c.channel_thread_id, c.integration_id, c.title, c.is_unread,
 c.unread_count, c.last_message_at, c.last_inbound_at, c.created_at, c.updated_at,
-c.unreachable_reason, c.unreachable_at, c.metadata->>'assigned_agent_id' AS assigned_agent_id,
+c.unreachable_reason, c.unreachable_at, c.assigned_agent_id, c.assigned_user_id,
 nullif(trim(coalesce(ct.first_name, '') || ' ' || coalesce(ct.last_name, '')), '')
   AS contact_name,
 (SELECT to_jsonb(l) FROM (
@@ -328,21 +330,50 @@ def read_write(org_id: str, chat_id: str, user_id: str | None, at: datetime) -> 
 
 # -- reads ----------------------------------------------------------------
 
+def _prefix(column: str, text: str, cond: Conditions) -> str:
+    """`column` starts with `text`: a range of leakproof comparisons, so
+    indexed next to the RLS policy (migrations 006, 020)."""
+    bounds = f"{column} ~>=~ {cond.param(text)}"
+    high = contacts.prefix_end(text)
+    if high is not None:
+        bounds += f" AND {column} ~<~ {cond.param(high)}"
+    return bounds
+
+
+def _search(words: list[str], cond: Conditions) -> None:
+    """The chats whose title starts with the words, or whose contact has a
+    term starting with each word. Both sides are driven by an index: the
+    title's prefix range; the first word's contacts (their terms) and then
+    their chats, each checked for the other words by its contact's own terms
+    (as contact search narrows its first word's hits)."""
+    if not words:
+        return
+    others = "".join(
+        f" AND EXISTS (SELECT 1 FROM contact_terms t WHERE t.contact_id = ch.contact_id"
+        f" AND {_prefix('t.term', word, cond)})" for word in words[1:])
+    cond.add(f"c.id IN (SELECT id FROM chats WHERE {_prefix('title_key', ' '.join(words), cond)}"
+             f" UNION SELECT ch.id FROM chats ch WHERE ch.contact_id IN (SELECT contact_id"
+             f" FROM contact_terms WHERE {_prefix('term', words[0], cond)}){others})")
+
+
 async def list_page(conn: asyncpg.Connection, *, limit: int, offset: int,
                     unread: bool | None = None, channel: str | None = None,
-                    contact_id: UUID | None = None) -> tuple[int, list[dict[str, Any]]]:
-    """The total and one page of chats, most recent conversation first."""
-    parts: list[str] = []
-    args: list[Any] = []
+                    contact_id: UUID | None = None, q: str | None = None,
+                    assigned_agent_id: UUID | None = None,
+                    assigned_user_id: UUID | None = None) -> tuple[int, list[dict[str, Any]]]:
+    """The total and one page of chats, most recent conversation first, with
+    every filter given. `q`: words, each matching the start of a term of the
+    chat's contact (a word of the name, the email whole or a part, the
+    Telegram username, digits of the phone); or the start of the title."""
+    cond = Conditions()
     if unread is not None:
-        parts.append("c.unread_count > 0" if unread else "c.unread_count = 0")
-    for column, value in (("c.channel", channel or None), ("c.contact_id", contact_id)):
-        if value is not None:
-            args.append(value)
-            parts.append(f"{column} = ${len(args)}")
-    where = f" WHERE {' AND '.join(parts)}" if parts else ""
+        cond.add("c.unread_count > 0" if unread else "c.unread_count = 0")
+    cond.equal(**{"c.channel": channel or None, "c.contact_id": contact_id,
+                  "c.assigned_agent_id": str(assigned_agent_id) if assigned_agent_id else None,
+                  "c.assigned_user_id": assigned_user_id})
+    _search(contacts.search_words(q), cond)
+    where, args, n = cond.where(), cond.args, len(cond.args)
     total = await conn.fetchval(f"SELECT count(*) FROM chats c{where}", *args)
-    n = len(args)
     rows = await conn.fetch(
         f"SELECT {COLUMNS}{JOINED}{where} ORDER BY c.last_message_at DESC NULLS LAST, c.id"
         f" LIMIT ${n + 1} OFFSET ${n + 2}", *args, limit, offset)
@@ -382,3 +413,54 @@ async def mark_handoff(conn: asyncpg.Connection, actor: Actor, chat_id: UUID | s
                  changes={"handoff": handoff}, event_type="ai.handoff",
                  payload={"chat_id": found, **handoff})
     return handoff
+
+
+# The chat's person, the audit row and `chat.assigned` (on the chat's topic
+# and, through `notify_user_ids`, the assignee's notifications) in one
+# statement; nothing when the chat is not the org's (row-level security).
+ASSIGN_USER = """
+WITH c AS (
+  UPDATE chats c SET assigned_user_id = $3, updated_at = now()
+  FROM (SELECT id, assigned_user_id FROM chats WHERE id = $1 FOR UPDATE) old
+  WHERE c.id = old.id RETURNING c.id, old.assigned_user_id AS before),
+a AS (
+  INSERT INTO audit_logs (organization_id, user_id, action, resource_type, resource_id,
+                          changes, ip_address, user_agent, agent_id)
+  SELECT $2, $4, 'chat.assign', 'chat', c.id,
+         jsonb_build_object('assigned_user_id', jsonb_build_array(c.before, $3::uuid)),
+         $5::inet, $6, $7 FROM c)
+INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, user_id,
+                    agent_id, payload)
+SELECT $2, 'chat.assigned', 'chat', c.id, c.id, $4, $7,
+       jsonb_build_object('chat_id', c.id, 'assigned_user_id', $3::uuid,
+                          'previous_user_id', c.before, 'assigned_by', $4::uuid,
+                          'notify_user_ids', CASE WHEN $3::uuid IS NULL THEN '[]'::jsonb
+                                             ELSE jsonb_build_array($3::uuid) END) FROM c
+RETURNING entity_id
+"""
+
+
+async def is_member(conn: asyncpg.Connection, user_id: UUID | str) -> bool:
+    """Whether `user_id` is a member of the transaction's org (RLS decides)."""
+    return bool(await conn.fetchval(
+        "SELECT 1 FROM organization_members WHERE user_id = $1::uuid", str(user_id)))
+
+
+async def check_user(conn: asyncpg.Connection, user_id: UUID | str | None) -> None:
+    """`Invalid` naming the field unless `user_id` is None or a member of the org."""
+    if user_id is not None and not await is_member(conn, user_id):
+        raise Invalid("no such member in this organization", field="assigned_user_id")
+
+
+async def assign_user(conn: asyncpg.Connection, actor: Actor, chat_id: UUID | str,
+                      user_id: UUID | str | None) -> None:
+    """Make `user_id` (a member of the org; None: nobody) the chat's person,
+    with its audit row and `chat.assigned`; `NotFound` for another org's chat."""
+    await check_user(conn, user_id)
+    found = await conn.fetchval(
+        ASSIGN_USER, UUID(str(chat_id)), UUID(actor.org_id),
+        UUID(str(user_id)) if user_id is not None else None,
+        UUID(actor.user_id) if actor.user_id else None, actor.ip, actor.user_agent,
+        UUID(actor.agent_id) if actor.agent_id else None)
+    if found is None:
+        raise NotFound("chat not found")

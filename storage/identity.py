@@ -103,15 +103,25 @@ async def register(conn: asyncpg.Connection, *, email: str, password_hash: str, 
                     refresh)
 
 
+class MfaRequired(Unauthorized):
+    """The right password of an account with a second factor on, and no code."""
+
+    code = "mfa_required"
+
+
 async def login(conn: asyncpg.Connection, *, email: str, password: str, code: str | None,
                 cipher: Cipher) -> SignedIn:
     """Sign in with a password (and a second-factor code when the account has
     one on) into the user's first organization. Wrong email, password and
-    code look alike."""
+    code look alike; the right password without a code is `MfaRequired`, so
+    a sign-in form knows to ask for one (only who knows the password learns
+    that the account has a second factor)."""
     user = await user_by_email(conn, email)
     stored = user["password_hash"] if user is not None else None
     ok = await asyncio.to_thread(verify_password, stored, password)
     if ok and user is not None and user["mfa_enabled"]:
+        if not code:
+            raise MfaRequired("enter the code from your authenticator app")
         ok = await mfa.check(conn, user, code, cipher)
     if not ok or user is None:
         raise Unauthorized("wrong email, password or code")

@@ -9,13 +9,14 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, Field
 
+from actors.outbound import SERVICE_WINDOW, WINDOWED, aware, now_utc
 from actors.refs import ChatRef, SentMessage
 from actors.runtime.client import ActorSystem
 from core.errors import Invalid
 from serve.auth import Principal, require, runtime_of
 from serve.models import Strict
 from serve.pagination import Page, PageParams, page_params
-from storage import chats, messages
+from storage import agents, chats, messages
 
 router = APIRouter(prefix="/v1/chats", tags=["chats"])
 
@@ -48,7 +49,32 @@ class ChatOut(BaseModel):
     unreachable_at: datetime | None = None
     assigned_agent_id: UUID | None = Field(
         default=None, description="The AI agent that answers this chat (PATCH to change)")
+    assigned_user_id: UUID | None = Field(
+        default=None, description="The member who answers this chat (PATCH to change)")
     last_message: LastMessage | None
+
+
+class WhatsAppWindow(BaseModel):
+    open: bool = Field(description="Whether free text may be sent now (else only a template)")
+    closes_at: datetime | None = Field(
+        description="When it closes (or closed): 24 hours after the contact's last message;"
+                    " null when the contact never wrote")
+
+
+class ChatDetail(ChatOut):
+    whatsapp_window: WhatsAppWindow | None = Field(
+        default=None, description="WhatsApp chats: the 24-hour customer service window")
+
+
+def _window(chat: dict[str, Any]) -> dict[str, Any] | None:
+    """The service window of a WhatsApp chat, as its actor checks it on send."""
+    if chat["channel"] not in WINDOWED:
+        return None
+    last = chat["last_inbound_at"]
+    if last is None:
+        return {"open": False, "closes_at": None}
+    closes = aware(last) + SERVICE_WINDOW
+    return {"open": now_utc() < closes, "closes_at": closes}
 
 
 class Revision(BaseModel):
@@ -129,34 +155,77 @@ async def list_chats(request: Request, page: PageParams = Depends(page_params),
                      unread: bool | None = Query(None, description="Only chats with unread"),
                      channel: str | None = Query(None, max_length=50),
                      contact_id: UUID | None = None,
+                     q: str | None = Query(
+                         None, max_length=200, description="Words, each matching the start"
+                         " of a word of the contact's name, email or username, or of the"
+                         " chat's title"),
+                     assigned_agent_id: UUID | None = None,
+                     assigned_user_id: str | None = Query(
+                         None, max_length=36, description="A member's id, or `me` (a"
+                         " signed-in user only)"),
                      principal: Principal = Depends(require("chats:read"))) -> Any:
+    user = _assignee(assigned_user_id, principal)
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        total, rows = await chats.list_page(conn, limit=page.limit, offset=page.offset,
-                                            unread=unread, channel=channel,
-                                            contact_id=contact_id)
+        total, rows = await chats.list_page(
+            conn, limit=page.limit, offset=page.offset, unread=unread, channel=channel,
+            contact_id=contact_id, q=q, assigned_agent_id=assigned_agent_id,
+            assigned_user_id=user)
     return {"page": page.page, "limit": page.limit, "total": total, "data": rows}
 
 
-@router.get("/{chat_id}", response_model=ChatOut)
+def _assignee(value: str | None, principal: Principal) -> UUID | None:
+    """`?assigned_user_id=`: a user id, or `me` for the signed-in caller."""
+    if value is None:
+        return None
+    if value == "me":
+        if principal.user_id is None:
+            raise Invalid("an API key is no user: name one by id instead of `me`",
+                          field="assigned_user_id")
+        return UUID(principal.user_id)
+    try:
+        return UUID(value)
+    except ValueError:
+        raise Invalid("a user id or `me`", field="assigned_user_id") from None
+
+
+@router.get("/{chat_id}", response_model=ChatDetail)
 async def get_chat(chat_id: UUID, request: Request,
                    principal: Principal = Depends(require("chats:read"))) -> Any:
     async with runtime_of(request).db.tenant_tx(principal.org_id, principal.user_id) as conn:
-        return await chats.get(conn, chat_id)
+        chat = await chats.get(conn, chat_id)
+    return {**chat, "whatsapp_window": _window(chat)}
 
 
 class ChatPatch(Strict):
+    """Only the fields present change."""
+
     assigned_agent_id: UUID | None = Field(
-        description="An agent of this organization to answer the chat (drafts or replies, by"
-                    " its guardrails); null: no agent")
+        default=None, description="An agent of this organization to answer the chat (drafts"
+                                  " or replies, by its guardrails); null: no agent")
+    assigned_user_id: UUID | None = Field(
+        default=None, description="A member of this organization to answer the chat (the"
+                                  " event `chat.assigned` notifies them); null: nobody")
 
 
 @router.patch("/{chat_id}", response_model=ChatOut)
 async def update_chat(chat_id: UUID, body: ChatPatch, request: Request,
                       principal: Principal = Depends(require("chats:write"))) -> Any:
+    """The person is written here; the agent through the chat's actor (its
+    only writer of the agent). Both are checked before either changes."""
+    fields = body.model_fields_set
+    if not fields:
+        raise Invalid("nothing to change: give assigned_user_id and/or assigned_agent_id")
     runtime = runtime_of(request)
     agent = str(body.assigned_agent_id) if body.assigned_agent_id else None
-    await ChatRef(runtime.actors, principal.org_id, str(chat_id)).assign(agent,
-                                                                         principal.user_id)
+    async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
+        await chats.get(conn, chat_id)  # another org's chat: 404 before any change
+        if agent is not None and not await agents.exists(conn, agent):
+            raise Invalid("no such agent in this organization", field="assigned_agent_id")
+        if "assigned_user_id" in fields:
+            await chats.assign_user(conn, principal.actor, chat_id, body.assigned_user_id)
+    if "assigned_agent_id" in fields:
+        await ChatRef(runtime.actors, principal.org_id, str(chat_id)).assign(
+            agent, principal.user_id)
     async with runtime.db.tenant_tx(principal.org_id, principal.user_id) as conn:
         return await chats.get(conn, chat_id)
 
