@@ -95,7 +95,9 @@ def cmd_up(args: argparse.Namespace) -> int:
                 print(f"demo API key: {demo.api_key}")
             for note in demo.notes:
                 print(f"demo note:  {note}")
-            print(f"inbox:      {stack.api_url}/")
+            if demo.widget_test_url:
+                print(f"widget:     {demo.widget_test_url}")
+        print(f"Inbox:      {stack.api_url}/")
         print(f"API:        {stack.api_url}")
         print(f"API docs:   {stack.api_url}/docs")
         print(f"WebSocket:  {stack.ws_url}")

@@ -5,7 +5,8 @@ tenant transaction as the application role, so row-level security, audit
 rows and events apply) for the CRM, and the chat actors for conversations,
 so messages, unread counts and the agent's draft come from the real message
 flow. The seed is a list of steps (`STEPS`), each an async function of the
-shared `Demo`; adding one (the web widget's `seed_webchat`) is one entry.
+shared `Demo`: the CRM, the website's chat widget (allowed on this engine's
+own origin, so its test page works), the conversations, the agent's draft.
 
 Idempotent. The demo is its user, `demo@bidi.local`: a run that finds it
 leaves the org alone once its seed is complete (the audit row
@@ -33,6 +34,8 @@ from actors.refs import ChatRef
 from actors.runtime.client import ActorSystem
 from agents import prompts
 from channels.signing import new_secret
+from channels.webchat import CHANNEL as WEBCHAT
+from channels.webchat import parse_origins
 from core.crypto import Cipher
 from core.errors import ConfigError
 from core.messages import InboundMessage, Sender
@@ -85,20 +88,24 @@ DEALS = [("Analytical Engines: 40 seats", "ada@analytical.example", "Proposal", 
          ("Bletchley Systems: renewal", "joan@bletchley.example", "Won", 12_000),
          ("Cobol Works platform", "grace@cobol.example", "Negotiation", 48_000),
          ("Cobol Works training", "jean@cobol.example", "Lost", 2_000)]
-# A conversation: its contact, and its messages ("in": the contact wrote it).
-# The first two end with the contact's message and stay unread; the agent
-# drafts an answer to the first.
+# A conversation: where it happens ("api": the API inbox, "webchat": the
+# website's widget), its contact, and its messages ("in": the contact wrote
+# it). Those ending with the contact's message stay unread; the agent drafts
+# an answer to the first. Replies go out on the widget (they are `sent` at
+# once); the API inbox has no callback_url to deliver replies to, so its
+# conversations are only the contacts' messages.
 CONVERSATIONS = [
-    ("ada@analytical.example", [("in", "Hi! How much would 40 seats cost per month?")]),
-    ("alan@bletchley.example", [("in", "Hello, could we book a demo next week?"),
-                                ("out", "Of course! Tuesday or Thursday?"),
-                                ("in", "Thursday afternoon works for us.")]),
-    ("grace@cobol.example", [("in", "The contract draft looks good."),
-                             ("out", "Great, I will send the final version today.")]),
-    ("jean@cobol.example", [("in", "Is there a training package for new hires?"),
-                            ("out", "Yes: two half-day sessions, remote or on site."),
-                            ("in", "Perfect, thanks."),
-                            ("out", "You're welcome! I'll send the details.")]),
+    ("api", "ada@analytical.example", [("in", "Hi! How much would 40 seats cost per month?")]),
+    ("api", "charles@analytical.example", [("in", "Do you offer an on-premises edition?")]),
+    ("webchat", "alan@bletchley.example", [("in", "Hello, could we book a demo next week?"),
+                                           ("out", "Of course! Tuesday or Thursday?"),
+                                           ("in", "Thursday afternoon works for us.")]),
+    ("webchat", "grace@cobol.example", [("in", "The contract draft looks good."),
+                                        ("out", "Great, I will send the final version today.")]),
+    ("webchat", "jean@cobol.example", [("in", "Is there a training package for new hires?"),
+                                       ("out", "Yes: two half-day sessions, remote or on site."),
+                                       ("in", "Perfect, thanks."),
+                                       ("out", "You're welcome! I'll send the details.")]),
 ]
 
 
@@ -112,6 +119,7 @@ class SignIn:
     password: str | None
     api_key: str | None
     notes: tuple[str, ...] = ()
+    widget_test_url: str | None = None
 
 
 @dataclass
@@ -125,6 +133,7 @@ class Demo:
     user_id: str
     saved: dict[str, Any]  # the credentials file's content
     integration_id: str = ""
+    webchat_id: str = ""  # the website widget's integration
     agent_id: str = ""
     chats: list[str] = field(default_factory=list)  # CONVERSATIONS' chats, in order
     notes: list[str] = field(default_factory=list)  # said to whoever started the demo
@@ -147,7 +156,9 @@ async def seed_demo(settings: Settings) -> SignIn:
         demo = await _account(settings, db, system, path)
         async with db.tenant_tx(demo.org_id, demo.user_id) as conn:
             done, _ = await audit.entries(conn, 1, 0, action="organization.seed")
-        if not done:
+        if done:
+            demo.webchat_id = await _webchat_id(demo) or ""
+        else:
             for step in STEPS:
                 await step(demo)
             async with db.tenant_tx(demo.org_id, demo.user_id) as conn:
@@ -157,8 +168,10 @@ async def seed_demo(settings: Settings) -> SignIn:
                                    event_type="organization.seeded",
                                    payload={"contacts": len(CONTACTS),
                                             "chats": len(demo.chats)})
+    test_page = f"{_origin(settings)}/widget/test?integration={demo.webchat_id}" \
+        if demo.webchat_id else None
     return SignIn(demo.org_id, EMAIL, demo.saved.get("password"), demo.saved.get("api_key"),
-                  tuple(demo.notes))
+                  tuple(demo.notes), test_page)
 
 
 async def _account(settings: Settings, db: Database, system: ActorSystem,
@@ -250,18 +263,47 @@ async def seed_crm(demo: Demo) -> None:
     _save(Path(demo.settings.data_dir) / CREDENTIALS, demo.saved)
 
 
+async def seed_webchat(demo: Demo) -> None:
+    """The website's widget, allowed on this engine's own origin (its test
+    page, `/widget/test`, is served from there)."""
+    found = await _webchat_id(demo)
+    if found:
+        demo.webchat_id = found
+        return
+    origin = _origin(demo.settings)
+    origins = sorted({origin, origin.replace("://127.0.0.1:", "://localhost:")})
+    cipher = Cipher(demo.settings.encryption_key.get_secret_value())
+    async with demo.db.tenant_tx(demo.org_id, demo.user_id) as conn:
+        widget = await integrations.create(
+            conn, demo.actor, cipher, type=WEBCHAT, name="Website chat",
+            config={"allowed_origins": parse_origins(origins), "identity_verification": False},
+            secrets={})
+    demo.webchat_id = str(widget["id"])
+
+
+async def _webchat_id(demo: Demo) -> str | None:
+    cipher = Cipher(demo.settings.encryption_key.get_secret_value())
+    async with demo.db.tenant_tx(demo.org_id, demo.user_id) as conn:
+        found = (await integrations.of_types(conn, [WEBCHAT], cipher)).get(WEBCHAT)
+    return found.id if found is not None else None
+
+
+def _origin(settings: Settings) -> str:
+    return f"http://{settings.host}:{settings.port}"
+
+
 async def seed_conversations(demo: Demo) -> None:
-    """Four conversations of the API inbox through their chat actors: the
-    contact's messages in, the demo user's replies out (the ones answered
-    are read first), the agent on each, the demo user on two."""
-    for n, (email, script) in enumerate(CONVERSATIONS):
-        thread = f"demo-{n + 1}"
+    """The conversations through their chat actors: the contact's messages
+    in, the demo user's replies out (the ones answered are read first), the
+    agent on each, the demo user on two."""
+    for n, (channel, email, script) in enumerate(CONVERSATIONS):
+        thread = f"demo-{n + 1}" if channel == "api" else f"i:{email}"
         # The chat's id follows from where it happens (every script starts inbound).
-        chat = ChatRef.of(demo.actors, _inbound(demo, email, thread, "", ""))
+        chat = ChatRef.of(demo.actors, _inbound(demo, channel, email, thread, "", ""))
         for i, (way, text) in enumerate(script):
-            key = f"{thread}-{i}"
+            key = f"demo-{n + 1}-{i}"
             if way == "in":
-                await chat.inbound(_inbound(demo, email, thread, key, text))
+                await chat.inbound(_inbound(demo, channel, email, thread, key, text))
             else:
                 await chat.mark_read(demo.user_id)
                 await chat.send(text, demo.user_id, key)
@@ -272,12 +314,15 @@ async def seed_conversations(demo: Demo) -> None:
                 await chats.assign_user(conn, demo.actor, chat.chat_id, demo.user_id)
 
 
-def _inbound(demo: Demo, email: str, thread: str, key: str, text: str) -> InboundMessage:
+def _inbound(demo: Demo, channel: str, email: str, thread: str, key: str,
+             text: str) -> InboundMessage:
     first, last = next((c[0], c[1]) for c in CONTACTS if c[2] == email)
+    integration = demo.integration_id if channel == "api" else demo.webchat_id
+    sender = f"visitor-{thread}" if channel == "api" else thread
     return InboundMessage(
-        organization_id=demo.org_id, integration_id=demo.integration_id, channel="api",
+        organization_id=demo.org_id, integration_id=integration, channel=channel,
         thread_id=thread, external_id=key,
-        sender=Sender(id=f"visitor-{thread}", name=f"{first} {last}", email=email),
+        sender=Sender(id=sender, name=f"{first} {last}", email=email),
         text=text, received_at=datetime.now(UTC))
 
 
@@ -302,5 +347,4 @@ async def _has_draft(demo: Demo, chat_id: str) -> bool:
     return any(m["status"] == "draft" for m in page["data"])
 
 
-# Run in this order; the web widget's conversations add `seed_webchat` here.
-STEPS: tuple[Step, ...] = (seed_crm, seed_conversations, seed_draft)
+STEPS: tuple[Step, ...] = (seed_crm, seed_webchat, seed_conversations, seed_draft)

@@ -38,7 +38,8 @@ async def test_demo_seeds_once_and_its_sign_in_works(settings: Settings, db: Dat
 
     chats = (await api.get("/v1/chats", headers=headers)).json()
     assert chats["total"] == len(CONVERSATIONS)
-    assert sorted(c["unread_count"] > 0 for c in chats["data"]) == [False, False, True, True]
+    assert sorted(c["unread_count"] > 0 for c in chats["data"]) == [False, False, True, True, True]
+    assert sorted(c["channel"] for c in chats["data"]) == ["api"] * 2 + ["webchat"] * 3
     assert all(c["contact_name"] and c["assigned_agent_id"] for c in chats["data"])
     mine = await api.get("/v1/chats", params={"assigned_user_id": "me"}, headers=headers)
     assert mine.json()["total"] == 2
@@ -61,16 +62,22 @@ async def test_demo_seeds_once_and_its_sign_in_works(settings: Settings, db: Dat
         assert await conn.fetchval("SELECT count(*) FROM notes") >= 1
         assert await conn.fetchval(
             "SELECT count(*) FROM events WHERE event_type = 'organization.seeded'") == 1
-        # The demo user's replies: an API inbox without a callback_url has
-        # nowhere to send them, so each ends `failed`, saying why (quietly: the
-        # seed went on).
-        replies = sum(way == "out" for _, script in CONVERSATIONS for way, _ in script)
+        # The demo user's replies went out on the widget: `sent` at once.
+        replies = sum(way == "out" for _, _, script in CONVERSATIONS for way, _ in script)
 
         async def settled() -> list[str]:
-            rows = await conn.fetch("SELECT status, metadata->>'error' AS error FROM messages"
+            rows = await conn.fetch("SELECT status FROM messages"
                                     " WHERE NOT is_incoming AND NOT ai_draft")
-            done = [r["error"] for r in rows if r["status"] == "failed"]
+            done = [r["status"] for r in rows if r["status"] != "pending"]
             return done if len(done) == replies == len(rows) else []
 
-        errors = await eventually(settled, what="the replies' final status")
-        assert all("has no callback_url" in e for e in errors), errors
+        assert set(await eventually(settled, what="the replies' final status")) == {"sent"}
+
+    # The widget's test page works on this engine's origin: a visitor session opens.
+    assert first.widget_test_url and first.widget_test_url.startswith(str(api.base_url))
+    widget = first.widget_test_url.rsplit("=", 1)[1]
+    page = await api.get(first.widget_test_url)
+    assert page.status_code == 200 and widget in page.text
+    opened = await api.post(f"/v1/webchat/{widget}/sessions", json={},
+                            headers={"Origin": str(api.base_url).rstrip("/")})
+    assert opened.status_code == 201, opened.text
