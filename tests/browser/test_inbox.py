@@ -1,0 +1,251 @@
+"""The inbox in a real Chromium against the real engine: sign-in, a message
+arriving live in the list and the open conversation (unread, then read on
+open), a reply with Enter going pending -> sent, an AI draft edited and
+approved, a conversation that loses its WebSocket (the replica's pub/sub
+line killed, so the server closes it 1012) catching up on what came while
+it was down exactly once and in order, and history paging upward."""
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from playwright.async_api import Page, WebSocketRoute, expect
+
+from serve.stack import Stack
+from storage.db import Database
+from tests.browser.conftest import screenshot_path, sign_in
+from tests.conftest import Account
+from tests.fakes.callback import CallbackServer
+from tests.fakes.openai import FakeOpenAI
+from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
+from tests.serve.messaging import Inbox, make_inbox, message, post_inbound
+from tests.waiting import eventually
+
+
+async def inbound(api: httpx.AsyncClient, inbox: Inbox, thread: str, text: str) -> str:
+    """A signed inbound message from the thread's contact; its chat id."""
+    resp = await post_inbound(api, inbox, message(thread=thread, text=text,
+                                                  sender=f"s-{thread}"))
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["chat_id"])
+
+
+async def chat_of(api: httpx.AsyncClient, owner: Account, chat_id: str) -> dict[str, Any]:
+    resp = await api.get(f"/v1/chats/{chat_id}", headers=owner.headers)
+    assert resp.status_code == 200, resp.text
+    return resp.json()  # type: ignore[no-any-return]
+
+
+async def live(page: Page) -> None:
+    await expect(page.locator(".live-state")).to_have_attribute("data-state", "live",
+                                                                timeout=20_000)
+
+
+def messages_of(page: Page) -> Any:
+    return page.locator(".messages [data-message-id]")
+
+
+async def test_sign_in_shows_the_shell_and_a_wrong_password_the_error(
+        page: Page, stack: Stack, owner: Account) -> None:
+    await page.goto(f"{stack.api_url}/")
+    await page.get_by_label("Email").fill(owner.email)
+    await page.get_by_label("Password").fill("not the password")
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator(".form-error")).to_contain_text("password")
+    await expect(page.get_by_role("navigation", name="Main")).to_have_count(0)
+    await sign_in(page, stack, owner)
+    await expect(page.get_by_role("link", name="Inbox")).to_have_attribute("aria-current", "page")
+    await expect(page).to_have_url(f"{stack.api_url}/#/inbox")
+    await live(page)
+    # A new org has no chats: the empty state says where to start.
+    await expect(page.locator(".chat-list")).to_contain_text("No conversations yet")
+
+
+async def test_an_inbound_message_shows_live_in_the_list_and_the_open_chat_and_is_read(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    await sign_in(page, stack, owner)
+    await live(page)
+    thread = f"t-{uuid.uuid4().hex[:8]}"
+    chat_id = await inbound(api, inbox, thread, "Do you ship to Lisbon?")
+    item = page.locator(f".chat-item[data-chat-id='{chat_id}']")
+    await expect(item).to_contain_text("Do you ship to Lisbon?")
+    await expect(item.locator(".unread-badge")).to_have_text("1")
+    await inbound(api, inbox, thread, "And to Porto?")
+    await expect(item.locator(".unread-badge")).to_have_text("2")
+    assert (await chat_of(api, owner, chat_id))["unread_count"] == 2
+
+    await item.click()
+    await expect(page).to_have_url(f"{stack.api_url}/#/inbox/{chat_id}")
+    await expect(messages_of(page)).to_have_count(2)
+    await expect(item.locator(".unread-badge")).to_have_count(0)
+    await eventually(lambda: _unread_is(api, owner, chat_id, 0), what="read on open")
+
+    # While it is open (and the tab visible) a new message shows and is read.
+    await inbound(api, inbox, thread, "Never mind, Faro")
+    await expect(messages_of(page).last).to_contain_text("Never mind, Faro")
+    await expect(messages_of(page).last).to_have_class("message incoming")
+    await expect(messages_of(page)).to_have_count(3)
+    await eventually(lambda: _unread_is(api, owner, chat_id, 0), what="read while open")
+    await expect(item.locator(".unread-badge")).to_have_count(0)
+
+
+async def _unread_is(api: httpx.AsyncClient, owner: Account, chat_id: str, count: int) -> bool:
+    return bool((await chat_of(api, owner, chat_id))["unread_count"] == count)
+
+
+async def test_a_reply_sent_with_enter_shows_pending_then_sent(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        callback: CallbackServer) -> None:
+    path = f"ok-inbox-{uuid.uuid4().hex[:8]}"
+    inbox = await make_inbox(api, owner, callback.url(path))
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Can I get a demo?")
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    await live(page)
+    await expect(messages_of(page)).to_have_count(1)
+    # Every status the reply's element takes, as the page shows them.
+    await page.evaluate("""() => {
+      window.statuses = [];
+      new MutationObserver((records) => {
+        for (const r of records) for (const n of [r.target, ...r.addedNodes]) {
+          if (n.nodeType === 1 && n.matches('.message.outgoing')) window.statuses.push(n.dataset.status);
+        }
+      }).observe(document.querySelector('.messages'),
+                 { childList: true, subtree: true, attributes: true, attributeFilter: ['data-status'] });
+    }""")
+    composer = page.get_by_label("Reply")
+    await composer.fill("Sure: Tuesday at 10?")
+    await composer.press("Enter")
+    await expect(composer).to_have_value("")
+    reply = page.locator(".message.outgoing", has_text="Sure: Tuesday at 10?")
+    await expect(reply).to_have_attribute("data-status", "sent")
+    await expect(reply).to_have_count(1)  # the local copy became the server's, not a second one
+    statuses = await page.evaluate("window.statuses")
+    assert statuses[0] == "pending" and statuses[-1] == "sent", statuses
+    message_id = await reply.get_attribute("data-message-id")
+    assert message_id and not message_id.startswith("local-")
+    resp = await api.get(f"/v1/chats/{chat_id}/messages", headers=owner.headers)
+    (ours,) = [m for m in resp.json()["data"] if not m["is_incoming"]]
+    assert (ours["id"], ours["content"], ours["status"]) == (
+        message_id, "Sure: Tuesday at 10?", "sent")
+    delivered = callback.for_path(path)
+    assert [r.headers["webhook-id"] for r in delivered] == [message_id]
+    assert delivered[0].json["text"] == "Sure: Tuesday at 10?"
+
+
+async def test_an_ai_draft_is_edited_and_approved_in_the_browser(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account, db: Database,
+        fake_openai: FakeOpenAI, callback: CallbackServer) -> None:
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, "Hi Grace, 40 seats are $4,000 a month.")
+    agent = await make_agent(api, owner, tools=[])
+    _, chat_id = await chat_with_agent(api, owner, agent, callback=callback)
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    draft = page.locator(".message[data-status='draft']")
+    await expect(draft).to_contain_text("Hi Grace, 40 seats are $4,000 a month.",
+                                        timeout=30_000)
+    await expect(page.locator("#agent-select")).to_have_value(agent["id"])
+    await page.screenshot(path=screenshot_path("inbox"))
+
+    await draft.get_by_role("button", name="Edit").click()
+    editor = draft.get_by_label("Edit the draft")
+    await editor.fill("Hi Grace, 40 seats are $3,600 a month with the annual plan.")
+    await draft.get_by_role("button", name="Approve edited").click()
+    draft_id = await draft.get_attribute("data-message-id")
+    sent = page.locator(f".message[data-message-id='{draft_id}']")
+    await expect(sent).to_have_attribute("data-status", "sent", timeout=20_000)
+    await expect(sent).to_contain_text("$3,600 a month with the annual plan")
+    await expect(sent.get_by_role("button", name="Approve")).to_have_count(0)
+    (row,) = [m for m in await outbound(db, owner, chat_id) if m["ai_draft"]]
+    assert str(row["id"]) == draft_id
+    assert row["content"] == "Hi Grace, 40 seats are $3,600 a month with the annual plan."
+    assert row["status"] == "sent"
+    posted = [r.json for r in callback.received if r.headers.get("webhook-id") == draft_id]
+    assert posted and posted[0]["text"] == row["content"]
+
+
+@pytest.fixture
+async def stack_redis(stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    assert stack.settings.redis_url is not None
+    client = aioredis.Redis.from_url(stack.settings.redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_after_the_server_drops_the_socket_what_came_meanwhile_shows_once_in_order(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        stack_redis: aioredis.Redis) -> None:
+    inbox = await make_inbox(api, owner)
+    thread = f"t-{uuid.uuid4().hex[:8]}"
+    chat_id = await inbound(api, inbox, thread, "first")
+    # Every connection goes to the real /v1/ws; while `down`, a reconnect is
+    # turned away, so the three messages below come while the page is offline.
+    down = False
+
+    async def gate(ws: WebSocketRoute) -> None:
+        if down:
+            await ws.close(code=1012, reason="down")
+        else:
+            ws.connect_to_server()
+    await page.route_web_socket("**/v1/ws**", gate)
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    await live(page)
+    await expect(messages_of(page)).to_have_count(1)
+
+    down = True
+    # The replica's pub/sub line dies: it closes every live socket 1012.
+    assert await stack_redis.client_kill_filter(_type="pubsub") >= 1
+    await expect(page.locator(".live-state")).not_to_have_attribute("data-state", "live")
+    await expect(page.locator(".live-banner")).to_be_visible()
+    for text in ("while down 1", "while down 2", "while down 3"):
+        await inbound(api, inbox, thread, text)
+    await expect(messages_of(page)).to_have_count(1)  # nothing can reach the page now
+    down = False
+
+    await live(page)
+    await expect(page.locator(".live-banner")).to_be_hidden()
+    await expect(messages_of(page)).to_have_count(4)
+    texts = await page.locator(".messages .message-text").all_inner_texts()
+    assert texts == ["first", "while down 1", "while down 2", "while down 3"]
+    ids = await messages_of(page).evaluate_all("els => els.map(e => e.dataset.messageId)")
+    assert len(set(ids)) == 4
+    # And the socket is live again: the next message comes without a reload.
+    await inbound(api, inbox, thread, "after")
+    await expect(messages_of(page)).to_have_count(5)
+    await expect(messages_of(page).last).to_contain_text("after")
+
+
+async def test_scrolling_up_loads_older_messages_and_keeps_the_place(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    thread = f"t-{uuid.uuid4().hex[:8]}"
+    chat_id = ""
+    for n in range(120):
+        chat_id = await inbound(api, inbox, thread, f"message {n:03}")
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    await expect(messages_of(page)).to_have_count(50)
+    await expect(messages_of(page).last).to_contain_text("message 119")
+    await expect(messages_of(page).first).to_contain_text("message 070")
+    scroller = page.locator(".message-scroll")
+    assert await scroller.evaluate("e => e.scrollHeight - e.scrollTop - e.clientHeight") < 5
+
+    await scroller.evaluate("e => { e.scrollTop = 0; }")
+    await expect(messages_of(page)).to_have_count(100)
+    await expect(messages_of(page).first).to_contain_text("message 020")
+    # What was at the top is still in view: the older page grew above it.
+    kept = page.locator(".message", has_text="message 070")
+    await expect(kept).to_be_in_viewport()
+    assert await scroller.evaluate("e => e.scrollTop") > 0
+
+    await scroller.evaluate("e => { e.scrollTop = 0; }")
+    await expect(messages_of(page)).to_have_count(120)
+    texts = await page.locator(".messages .message-text").all_inner_texts()
+    assert texts == [f"message {n:03}" for n in range(120)]
