@@ -54,11 +54,11 @@ async def test_sign_in_shows_the_shell_and_a_wrong_password_the_error(
     await page.goto(f"{stack.api_url}/")
     await page.get_by_label("Email").fill(owner.email)
     await page.get_by_label("Password").fill("not the password")
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page.locator(".form-error")).to_contain_text("password")
     await expect(page.get_by_role("navigation", name="Main")).to_have_count(0)
     await sign_in(page, stack, owner)
-    await expect(page.get_by_role("link", name="Inbox")).to_have_attribute("aria-current", "page")
+    await expect(page.get_by_role("link", name="Inbox", exact=True)).to_have_attribute("aria-current", "page")
     await expect(page).to_have_url(f"{stack.api_url}/#/inbox")
     await live(page)
     # A new org has no chats: the empty state says where to start.
