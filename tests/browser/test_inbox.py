@@ -58,7 +58,8 @@ async def test_sign_in_shows_the_shell_and_a_wrong_password_the_error(
     await expect(page.locator(".form-error")).to_contain_text("password")
     await expect(page.get_by_role("navigation", name="Main")).to_have_count(0)
     await sign_in(page, stack, owner)
-    await expect(page.get_by_role("link", name="Inbox", exact=True)).to_have_attribute("aria-current", "page")
+    nav = page.get_by_role("navigation", name="Main")
+    await expect(nav.get_by_role("link", name="Inbox")).to_have_attribute("aria-current", "page")
     await expect(page).to_have_url(f"{stack.api_url}/#/inbox")
     await live(page)
     # A new org has no chats: the empty state says where to start.
@@ -113,10 +114,12 @@ async def test_a_reply_sent_with_enter_shows_pending_then_sent(
       window.statuses = [];
       new MutationObserver((records) => {
         for (const r of records) for (const n of [r.target, ...r.addedNodes]) {
-          if (n.nodeType === 1 && n.matches('.message.outgoing')) window.statuses.push(n.dataset.status);
+          if (n.nodeType === 1 && n.matches('.message.outgoing')) {
+            window.statuses.push(n.dataset.status);
+          }
         }
-      }).observe(document.querySelector('.messages'),
-                 { childList: true, subtree: true, attributes: true, attributeFilter: ['data-status'] });
+      }).observe(document.querySelector('.messages'), { childList: true, subtree: true,
+                                                       attributeFilter: ['data-status'] });
     }""")
     composer = page.get_by_label("Reply")
     await composer.fill("Sure: Tuesday at 10?")
@@ -249,3 +252,28 @@ async def test_scrolling_up_loads_older_messages_and_keeps_the_place(
     await expect(messages_of(page)).to_have_count(120)
     texts = await page.locator(".messages .message-text").all_inner_texts()
     assert texts == [f"message {n:03}" for n in range(120)]
+
+
+async def test_at_phone_width_the_list_and_the_conversation_take_turns(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}",
+                            "Is the Pro plan monthly?\nOr yearly only?")
+    await page.set_viewport_size({"width": 375, "height": 740})
+    await sign_in(page, stack, owner)
+    item = page.locator(f".chat-item[data-chat-id='{chat_id}']")
+    await expect(item).to_be_visible()
+    await expect(page.locator(".conversation")).to_have_count(0)
+    await page.screenshot(path=screenshot_path("inbox-phone-list"))
+    await item.click()
+    await expect(messages_of(page)).to_have_count(1)
+    await expect(item).to_be_hidden()
+    composer = page.get_by_label("Reply")
+    await expect(composer).to_be_visible()
+    box = await composer.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375
+    assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+    await page.screenshot(path=screenshot_path("inbox-phone-chat"))
+    await page.get_by_role("link", name="Back to the list").click()
+    await expect(page).to_have_url(f"{stack.api_url}/#/inbox")
+    await expect(item).to_be_visible()

@@ -155,7 +155,9 @@ export class ChatList {
     const last = chat.last_message;
     const name = chat.contact_name || chat.title || "Unknown contact";
     const unread = chat.unread_count || 0;
-    const preview = last ? `${last.is_incoming ? "" : "You: "}${last.content}` : "No messages";
+    const who = !last || last.is_incoming ? "" : last.status === "draft" ? "Draft: "
+      : last.sender_type === "agent" ? "Agent: " : "You: ";
+    const preview = last ? `${who}${last.content}` : "No messages";
     const button = h("button.chat-item", { type: "button", dataset: { chatId: chat.id },
       "aria-current": this.selected === chat.id ? "true" : null,
       onclick: () => this.onOpen(chat.id) },
