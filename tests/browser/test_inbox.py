@@ -20,6 +20,7 @@ from storage.db import Database
 from tests.browser.conftest import screenshot_path, sign_in
 from tests.conftest import Account
 from tests.fakes.callback import CallbackServer
+from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
 from tests.serve.messaging import Inbox, make_inbox, message, post_inbound
@@ -64,6 +65,20 @@ async def test_sign_in_shows_the_shell_and_a_wrong_password_the_error(
     await live(page)
     # A new org has no chats: the empty state says where to start.
     await expect(page.locator(".chat-list")).to_contain_text("No conversations yet")
+
+
+async def test_sign_in_with_google_runs_the_redirect_flow_back_to_the_inbox(
+        page: Page, stack: Stack, fake_google: FakeGoogle) -> None:
+    email = f"g{uuid.uuid4().hex[:10]}@example.com"
+    fake_google.user = {"sub": str(uuid.uuid4().int)[:21], "email": email,
+                        "email_verified": True, "name": "Katherine Johnson"}
+    await page.goto(f"{stack.api_url}/")
+    await page.get_by_role("button", name="Sign in with Google").click()
+    # Google's consent (the fake redirects at once), then back to the inbox.
+    await expect(page.get_by_role("navigation", name="Main")).to_be_visible()
+    await expect(page).to_have_url(f"{stack.api_url}/#/inbox")
+    await expect(page.locator(".user-name")).to_have_text("Katherine Johnson")
+    assert await page.evaluate("localStorage.getItem('bidi.session')") is not None
 
 
 async def test_an_inbound_message_shows_live_in_the_list_and_the_open_chat_and_is_read(
