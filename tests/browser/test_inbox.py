@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from playwright.async_api import Page, WebSocketRoute, expect
+from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from serve.stack import Stack
 from storage.db import Database
@@ -23,7 +23,8 @@ from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
-from tests.serve.messaging import Inbox, make_inbox, message, post_inbound
+from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
+from tests.serve.test_members import join
 from tests.waiting import eventually
 
 
@@ -154,6 +155,107 @@ async def test_a_reply_sent_with_enter_shows_pending_then_sent(
     delivered = callback.for_path(path)
     assert [r.headers["webhook-id"] for r in delivered] == [message_id]
     assert delivered[0].json["text"] == "Sure: Tuesday at 10?"
+
+
+async def test_a_refused_reply_shows_failed_with_the_reason(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        callback: CallbackServer) -> None:
+    inbox = await make_inbox(api, owner, callback.url(f"fail400-{uuid.uuid4().hex[:8]}"))
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Hello?")
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    await page.get_by_label("Reply").fill("This one bounces")
+    await page.get_by_role("button", name="Send").click()
+    reply = page.locator(".message.outgoing", has_text="This one bounces")
+    await expect(reply).to_have_attribute("data-status", "failed", timeout=20_000)
+    resp = await api.get(f"/v1/chats/{chat_id}/messages", headers=owner.headers)
+    (ours,) = [m for m in resp.json()["data"] if not m["is_incoming"]]
+    assert ours["status"] == "failed" and ours["metadata"]["error"]
+    await expect(reply.get_by_role("alert")).to_contain_text(
+        f"Not delivered: {ours['metadata']['error']}")
+
+
+async def test_a_send_lost_to_the_network_is_retried_with_the_same_key_and_sent_once(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        callback: CallbackServer) -> None:
+    path = f"ok-retry-{uuid.uuid4().hex[:8]}"
+    inbox = await make_inbox(api, owner, callback.url(path))
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Are you there?")
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    await live(page)
+    keys: list[str | None] = []
+    # What happens to each send: the network fails before the server sees
+    # it; it goes through; it reaches the server but the answer is lost.
+    fates = ["lost before", "through", "answer lost"]
+
+    async def network(route: Route) -> None:
+        if route.request.method != "POST":
+            await route.continue_()
+            return
+        keys.append(await route.request.header_value("idempotency-key"))
+        fate = fates.pop(0)
+        if fate == "through":
+            await route.continue_()
+            return
+        if fate == "answer lost":
+            await route.fetch()
+        await route.abort("connectionreset")
+    await page.route(f"**/v1/chats/{chat_id}/messages", network)
+    composer = page.get_by_label("Reply")
+    await composer.fill("Yes, here")
+    await composer.press("Enter")
+    reply = page.locator(".message.outgoing", has_text="Yes, here")
+    await expect(reply).to_have_attribute("data-status", "failed")
+    await expect(reply).to_contain_text("network")
+    await reply.get_by_role("button", name="Retry").click()
+    await expect(reply).to_have_attribute("data-status", "sent", timeout=20_000)
+    assert len(keys) == 2 and keys[0] and keys[0] == keys[1]
+
+    # Stored but unanswered: the live event reconciles it, no second copy.
+    await composer.fill("Still here")
+    await composer.press("Enter")
+    second = page.locator(".message.outgoing", has_text="Still here")
+    await expect(second).to_have_attribute("data-status", "sent", timeout=20_000)
+    await expect(page.locator(".message.outgoing")).to_have_count(2)
+    resp = await api.get(f"/v1/chats/{chat_id}/messages", headers=owner.headers)
+    ours = [m for m in resp.json()["data"] if not m["is_incoming"]]
+    assert sorted((m["content"], m["status"]) for m in ours) == [
+        ("Still here", "sent"), ("Yes, here", "sent")]
+    shown = await page.locator(".message.outgoing").evaluate_all(
+        "els => els.map(e => e.dataset.messageId)")
+    assert sorted(shown) == sorted(m["id"] for m in ours)
+    assert len(callback.for_path(path)) == 2
+
+
+async def test_typing_goes_both_ways_and_is_paced(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Hi")
+    colleague = await join(api, owner, "bidi")
+    other = await Client.connect(stack.ws_url, colleague.access)
+    try:
+        await other.subscribe([f"chat:{chat_id}"])
+        await sign_in(page, stack, owner)
+        await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+        await live(page)
+        await expect(messages_of(page)).to_have_count(1)
+        await other.send({"type": "typing", "chat_id": chat_id})
+        typing = page.locator(".typing")
+        await expect(typing).to_contain_text("typing…")
+        await expect(typing).to_be_empty(timeout=8_000)  # gone after 5 s of quiet
+
+        composer = page.get_by_label("Reply")
+        await composer.press_sequentially("hello there, a long line", delay=20)
+        def mine(f: dict[str, Any]) -> bool:
+            return f.get("type") == "typing" and f.get("user_id") == owner.user_id
+        await other.wait_for(mine)
+        # Two dozen keys within half a second: one frame, not one per key.
+        await other.send({"type": "ping"})
+        await other.wait_for(lambda f: f.get("type") == "pong")
+        assert len([f for f in other.frames if mine(f)]) == 1
+    finally:
+        await other.close()
 
 
 async def test_an_ai_draft_is_edited_and_approved_in_the_browser(
