@@ -6,6 +6,7 @@ line killed, so the server closes it 1012) catching up on what came while
 it was down exactly once and in order, and history paging upward."""
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,9 +23,12 @@ from tests.conftest import Account
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
+from tests.fakes.whatsapp import FakeGraph
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
 from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
 from tests.serve.test_members import join
+from tests.serve.test_whatsapp import person
+from tests.serve.whatsapp_numbers import connect, hook, post, says
 from tests.waiting import eventually
 
 
@@ -256,6 +260,32 @@ async def test_typing_goes_both_ways_and_is_paced(
         assert len([f for f in other.frames if mine(f)]) == 1
     finally:
         await other.close()
+
+
+async def test_a_whatsapp_chat_outside_its_window_offers_templates_and_sends_one(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        fake_graph: FakeGraph) -> None:
+    integration, number = await connect(api, owner, fake_graph)
+    fake_graph.add_template(number.waba_id, "order_update")
+    yesterday = str(int(time.time()) - 25 * 3600)
+    resp = await post(api, hook(integration), says("Call me", person(), number,
+                                                   timestamp=yesterday))
+    assert resp.status_code == 200, resp.text
+    chats = (await api.get("/v1/chats", headers=owner.headers)).json()["data"]
+    (chat,) = chats
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat['id']}")
+    await expect(page.locator(".window-closed")).to_contain_text("24-hour window")
+    await expect(page.get_by_label("Reply")).to_have_count(0)  # free text cannot go
+    picker = page.get_by_label("Template")
+    await expect(picker).to_be_enabled()
+    await expect(picker).to_have_value("order_update|en_US")
+    await page.get_by_role("button", name="Send template").click()
+    sent = page.locator(".message.outgoing", has_text="order_update")
+    await expect(sent).to_have_attribute("data-status", "sent", timeout=20_000)
+    payload = fake_graph.sent(number.phone_number_id)[-1]
+    assert payload["type"] == "template" and payload["template"]["name"] == "order_update"
+    assert payload["template"]["language"] == {"code": "en_US"}
 
 
 async def test_an_ai_draft_is_edited_and_approved_in_the_browser(

@@ -421,8 +421,9 @@ export class Conversation {
     const current = this.messages.get(message.id) || message;
     if (current.status !== "pending") this.upsert({ ...current, status: "pending" });
     try {
-      const sent = await this.ctx.api.post(`/v1/chats/${this.chatId}/messages`,
-        { content: message.content, ...message.extra },
+      // A template's text is the server's to write (what the inbox shows for it).
+      const body = message.extra?.template ? message.extra : { content: message.content };
+      const sent = await this.ctx.api.post(`/v1/chats/${this.chatId}/messages`, body,
         { headers: { "Idempotency-Key": message.local_key } });
       if (!this.alive) return;
       const { duplicate: _, ...row } = sent;
