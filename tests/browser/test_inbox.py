@@ -424,3 +424,38 @@ async def test_at_phone_width_the_list_and_the_conversation_take_turns(
     await page.get_by_role("link", name="Back to the list").click()
     await expect(page).to_have_url(f"{stack.api_url}/#/inbox")
     await expect(item).to_be_visible()
+
+
+async def test_the_chat_list_pages_on_scroll_reorders_live_and_filters(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    threads = [f"t-{n:02}-{uuid.uuid4().hex[:6]}" for n in range(55)]
+    chats = [await inbound(api, inbox, thread, f"first words {n:02}")
+             for n, thread in enumerate(threads)]
+    await sign_in(page, stack, owner)
+    await live(page)
+    items = page.locator(".chat-item")
+    await expect(items).to_have_count(50)
+    await expect(items.first).to_have_attribute("data-chat-id", chats[-1])  # newest first
+    await page.locator(".chat-scroll").evaluate("e => { e.scrollTop = e.scrollHeight; }")
+    await expect(items).to_have_count(55)
+    await expect(items.last).to_have_attribute("data-chat-id", chats[0])
+
+    # News in the oldest chat moves it to the top, with its preview and badge.
+    await inbound(api, inbox, threads[0], "back again")
+    await expect(items.first).to_have_attribute("data-chat-id", chats[0])
+    await expect(items.first).to_contain_text("back again")
+    await expect(items.first.locator(".unread-badge")).to_have_text("2")
+    await expect(items).to_have_count(55)
+
+    # Read it, then list only unread chats: it is not among them.
+    await items.first.click()
+    await expect(messages_of(page)).to_have_count(2)
+    await eventually(lambda: _unread_is(api, owner, chats[0], 0), what="read on open")
+    await page.get_by_label("Filter by read state").select_option("true")
+    await expect(items).to_have_count(50)
+    await expect(items.first).to_have_attribute("data-chat-id", chats[-1])
+    await expect(page.locator(f".chat-item[data-chat-id='{chats[0]}']")).to_have_count(0)
+    await page.get_by_label("Filter by channel").select_option("telegram")
+    await expect(items).to_have_count(0)
+    await expect(page.locator(".chat-list")).to_contain_text("No conversations match")

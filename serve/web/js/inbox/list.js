@@ -38,7 +38,7 @@ export class ChatList {
     const select = (label, key, options) => h("select", { "aria-label": label,
       onchange: (event) => this.setFilter(key, event.target.value) },
       options.map(([value, text]) => h("option", { value }, text)));
-    const agentSelect = select("Assigned agent", "agent", [["", "Any agent"]]);
+    const agentSelect = select("Filter by agent", "agent", [["", "Any agent"]]);
     this.agents.then((agents) => {
       for (const agent of agents) agentSelect.append(h("option", { value: agent.id }, agent.name));
     }).catch(() => {});
@@ -55,8 +55,8 @@ export class ChatList {
     return h("section.chat-list", { "aria-label": "Chat list" },
       h("div.chat-filters", search,
         h("div.filter-row",
-          select("Unread", "unread", [["", "All"], ["true", "Unread"]]),
-          select("Channel", "channel", [["", "All channels"], ["api", "API"],
+          select("Filter by read state", "unread", [["", "All"], ["true", "Unread"]]),
+          select("Filter by channel", "channel", [["", "All channels"], ["api", "API"],
             ["telegram", "Telegram"], ["whatsapp", "WhatsApp"], ["email", "Email"],
             ["webchat", "Web chat"]]),
           agentSelect),
