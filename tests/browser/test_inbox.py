@@ -6,6 +6,8 @@ line killed, so the server closes it 1012) catching up on what came while
 it was down exactly once and in order, and history paging upward."""
 from __future__ import annotations
 
+import base64
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,12 +25,13 @@ from tests.conftest import Account
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
+from tests.fakes import whatsapp_notifications as wa
 from tests.fakes.whatsapp import FakeGraph
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
 from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
 from tests.serve.test_members import join
 from tests.serve.test_whatsapp import person
-from tests.serve.whatsapp_numbers import connect, hook, post, says
+from tests.serve.whatsapp_numbers import connect, hook, now, post, says
 from tests.waiting import eventually
 
 
@@ -459,3 +462,47 @@ async def test_the_chat_list_pages_on_scroll_reorders_live_and_filters(
     await page.get_by_label("Filter by channel").select_option("telegram")
     await expect(items).to_have_count(0)
     await expect(page.locator(".chat-list")).to_contain_text("No conversations match")
+
+
+# A 2x2 red PNG: a real image the browser decodes.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAANHQEDasKb6QAAAABJRU5ErkJggg==")
+
+
+async def test_attachments_show_images_inline_and_other_files_as_downloads(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        fake_graph: FakeGraph) -> None:
+    integration, number = await connect(api, owner, fake_graph)
+    who = person()
+    resp = await post(api, hook(integration), says("Hi, two files coming", who, number))
+    assert resp.status_code == 200, resp.text
+    (chat,) = (await api.get("/v1/chats", headers=owner.headers)).json()["data"]
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat['id']}")
+    await live(page)
+    await expect(messages_of(page)).to_have_count(1)
+
+    # Both arrive while the conversation is open.
+    photo = fake_graph.add_media(PNG, "image/png")
+    pdf = fake_graph.add_media(b"%PDF-1.4 a quote", "application/pdf")
+    for kind, body in (("image", {"id": photo, "mime_type": "image/png", "caption": "Our shop"}),
+                       ("document", {"id": pdf, "mime_type": "application/pdf",
+                                     "filename": "quote.pdf"})):
+        resp = await post(api, hook(integration), wa.notification(wa.incoming(
+            who, wa.message(kind, body, who, timestamp=now()),
+            phone_number_id=number.phone_number_id)))
+        assert resp.status_code == 200, resp.text
+    await expect(messages_of(page)).to_have_count(3)
+    image = page.locator(".message img.attachment-image")
+    # Fetched with the bearer token into an object URL, and decoded.
+    await expect(image).to_have_attribute("src", re.compile(r"^blob:"), timeout=20_000)
+    width = await eventually(lambda: image.evaluate("img => img.complete && img.naturalWidth"),
+                             what="the image decoded")
+    assert width == 2
+    download = page.get_by_role("button", name=re.compile(r"^Download quote\.pdf"))
+    async with page.expect_download() as waiting:
+        await download.click()
+    got = await waiting.value
+    assert got.suggested_filename == "quote.pdf"
+    saved = await got.path()
+    assert saved is not None and saved.read_bytes() == b"%PDF-1.4 a quote"
