@@ -22,10 +22,10 @@ from serve.stack import Stack
 from storage.db import Database
 from tests.browser.conftest import screenshot_path, sign_in
 from tests.conftest import Account
+from tests.fakes import whatsapp_notifications as wa
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
-from tests.fakes import whatsapp_notifications as wa
 from tests.fakes.whatsapp import FakeGraph
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
 from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
