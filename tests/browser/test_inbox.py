@@ -323,6 +323,36 @@ async def test_an_ai_draft_is_edited_and_approved_in_the_browser(
     assert posted and posted[0]["text"] == row["content"]
 
 
+async def test_a_tool_call_held_for_a_person_is_approved_in_the_chat_header(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        fake_openai: FakeOpenAI) -> None:
+    other = await api.post("/v1/contacts", headers=owner.headers,
+                           json={"first_name": "Bob", "email": "bob@client.test"})
+    assert other.status_code == 201, other.text
+    bob = other.json()["id"]
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, [("update_contact", {"contact_id": bob,
+                                                 "fields": {"first_name": "Robert"}})],
+                       "I asked a colleague to update Bob's record.")
+    agent = await make_agent(api, owner, tools=["update_contact"])
+    await sign_in(page, stack, owner)
+    _, chat_id = await chat_with_agent(api, owner, agent,
+                                       text="Please rename my colleague Bob to Robert")
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    # Shown when the run's draft arrives (or at once, if it was done first).
+    held = page.locator(".approval")
+    await expect(held).to_contain_text("update_contact", timeout=30_000)
+    await expect(held).to_contain_text(bob)
+    contact = await api.get(f"/v1/contacts/{bob}", headers=owner.headers)
+    assert contact.json()["first_name"] == "Bob"  # not run yet
+    await held.get_by_role("button", name="Approve").click()
+    await expect(held).to_have_count(0)
+    contact = await api.get(f"/v1/contacts/{bob}", headers=owner.headers)
+    assert contact.json()["first_name"] == "Robert"
+    listed = await api.get(f"/v1/agents/{agent['id']}/approvals", headers=owner.headers)
+    assert listed.json()["data"] == []
+
+
 @pytest.fixture
 async def stack_redis(stack: Stack) -> AsyncIterator[aioredis.Redis]:
     assert stack.settings.redis_url is not None

@@ -185,6 +185,8 @@ export class Conversation {
       const local = type === "message.created" && !this.messages.has(data.id)
         ? this.localFor(data) : null;
       if (local) this.adopt(local, data.id);
+      // An agent's run ended here: it may have held tool calls for a person.
+      if (data.sender_type === "agent") this.header?.loadApprovals();
       const stick = this.nearBottom();
       this.upsert({ attachments: [], revisions: [], metadata: {}, ...data });
       if (stick || !data.is_incoming) this.toBottom();
