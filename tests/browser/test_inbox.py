@@ -22,14 +22,18 @@ from serve.stack import Stack
 from storage.db import Database
 from tests.browser.conftest import screenshot_path, sign_in
 from tests.conftest import Account
+from tests.fakes import telegram_updates as tg
 from tests.fakes import whatsapp_notifications as wa
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
 from tests.fakes.whatsapp import FakeGraph
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
 from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
+from tests.serve.telegram_bots import connect as connect_bot
 from tests.serve.test_members import join
+from tests.serve.test_telegram import post_update
 from tests.serve.test_whatsapp import person
 from tests.serve.whatsapp_numbers import connect, hook, now, post, says
 from tests.waiting import eventually
@@ -536,3 +540,32 @@ async def test_attachments_show_images_inline_and_other_files_as_downloads(
     assert got.suggested_filename == "quote.pdf"
     saved = await got.path()
     assert saved is not None and saved.read_bytes() == b"%PDF-1.4 a quote"
+
+
+async def test_an_edited_message_says_so_and_shows_its_revisions_on_demand(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        fake: FakeTelegram) -> None:
+    bot, _, secret = await connect_bot(api, owner, fake)
+    original = tg.private_text("Meet at 10?")
+    assert (await post_update(api, bot["id"], original, secret)).status_code == 200
+    (chat,) = (await api.get("/v1/chats", headers=owner.headers)).json()["data"]
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat['id']}")
+    await live(page)
+    shown = messages_of(page)
+    await expect(shown).to_have_text(re.compile("Meet at 10\\?"))
+    await expect(shown.get_by_role("button", name="edited")).to_have_count(0)
+    edit = tg.edited_message(original, "Meet at 11?")
+    assert (await post_update(api, bot["id"], edit, secret)).status_code == 200
+    # Live: the newest text, an "edited" button, the history hidden until asked.
+    await expect(shown.locator(".message-text")).to_have_text("Meet at 11?")
+    toggle = shown.get_by_role("button", name="edited")
+    await expect(toggle).to_have_attribute("aria-expanded", "false")
+    revisions = shown.locator(".revisions")
+    await expect(revisions).to_be_hidden()
+    await toggle.click()
+    await expect(revisions).to_be_visible()
+    await expect(revisions.locator("li")).to_have_count(2)
+    await expect(revisions.locator("li").first).to_contain_text("Meet at 10?")
+    await expect(revisions.locator("li").last).to_contain_text("Meet at 11?")
+    await expect(shown).to_have_count(1)
