@@ -24,14 +24,15 @@ from tests.browser.conftest import screenshot_path, sign_in
 from tests.conftest import Account
 from tests.fakes import telegram_updates as tg
 from tests.fakes import whatsapp_notifications as wa
-from tests.fakes.telegram import FakeTelegram
 from tests.fakes.callback import CallbackServer
 from tests.fakes.google import FakeGoogle
 from tests.fakes.openai import FakeOpenAI
+from tests.fakes.telegram import FakeTelegram
 from tests.fakes.whatsapp import FakeGraph
 from tests.serve.agent_setup import chat_with_agent, make_agent, outbound, use_fake_openai
 from tests.serve.messaging import Client, Inbox, make_inbox, message, post_inbound
 from tests.serve.telegram_bots import connect as connect_bot
+from tests.serve.test_agent_runs import finished
 from tests.serve.test_members import join
 from tests.serve.test_telegram import post_update
 from tests.serve.test_whatsapp import person
@@ -328,7 +329,7 @@ async def test_an_ai_draft_is_edited_and_approved_in_the_browser(
 
 
 async def test_a_tool_call_held_for_a_person_is_approved_in_the_chat_header(
-        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account, db: Database,
         fake_openai: FakeOpenAI) -> None:
     other = await api.post("/v1/contacts", headers=owner.headers,
                            json={"first_name": "Bob", "email": "bob@client.test"})
@@ -342,8 +343,9 @@ async def test_a_tool_call_held_for_a_person_is_approved_in_the_chat_header(
     await sign_in(page, stack, owner)
     _, chat_id = await chat_with_agent(api, owner, agent,
                                        text="Please rename my colleague Bob to Robert")
+    (run,) = await finished(api, db, owner, agent["id"])
+    assert run["output_data"]["pending"]
     await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
-    # Shown when the run's draft arrives (or at once, if it was done first).
     held = page.locator(".approval")
     await expect(held).to_contain_text("update_contact", timeout=30_000)
     await expect(held).to_contain_text(bob)

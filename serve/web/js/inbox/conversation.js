@@ -185,8 +185,14 @@ export class Conversation {
       const local = type === "message.created" && !this.messages.has(data.id)
         ? this.localFor(data) : null;
       if (local) this.adopt(local, data.id);
-      // An agent's run ended here: it may have held tool calls for a person.
-      if (data.sender_type === "agent") this.header?.loadApprovals();
+      // An agent's run is ending here: it may have held tool calls for a
+      // person. Its record is written just after its reply (and no event
+      // says so), hence a second look.
+      if (data.sender_type === "agent") {
+        this.header?.loadApprovals();
+        clearTimeout(this.approvalsTimer);
+        this.approvalsTimer = setTimeout(() => this.header?.loadApprovals(), 2000);
+      }
       const stick = this.nearBottom();
       this.upsert({ attachments: [], revisions: [], metadata: {}, ...data });
       if (stick || !data.is_incoming) this.toBottom();
@@ -451,6 +457,7 @@ export class Conversation {
     this.offTyping();
     clearTimeout(this.typingTimer);
     clearTimeout(this.refetchTimer);
+    clearTimeout(this.approvalsTimer);
     document.removeEventListener("visibilitychange", this.onVisible);
     this.ctx.live.unwatchChat(this.chatId);
     this.files.close();
