@@ -25,6 +25,7 @@ export class ChatList {
     this.generation = 0; // a reload makes answers to earlier requests stale
     this.selected = null;
     this.fetching = new Set();
+    this.excluded = new Set(); // chats fetched that the filters leave out
     this.el = this.render();
   }
 
@@ -80,6 +81,7 @@ export class ChatList {
     this.generation += 1;
     this.chats.clear();
     this.items.clear();
+    this.excluded.clear();
     this.body.replaceChildren();
     this.page = 0;
     this.total = null;
@@ -186,19 +188,26 @@ export class ChatList {
     if (f.unread === "true" && !chat.unread_count) return false;
     if (f.channel && chat.channel !== f.channel) return false;
     if (f.agent && chat.assigned_agent_id !== f.agent) return false;
-    return true; // search and "mine" are the server's to judge: a fetched chat passed them
+    return true;
   }
 
-  /** A chat the list does not hold: fetched, and shown if the filters admit it. */
+  /** A chat the list does not hold: fetched, and shown if the filters admit
+   * it. A search or "assigned to me" only the server can judge, so under
+   * those a chat not listed stays out until the filters change; a chat of
+   * another channel or agent is not asked for again at each of its messages. */
   async fetchChat(chatId) {
-    if (this.fetching.has(chatId)) return;
+    if (this.filters.q || this.filters.mine) return;
+    if (this.fetching.has(chatId) || this.excluded.has(chatId)) return;
     this.fetching.add(chatId);
     const generation = this.generation;
     try {
       const chat = await this.ctx.api.get(`/v1/chats/${chatId}`);
-      if (generation === this.generation && this.matches(chat)) {
+      if (generation !== this.generation) return;
+      if (this.matches(chat)) {
         if (!this.chats.has(chatId) && this.total !== null) this.total += 1;
         this.put(chat, true);
+      } else if (this.filters.channel || this.filters.agent) {
+        this.excluded.add(chatId);
       }
     } catch {
       // gone, or not ours to read: nothing to show
@@ -227,6 +236,7 @@ export class ChatList {
     } else if (type === "chat.read") {
       if (chat) { chat.unread_count = 0; chat.is_unread = false; this.put(chat, false); }
     } else if (type === "chat.created" || type === "chat.updated") {
+      this.excluded.delete(chatId); // reassigned, maybe into the filter
       if (!chat) this.fetchChat(chatId);
       else this.refreshChat(chatId);
     } else if (type === "message.status.updated" && chat?.last_message?.id === data.id) {
