@@ -76,6 +76,7 @@ async function enter() {
 }
 
 function renderShell() {
+  mounted = null; // a new shell: the view is mounted anew, never updated in place
   const state = h("span.live-state", { role: "status", "aria-live": "polite",
                                         title: "Live updates" });
   const setState = (value) => {
