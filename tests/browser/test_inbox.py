@@ -571,3 +571,28 @@ async def test_an_edited_message_says_so_and_shows_its_revisions_on_demand(
     await expect(revisions.locator("li").first).to_contain_text("Meet at 10?")
     await expect(revisions.locator("li").last).to_contain_text("Meet at 11?")
     await expect(shown).to_have_count(1)
+
+
+async def test_the_unsent_text_survives_a_reload_and_shift_enter_is_a_new_line(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    inbox = await make_inbox(api, owner)
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Quote please")
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    composer = page.get_by_label("Reply")
+    await composer.press_sequentially("Line one")
+    await composer.press("Shift+Enter")
+    await composer.press_sequentially("line two")
+    await expect(composer).to_have_value("Line one\nline two")
+    await expect(page.locator(".message.outgoing")).to_have_count(0)  # not sent
+    # The session ends (its refresh token gone) and comes back: the text is kept.
+    await page.evaluate("localStorage.removeItem('bidi.session')")
+    await page.reload()
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/inbox/{chat_id}")
+    await expect(page.get_by_label("Reply")).to_have_value("Line one\nline two")
+    await page.get_by_label("Reply").press("Enter")
+    await expect(page.locator(".message.outgoing .message-text")).to_have_text(
+        "Line one\nline two")
+    await page.reload()
+    await expect(page.get_by_label("Reply")).to_have_value("")  # sent: nothing kept
