@@ -276,7 +276,8 @@ async def test_a_whatsapp_chat_outside_its_window_offers_templates_and_sends_one
     integration, number = await connect(api, owner, fake_graph)
     fake_graph.add_template(number.waba_id, "order_update")
     yesterday = str(int(time.time()) - 25 * 3600)
-    resp = await post(api, hook(integration), says("Call me", person(), number,
+    who = person()
+    resp = await post(api, hook(integration), says("Call me", who, number,
                                                    timestamp=yesterday))
     assert resp.status_code == 200, resp.text
     chats = (await api.get("/v1/chats", headers=owner.headers)).json()["data"]
@@ -294,6 +295,11 @@ async def test_a_whatsapp_chat_outside_its_window_offers_templates_and_sends_one
     payload = fake_graph.sent(number.phone_number_id)[-1]
     assert payload["type"] == "template" and payload["template"]["name"] == "order_update"
     assert payload["template"]["language"] == {"code": "en_US"}
+    # The contact writes again: the window opens, free text can go.
+    resp = await post(api, hook(integration), says("Tomorrow at 10", who, number))
+    assert resp.status_code == 200, resp.text
+    await expect(page.get_by_label("Reply")).to_be_visible()
+    await expect(page.locator(".window-closed")).to_have_count(0)
 
 
 async def test_an_ai_draft_is_edited_and_approved_in_the_browser(

@@ -4,22 +4,19 @@
 // never shows a message twice), statuses that only move forward, typing,
 // mark-read, and the composer.
 //
-// The composer sends with an Idempotency-Key made per message and reused by
-// a retry, shows the message at once as `pending` under a local id, and
-// swaps in the server's id when it answers (or when the `message.created`
-// event comes first). The unsent text is kept per chat in localStorage, so a
-// session that expired and came back still has it.
+// A reply is sent with an Idempotency-Key made per message and reused by a
+// retry, shown at once as `pending` under a local id, and given the
+// server's id when it answers (or when the `message.created` event comes
+// first). The composer itself is ./composer.js.
 
 import { fill, h, notice } from "../dom.js";
 import { advances, orderKey, uuid } from "./common.js";
 import { ChatHeader } from "./header.js";
+import { composer, templatePicker, windowClosed } from "./composer.js";
 import { Files, messageNode } from "./message.js";
 
 const PAGE = 50;
-const TYPING_EVERY = 3000;
 const TYPING_SHOWN = 5000;
-const WINDOW_MS = 24 * 3600 * 1000;
-const DRAFT_KEY = "bidi.composer.";
 
 export class Conversation {
   constructor(ctx, chatId, { agents, onBack, onChat }) {
@@ -33,7 +30,6 @@ export class Conversation {
     this.cursor = null;
     this.loadingOlder = false;
     this.alive = true;
-    this.lastTyping = 0;
     this.files = new Files(ctx.api);
     this.log = h("div.messages", { role: "log", "aria-live": "polite",
       "aria-label": "Messages", tabindex: "0" });
@@ -202,6 +198,11 @@ export class Conversation {
         if (data.attachments === undefined) this.refetchSoon();
         if (document.visibilityState === "visible") this.markRead();
         else if (this.chat) this.chat.unread_count = (this.chat.unread_count || 0) + 1;
+        if (this.chat) {
+          // The contact wrote: a closed WhatsApp window is open again.
+          this.chat.last_inbound_at = data.created_at || new Date().toISOString();
+          this.renderComposer();
+        }
       }
     } else if (type === "message.status.updated" || type === "message.sent") {
       const message = this.messages.get(data.id);
@@ -304,86 +305,20 @@ export class Conversation {
 
   // ----- composer ---------------------------------------------------------
 
-  windowClosed() {
-    const chat = this.chat;
-    if (!chat || chat.channel !== "whatsapp") return false;
-    if (chat.whatsapp_window && typeof chat.whatsapp_window === "object") {
-      return chat.whatsapp_window.open === false;
-    }
-    if (!chat.last_inbound_at) return true;
-    const at = new Date(/[zZ]|[+-]\d\d:?\d\d$/.test(chat.last_inbound_at)
-      ? chat.last_inbound_at : chat.last_inbound_at + "Z");
-    return Date.now() - at.getTime() > WINDOW_MS;
-  }
-
+  /** The composer, the template picker of a closed WhatsApp window, or why
+   * nothing can be sent; rebuilt only when which of them it is changes. */
   renderComposer() {
+    const send = (text, extra) => this.sendText(text, extra);
     if (this.chat?.unreachable_reason) {
       fill(this.composerSlot, h("div.notice.error.composer-blocked", { role: "status" },
         `Messages cannot be sent here: ${this.chat.unreachable_reason}`));
-      return;
+    } else if (windowClosed(this.chat)) {
+      if (!this.composerSlot.querySelector(".window-closed")) {
+        fill(this.composerSlot, templatePicker(this.ctx, this.chat, send));
+      }
+    } else if (!this.composerSlot.querySelector(".composer")) {
+      fill(this.composerSlot, composer(this.ctx, this.chatId, send));
     }
-    if (this.windowClosed()) {
-      fill(this.composerSlot, this.templatePicker());
-      return;
-    }
-    if (this.composerSlot.querySelector(".composer")) return;
-    const key = DRAFT_KEY + this.chatId;
-    const area = h("textarea.composer-input", { id: "composer-input", rows: 2,
-      placeholder: "Write a reply… (Enter sends, Shift+Enter for a new line)",
-      "aria-label": "Reply", value: localStorage.getItem(key) || "",
-      oninput: () => {
-        if (area.value) localStorage.setItem(key, area.value);
-        else localStorage.removeItem(key);
-        const now = Date.now();
-        if (area.value && now - this.lastTyping >= TYPING_EVERY) {
-          this.lastTyping = now;
-          this.ctx.live.send({ type: "typing", chat_id: this.chatId });
-        }
-      },
-      onkeydown: (event) => {
-        if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
-          event.preventDefault();
-          submit();
-        }
-      } });
-    const submit = () => {
-      const text = area.value.trim();
-      if (!text) return;
-      area.value = "";
-      localStorage.removeItem(key);
-      this.sendText(text);
-      area.focus();
-    };
-    fill(this.composerSlot, h("form.composer", { onsubmit: (event) => {
-      event.preventDefault();
-      submit();
-    } }, area, h("button.primary", { type: "submit" }, "Send")));
-  }
-
-  templatePicker() {
-    const select = h("select", { id: "template-select", "aria-label": "Template", disabled: true },
-      h("option", "Loading templates…"));
-    const send = h("button.primary", { type: "button", disabled: true, onclick: () => {
-      const [name, language] = select.value.split("|");
-      this.sendText(`[template ${name} (${language})]`,
-                    { template: { name, language, components: [] } });
-    } }, "Send template");
-    const error = h("div.template-error", { role: "alert" });
-    this.ctx.api.get(`/v1/integrations/${this.chat.integration_id}/templates`).then((body) => {
-      const usable = body.data.filter((t) => !t.status || t.status.toUpperCase() === "APPROVED");
-      fill(select, usable.length ? usable.map((t) => h("option",
-        { value: `${t.name}|${t.language || "en_US"}` }, `${t.name} (${t.language || "?"})`))
-        : h("option", "No approved templates"));
-      select.disabled = send.disabled = !usable.length;
-    }).catch((failure) => {
-      fill(select, h("option", "Unavailable"));
-      error.textContent = `Could not load templates: ${failure.message}`;
-    });
-    return h("div.window-closed",
-      h("p", "The 24-hour window of this WhatsApp conversation is closed: WhatsApp only lets"
-        + " you send an approved template until the contact writes again."),
-      h("div.template-row", h("label", { for: "template-select" }, "Template"), select, send),
-      error);
   }
 
   /** Shown at once as pending under a local id; delivered in the background. */
