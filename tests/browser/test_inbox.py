@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -602,3 +603,25 @@ async def test_the_unsent_text_survives_a_reload_and_shift_enter_is_a_new_line(
         "Line one\nline two")
     await page.reload()
     await expect(page.get_by_label("Reply")).to_have_value("")  # sent: nothing kept
+
+
+async def test_search_and_assignment_filters_are_sent_to_the_server_debounced(
+        page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account) -> None:
+    agent = await make_agent(api, owner, tools=[])
+    asked: list[dict[str, list[str]]] = []
+    page.on("request", lambda r: asked.append(parse_qs(urlsplit(r.url).query))
+            if urlsplit(r.url).path == "/v1/chats" else None)
+    await sign_in(page, stack, owner)
+    await expect(page.locator(".chat-list")).to_contain_text("No conversations yet")
+    await expect(page.get_by_label("Filter by agent").locator("option")).to_have_count(2)
+    before = len(asked)
+    await page.get_by_label("Search conversations").press_sequentially("grace", delay=30)
+    await eventually(lambda: len(asked) > before, what="the search request")
+    await expect(page.locator(".chat-list")).to_contain_text("No conversations match")
+    assert [q.get("q") for q in asked[before:]] == [["grace"]]  # one request, not five
+    await page.get_by_label("Filter by agent").select_option(agent["id"])
+    await eventually(lambda: asked[-1].get("assigned_agent_id") == [agent["id"]],
+                     what="the agent filter")
+    await page.get_by_label("Assigned to me").check()
+    await eventually(lambda: asked[-1].get("assigned_user_id") == ["me"], what="mine")
+    assert asked[-1]["q"] == ["grace"] and asked[-1]["limit"] == ["50"]
