@@ -70,11 +70,22 @@ def serve_asset(request: Request, relative: str, headers: dict[str, str] | None 
     return Response(found.body, media_type=found.media_type, headers=common)
 
 
+PAGE_HEADERS = {"Content-Security-Policy": POLICY, "Referrer-Policy": "same-origin",
+                "X-Frame-Options": "DENY"}
+
+
 @router.get("/")
 async def inbox(request: Request) -> Response:
-    return serve_asset(request, "index.html", {"Content-Security-Policy": POLICY,
-                                               "Referrer-Policy": "same-origin",
-                                               "X-Frame-Options": "DENY"})
+    return serve_asset(request, "index.html", PAGE_HEADERS)
+
+
+@router.get("/v1/auth/oauth/google/callback")
+async def google_return(request: Request) -> Response:
+    """Where Google sends the browser back (the redirect URI the start route
+    names): the inbox page, which posts the code and state to the callback
+    route and then goes back to `/`. `no-referrer`: the code in this address
+    goes nowhere else."""
+    return serve_asset(request, "index.html", {**PAGE_HEADERS, "Referrer-Policy": "no-referrer"})
 
 
 @router.get("/static/{relative:path}")

@@ -53,5 +53,5 @@ async def sign_in(page: Page, stack: Stack, account: Account) -> None:
     await page.goto(f"{stack.api_url}/")
     await page.get_by_label("Email").fill(account.email)
     await page.get_by_label("Password").fill(account.password)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await page.get_by_role("navigation", name="Main").wait_for()

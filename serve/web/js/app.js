@@ -1,7 +1,9 @@
 // The inbox's shell: sign-in, the header (navigation, org switcher, the
 // live connection's state, sign out) and a hash router that mounts one view
 // at a time. A view is a module under ./views/ exporting
-// `mount(root, ctx, params)`, which returns an unmount function (or nothing).
+// `mount(root, ctx, params)`, which returns an unmount function (or nothing),
+// or `{ unmount, update }`: then a route change within the same view (another
+// chat of the inbox) calls `update(params)` instead of mounting it anew.
 // A session that ends (refresh refused) shows sign-in over the same route;
 // signing in again comes back to it, with whatever the views kept
 // (composer drafts live in localStorage, see views/inbox.js).
@@ -26,6 +28,7 @@ const root = document.getElementById("app");
 const session = new Session();
 const live = new Live(session);
 let unmount = null;
+let mounted = null; // { view, update } of the view on screen
 let shell = null;
 
 const ctx = {
@@ -75,6 +78,7 @@ async function enter() {
 }
 
 function renderShell() {
+  mounted = null; // a new shell: the view is mounted anew, never updated in place
   const state = h("span.live-state", { role: "status", "aria-live": "polite",
                                         title: "Live updates" });
   const setState = (value) => {
@@ -117,6 +121,11 @@ async function route() {
   if (!shell) return;
   const hash = location.hash || "#/inbox";
   const found = ROUTES.map((r) => [r, hash.match(r.pattern)]).find(([, m]) => m);
+  if (found && mounted?.update && mounted.view === found[0].view) {
+    mounted.update(found[0].params(found[1]));
+    return;
+  }
+  mounted = null;
   if (unmount) {
     try { unmount(); } catch (error) { console.error(error); }
     unmount = null;
@@ -135,7 +144,13 @@ async function route() {
   fill(shell.main, target);
   try {
     const module = await import(`./views/${spec.view}.js`);
-    unmount = (await module.mount(target, ctx, spec.params(match))) || null;
+    const result = (await module.mount(target, ctx, spec.params(match))) || null;
+    if (typeof result === "function" || result === null) {
+      unmount = result;
+    } else {
+      unmount = result.unmount;
+      mounted = { view: spec.view, update: result.update };
+    }
   } catch (error) {
     console.error(error);
     fill(target, h("div.notice.error", { role: "alert" }, `This page failed to load: ${
@@ -145,6 +160,7 @@ async function route() {
 
 function showSignIn() {
   shell = null;
+  mounted = null;
   if (unmount) { try { unmount(); } catch { /* leaving anyway */ } unmount = null; }
   const email = h("input", { id: "signin-email", type: "email", name: "email", required: true,
                              autocomplete: "username" });
