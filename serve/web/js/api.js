@@ -93,6 +93,11 @@ export class Session {
     } catch {
       // signed out locally either way
     }
+    // Unsent replies are kept across an expired session, not past a sign-out
+    // (the next person at this browser must not read them).
+    for (const key of Object.keys(localStorage)) {
+      if (key.startsWith("bidi.composer.")) localStorage.removeItem(key);
+    }
     this.forget();
   }
 
