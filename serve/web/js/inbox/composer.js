@@ -10,15 +10,16 @@ const TYPING_EVERY = 3000;
 const WINDOW_MS = 24 * 3600 * 1000;
 const DRAFT_KEY = "bidi.composer.";
 
-/** Closed: the chat's own `whatsapp_window` says so, or the contact last
- * wrote more than 24 hours ago (or never). */
+/** Closed: the contact last wrote more than 24 hours ago (or never). The
+ * chat's `whatsapp_window.closes_at` (the server's clock) is used until a
+ * newer inbound message moves `last_inbound_at` past what it was computed from. */
 export function windowClosed(chat) {
   if (!chat || chat.channel !== "whatsapp") return false;
-  if (chat.whatsapp_window && typeof chat.whatsapp_window === "object") {
-    return chat.whatsapp_window.open === false;
-  }
-  const at = parseTime(chat.last_inbound_at);
-  return !at || Date.now() - at.getTime() > WINDOW_MS;
+  const inbound = parseTime(chat.last_inbound_at);
+  let closes = inbound ? inbound.getTime() + WINDOW_MS : null;
+  const server = parseTime(chat.whatsapp_window?.closes_at);
+  if (server && (closes === null || server.getTime() >= closes)) closes = server.getTime();
+  return closes === null || Date.now() > closes;
 }
 
 /** `send(text)` gets each message written. */
