@@ -63,6 +63,10 @@ def _message(payload: dict[str, Any], **override: Any) -> dict[str, Any]:
              "is_incoming": bool(payload.get("is_incoming")),
              "sender_type": payload.get("sender_type"), "status": payload.get("status"),
              "created_at": payload.get("created_at")}
+    if shown["is_incoming"] and payload.get("external_id"):
+        # The visitor's own message: the `client_id` it was sent with, so the
+        # widget replaces its pending copy even when this frame beats the 202.
+        shown["client_id"] = payload["external_id"]
     return {**shown, **override}
 
 

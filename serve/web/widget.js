@@ -200,6 +200,12 @@ textarea { flex: 1; resize: none; border: 1px solid #c4c7cf; border-radius: 8px;
     if (stick || !later) log.scrollTop = log.scrollHeight;
   }
   function upsert(message) {
+    const pending = message.client_id && message.client_id !== message.id
+      && bubbles.get(message.client_id);
+    if (pending) { // its own message, back from the server before the POST's answer
+      pending.remove();
+      bubbles.delete(message.client_id);
+    }
     const known = bubbles.get(message.id);
     if (known && known.dataset.status === "sent" && message.status === "pending") return;
     render(message).dataset.status = message.status;
@@ -278,7 +284,7 @@ textarea { flex: 1; resize: none; border: 1px solid #c4c7cf; border-radius: 8px;
       if (!response.ok) throw new Error(`send: ${response.status}`);
       const accepted = await response.json();
       bubbles.delete(clientId);
-      if (bubbles.has(accepted.id)) {
+      if (bubbles.has(accepted.id) || !el.isConnected) {
         el.remove(); // the WebSocket was first
       } else {
         el.dataset.id = accepted.id;

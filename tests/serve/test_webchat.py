@@ -298,7 +298,7 @@ async def test_visitor_token_reaches_its_own_chat_only(
     chat = await make_webchat(api, owner)
     me = await visitor(api, chat["id"])
     other = await visitor(api, chat["id"])
-    assert (await say(api, me["token"], "mine")).status_code == 202
+    assert (await say(api, me["token"], "mine", client_id="mine-1")).status_code == 202
     assert (await say(api, other["token"], "theirs")).status_code == 202
     rival = await register(api, "Rival")
     rival_chat = await make_webchat(api, rival)
@@ -317,6 +317,9 @@ async def test_visitor_token_reaches_its_own_chat_only(
         await subscribed(client, since=0)
         frames = await client.wait_count(lambda f: f["type"] == "message", 1)
         assert [f["message"]["content"] for f in frames] == ["mine"]
+        # The visitor's own message names the client_id it was sent with (the
+        # widget swaps its pending copy for it, whichever comes first).
+        assert frames[0]["message"]["client_id"] == "mine-1"
         rejected = await ref.draft("Another secret", agent["id"], str(uuid.uuid4()), "x")
         await ref.decide_draft(rejected["id"], approve=False, content=None,
                                user_id=owner.user_id)
