@@ -81,6 +81,7 @@ ROUTES: list[tuple[str, str, str]] = [
     ("POST", "/v1/messages/{message_id}/approve", "chats:write"),
     ("POST", "/v1/messages/{message_id}/reject", "chats:write"),
     ("GET", "/v1/agents", "org:read"),
+    ("GET", "/v1/agents/tools", "org:read"),
     ("POST", "/v1/agents", "agents:manage"),
     ("GET", "/v1/agents/{agent_id}", "org:read"),
     ("PATCH", "/v1/agents/{agent_id}", "agents:manage"),
@@ -110,6 +111,10 @@ UNPROTECTED = {
     ("GET", "/v1/channels/whatsapp/{integration_id}/webhook"),
     ("POST", "/v1/channels/whatsapp/{integration_id}/webhook"),
     ("GET", "/v1/channels/whatsapp/webhook"), ("POST", "/v1/channels/whatsapp/webhook"),
+    # The website widget's visitors: an allowed Origin, then a visitor token of
+    # one chat (tests/serve/test_webchat.py), never a team member's role.
+    ("POST", "/v1/webchat/{integration_id}/sessions"),
+    ("GET", "/v1/webchat/messages"), ("POST", "/v1/webchat/messages"),
 }
 
 

@@ -309,7 +309,12 @@ export class Conversation {
    * nothing can be sent; rebuilt only when which of them it is changes. */
   renderComposer() {
     const send = (text, extra) => this.sendText(text, extra);
-    if (this.chat?.unreachable_reason) {
+    if (this.ctx.me.organization?.role === "viewer") { // reads chats, cannot write them
+      if (!this.composerSlot.querySelector(".composer-readonly")) {
+        fill(this.composerSlot, h("p.notice.composer-readonly", { role: "status" },
+          "You can read this conversation; replying needs a role above viewer."));
+      }
+    } else if (this.chat?.unreachable_reason) {
       fill(this.composerSlot, h("div.notice.error.composer-blocked", { role: "status" },
         `Messages cannot be sent here: ${this.chat.unreachable_reason}`));
     } else if (windowClosed(this.chat)) {
