@@ -35,13 +35,12 @@ import jwt
 
 from core.errors import Forbidden, Invalid, Unauthorized
 from core.messages import OutboundMessage, Receipt
+from core.security import ALGORITHM, ISSUER, decode_jwt
 from storage.integrations import Integration
 
 CHANNEL = "webchat"
 AUDIENCE = "bidi-webchat"
-ISSUER = "bidi"
 TOKEN_TYPE = "visitor"
-ALGORITHM = "HS256"
 MAX_ORIGINS = 20
 MAX_TEXT = 4096
 VISITOR_PREFIX = "v1"
@@ -163,16 +162,8 @@ def issue_token(secret: str, claims: VisitorClaims) -> str:
 
 def decode_token(secret: str, token: str) -> VisitorClaims:
     """The claims of a valid visitor token, or `Unauthorized`."""
-    try:
-        data: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-            options={"require": ["exp", "iat", "sub", "aud", "iss", "typ"]})
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("visitor session expired; start a new one") from None
-    except jwt.PyJWTError:
-        raise Unauthorized("invalid visitor token") from None
-    if data.get("typ") != TOKEN_TYPE:
-        raise Unauthorized("not a visitor token")
+    data = decode_jwt(secret, token, audience=AUDIENCE, typ=TOKEN_TYPE, name="visitor token",
+                      expired="visitor session expired; start a new one")
     try:
         return VisitorClaims(
             org_id=str(uuid.UUID(str(data["org"]))),

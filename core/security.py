@@ -94,17 +94,26 @@ def decode_access_token(secret: str, token: str) -> AccessClaims:
     return claims
 
 
-def _verify_access_token(secret: str, token: str) -> AccessClaims:
+def decode_jwt(secret: str, token: str, *, audience: str, typ: str, name: str,
+               expired: str | None = None) -> dict[str, Any]:
+    """The claims of a token this engine signed for `audience` as `typ`: HS256
+    only, `exp`/`iat`/`sub`/`aud`/`iss`/`typ` required, or `Unauthorized`
+    naming the kind of token (`name`) and why."""
     try:
         claims: dict[str, Any] = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+            token, secret, algorithms=[ALGORITHM], audience=audience, issuer=ISSUER,
             options={"require": ["exp", "iat", "sub", "aud", "iss", "typ"]})
     except jwt.ExpiredSignatureError:
-        raise Unauthorized("access token expired") from None
+        raise Unauthorized(expired or f"{name} expired") from None
     except jwt.PyJWTError:
-        raise Unauthorized("invalid access token") from None
-    if claims.get("typ") != "access":
-        raise Unauthorized("not an access token")
+        raise Unauthorized(f"invalid {name}") from None
+    if claims.get("typ") != typ:
+        raise Unauthorized(f"not {'an' if name[0] in 'aeiou' else 'a'} {name}")
+    return claims
+
+
+def _verify_access_token(secret: str, token: str) -> AccessClaims:
+    claims = decode_jwt(secret, token, audience=AUDIENCE, typ="access", name="access token")
     try:
         user_id = str(uuid.UUID(str(claims["sub"])))
         org_id = str(uuid.UUID(str(claims["org"])))

@@ -36,7 +36,7 @@ from serve.app import Runtime
 from serve.errors import Close
 from serve.hub import QUEUE_LIMIT, Live
 from serve.routers.webchat import integration_of, token_secret
-from serve.routers.ws import Closing, hub_of
+from serve.routers.ws import Closing, FrameGate, hub_of
 from storage import events
 
 router = APIRouter(tags=["webchat"])
@@ -118,10 +118,9 @@ class VisitorSocket:
         self.live = Live(send=self._send, close=self._close, org_id=claims.org_id,
                          families=FAMILIES)
         self.live.chats = {claims.chat_id}
-        self.frames = Pace(FRAMES_PER_SECOND, FRAME_BURST)
+        self.frames = FrameGate(FRAMES_PER_SECOND, FRAME_BURST, REFUSED_IN_A_ROW, MAX_FRAME)
         self.replays = Pace(REPLAYS_PER_MINUTE / 60, REPLAYS_PER_MINUTE)
         self.typing_at = 0.0
-        self.refused = 0
         self.subscribed = False
         delay = max(0.0, claims.expires_at - time.time())
         self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
@@ -205,21 +204,7 @@ class VisitorSocket:
 
     async def handle(self, text: str) -> None:
         try:
-            wait = self.frames.take()
-            if wait:
-                self.refused += 1
-                if self.refused > REFUSED_IN_A_ROW:
-                    raise Closing(Close.TOO_MANY_FRAMES, "too many frames")
-                raise RateLimited("too many frames; slow down", retry_after=wait)
-            self.refused = 0
-            if len(text) > MAX_FRAME:
-                raise Invalid(f"frames are at most {MAX_FRAME} bytes")
-            try:
-                frame = msgspec.json.decode(text)
-            except msgspec.DecodeError:
-                raise Invalid("a frame is a JSON object") from None
-            if not isinstance(frame, dict):
-                raise Invalid("a frame is a JSON object")
+            frame = self.frames.read(text)
             kind = frame.get("type")
             if kind == "ping":
                 self.live.send_now(_text({"type": "pong"}))

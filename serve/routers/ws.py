@@ -81,6 +81,38 @@ class Closing(Exception):
         self.code, self.reason = code, reason
 
 
+class FrameGate:
+    """What every frame a client sends passes first (the team's socket and a
+    web chat visitor's): its pace (past it an error frame `rate_limited`; so
+    many refusals in a row close the socket 4029), its size, and its shape
+    (a JSON object)."""
+
+    def __init__(self, per_second: float, burst: float, refused_max: int,
+                 max_bytes: int) -> None:
+        self.pace = Pace(per_second, burst)
+        self.refused = 0
+        self.refused_max = refused_max
+        self.max_bytes = max_bytes
+
+    def read(self, text: str) -> dict[str, Any]:
+        wait = self.pace.take()
+        if wait:
+            self.refused += 1
+            if self.refused > self.refused_max:
+                raise Closing(Close.TOO_MANY_FRAMES, "too many frames")
+            raise RateLimited("too many frames; slow down", retry_after=wait)
+        self.refused = 0
+        if len(text) > self.max_bytes:
+            raise Invalid(f"frames are at most {self.max_bytes} bytes")
+        try:
+            frame = msgspec.json.decode(text)
+        except msgspec.DecodeError:
+            raise Invalid("a frame is a JSON object") from None
+        if not isinstance(frame, dict):
+            raise Invalid("a frame is a JSON object")
+        return frame
+
+
 def hub_of(websocket: WebSocket) -> Hub:
     state = websocket.app.state
     return kept(state, "hub", lambda: Hub(state.runtime.redis))
@@ -110,9 +142,8 @@ class Session:
                          org_id=principal.org_id, families=_families(principal),
                          raw=raw_socket(websocket.scope))
         self.own_chats: set[str] = set()  # chats seen to be this org's (they stay so)
-        self.frames = Pace(FRAMES_PER_SECOND, FRAME_BURST)
+        self.frames = FrameGate(FRAMES_PER_SECOND, FRAME_BURST, REFUSED_IN_A_ROW, MAX_FRAME)
         self.replays = Pace(REPLAYS_PER_MINUTE / 60, REPLAYS_PER_MINUTE)
-        self.refused = 0
         self._expiry: asyncio.TimerHandle | None = None
         self._unwatch = None
         if runtime.revocations is not None and principal.user_id is not None:
@@ -377,21 +408,7 @@ class Session:
     async def handle(self, text: str) -> None:
         ref = None
         try:
-            wait = self.frames.take()
-            if wait:
-                self.refused += 1
-                if self.refused > REFUSED_IN_A_ROW:
-                    raise Closing(Close.TOO_MANY_FRAMES, "too many frames")
-                raise RateLimited("too many frames; slow down", retry_after=wait)
-            self.refused = 0
-            if len(text) > MAX_FRAME:
-                raise Invalid(f"frames are at most {MAX_FRAME} bytes")
-            try:
-                frame = msgspec.json.decode(text)
-            except msgspec.DecodeError:
-                raise Invalid("a frame is a JSON object") from None
-            if not isinstance(frame, dict):
-                raise Invalid("a frame is a JSON object")
+            frame = self.frames.read(text)
             ref = frame.get("ref")
             kind = frame.get("type")
             handler = HANDLERS.get(kind) if isinstance(kind, str) else None
