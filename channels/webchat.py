@@ -147,6 +147,18 @@ class VisitorClaims:
     email: str | None = None
 
 
+def display_name(claims: VisitorClaims) -> str:
+    """What the inbox calls a visitor: the name the site gave, else the
+    identifier it vouched for, else "Visitor" and a few characters of the
+    anonymous id (enough to tell two apart in a list)."""
+    if claims.name:
+        return claims.name
+    if claims.identified and claims.thread_id.startswith("i:"):
+        return claims.thread_id[2:]
+    nonce = claims.visitor_id.split(".")[1] if claims.visitor_id.count(".") == 2 else ""
+    return f"Visitor {nonce[:6]}".rstrip()
+
+
 def issue_token(secret: str, claims: VisitorClaims) -> str:
     body: dict[str, Any] = {
         "sub": claims.visitor_id, "org": claims.org_id, "int": claims.integration_id,

@@ -74,7 +74,7 @@ PAGE_HEADERS = {"Content-Security-Policy": POLICY, "Referrer-Policy": "same-orig
                 "X-Frame-Options": "DENY"}
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 async def inbox(request: Request) -> Response:
     return serve_asset(request, "index.html", PAGE_HEADERS)
 
@@ -88,6 +88,6 @@ async def google_return(request: Request) -> Response:
     return serve_asset(request, "index.html", {**PAGE_HEADERS, "Referrer-Policy": "no-referrer"})
 
 
-@router.get("/static/{relative:path}")
+@router.api_route("/static/{relative:path}", methods=["GET", "HEAD"])
 async def static(relative: str, request: Request) -> Response:
     return serve_asset(request, relative)

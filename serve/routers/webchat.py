@@ -362,6 +362,7 @@ async def send_message(body: MessageIn, request: Request) -> Any:
     message = InboundMessage(
         organization_id=claims.org_id, integration_id=claims.integration_id, channel=CHANNEL,
         thread_id=claims.thread_id, external_id=body.client_id,
-        sender=Sender(id=claims.thread_id, name=claims.name, email=claims.email),
+        sender=Sender(id=claims.thread_id, name=webchat.display_name(claims),
+                      email=claims.email),
         text=body.content, received_at=datetime.now(UTC))
     return await deliver(runtime_of(request).actors, message)

@@ -109,3 +109,13 @@ def test_visitor_tokens_and_team_tokens_never_stand_for_each_other() -> None:
     expired = webchat.issue_token(SECRET, _claims(expires_at=int(time.time()) - 5))
     with pytest.raises(Unauthorized, match="expired"):
         webchat.decode_token(SECRET, expired)
+
+
+def test_a_visitor_is_named_by_the_site_else_the_identifier_else_a_short_id() -> None:
+    assert webchat.display_name(_claims(name="Ada")) == "Ada"
+    assert webchat.display_name(_claims(name=None, identified=True,
+                                        thread_id="i:customer-42")) == "customer-42"
+    anonymous = _claims(name=None, visitor_id="v1.94518e6d6a41b644.802055da",
+                        thread_id="v:v1.94518e6d6a41b644.802055da")
+    assert webchat.display_name(anonymous) == "Visitor 94518e"
+    assert webchat.display_name(_claims(name=None, visitor_id="odd")) == "Visitor"

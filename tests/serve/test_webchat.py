@@ -253,6 +253,13 @@ async def test_visitor_messages_reach_the_team_once(
                                     "created_at", "attachments"}
     assert page["data"][0]["is_incoming"] is True
 
+    # An anonymous visitor is "Visitor" and the start of their id in the inbox.
+    anonymous = await visitor(api, chat["id"])
+    assert (await say(api, anonymous["token"], "hi")).status_code == 202
+    listed = await api.get(f"/v1/chats/{anonymous['chat_id']}", headers=owner.headers)
+    nonce = anonymous["visitor_id"].split(".")[1]
+    assert listed.json()["contact_name"] == f"Visitor {nonce[:6]}"
+
 
 async def test_team_reply_reaches_the_visitor_live_and_sent(
         api: httpx.AsyncClient, owner: Account, stack: Stack) -> None:
