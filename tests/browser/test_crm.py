@@ -319,3 +319,33 @@ async def test_settings_member_role_change_and_removal(
     await expect(row).to_have_count(0)
     listed = (await api.get("/v1/members", headers=owner.headers)).json()["data"]
     assert [m["email"] for m in listed] == [owner.email]
+
+
+async def test_settings_connects_a_web_widget(page: Page, stack: Stack, api: httpx.AsyncClient,
+                                              owner: Account) -> None:
+    await sign_in(page, stack, owner)
+    await page.goto(f"{stack.api_url}/#/settings/integrations")
+    await page.get_by_label("Type").select_option("webchat")
+    form = page.get_by_role("form", name="New Web widget")
+    await form.get_by_label("Name").fill("Shop")
+    origins = form.get_by_label("Allowed origins")
+    await origins.fill("ftp://shop.example")  # not a web origin: refused beside the field
+    await form.get_by_role("button", name="Create Web widget").click()
+    await expect(origins).to_have_attribute("aria-invalid", "true")
+    assert (await api.get("/v1/integrations", headers=owner.headers)).json()["data"] == []
+    await origins.fill("https://Shop.Example\nhttps://www.shop.example:8443")
+    await form.get_by_label("Verify visitors' identity").check()
+    await form.get_by_role("button", name="Create Web widget").click()
+    secret = page.get_by_label("Signing secret of “Shop”")
+    await expect(secret).to_have_value(re.compile(r"^[0-9a-f]{64}$"))
+    (made,) = (await api.get("/v1/integrations", headers=owner.headers)).json()["data"]
+    assert made["type"] == "webchat"
+    assert made["config"]["allowed_origins"] == ["https://shop.example",
+                                                 "https://www.shop.example:8443"]
+    assert made["config"]["identity_verification"] is True
+    embed = page.get_by_label("Embed snippet")
+    await expect(embed).to_have_value(re.compile(f'data-integration="{made["id"]}"'))
+    await page.reload()
+    await expect(page.locator(f'li[data-integration-id="{made["id"]}"]')).to_contain_text(
+        "Web widget")
+    await expect(page.get_by_label("Signing secret of “Shop”")).to_have_count(0)  # once
