@@ -452,6 +452,13 @@ async def check_user(conn: asyncpg.Connection, user_id: UUID | str | None) -> No
         raise Invalid("no such member in this organization", field="assigned_user_id")
 
 
+async def unassign_user(conn: asyncpg.Connection, user_id: UUID | str) -> int:
+    """A member leaving the org leaves their chats to nobody; how many."""
+    done = await conn.execute("UPDATE chats SET assigned_user_id = NULL, updated_at = now()"
+                              " WHERE assigned_user_id = $1", UUID(str(user_id)))
+    return int(done.split()[-1])
+
+
 async def assign_user(conn: asyncpg.Connection, actor: Actor, chat_id: UUID | str,
                       user_id: UUID | str | None) -> None:
     """Make `user_id` (a member of the org; None: nobody) the chat's person,

@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.rbac import Role
 from core.security import digest, opaque_token
-from storage import api_keys, identity
+from storage import api_keys, chats, identity
 from storage.audit import Actor, record
 from storage.db import Database
 from storage.errors import expect
@@ -201,10 +201,12 @@ async def remove(db: Database, redis: aioredis.Redis, actor: Actor, user_id: UUI
             raise Conflict("the last owner cannot be removed")
         await conn.execute("DELETE FROM organization_members WHERE user_id = $1", user_id)
         keys = await api_keys.revoke_created_by(conn, user_id)
+        unassigned = await chats.unassign_user(conn, user_id)
         await identity.revoke_member_refresh(conn, user_id, UUID(actor.org_id))
         await record(conn, actor, action="member.remove", resource_type="user",
                      resource_id=user_id,
-                     changes={"role": current, "api_keys_revoked": keys},
+                     changes={"role": current, "api_keys_revoked": keys,
+                              "chats_unassigned": unassigned},
                      event_type="member.removed", payload={"user_id": user_id})
     await revoke_sessions(redis, actor.org_id, str(user_id), "removed from the organization")
     return Removal(current, keys)

@@ -255,7 +255,7 @@ async def test_typing_goes_both_ways_and_is_paced(
         await expect(messages_of(page)).to_have_count(1)
         await other.send({"type": "typing", "chat_id": chat_id})
         typing = page.locator(".typing")
-        await expect(typing).to_contain_text("typing…")
+        await expect(typing).to_have_text("Test User is typing…")  # the member, by name
         await expect(typing).to_be_empty(timeout=8_000)  # gone after 5 s of quiet
 
         composer = page.get_by_label("Reply")

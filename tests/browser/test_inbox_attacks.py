@@ -2,15 +2,20 @@
 contact's name is shown as text and never runs (the DOM helper writes text
 only; the page's CSP forbids inline code besides), another org's chat id in
 the address bar shows nothing of it, and a viewer (reached through the org
-switcher) reads but gets no composer."""
+switcher) reads, drafts included, but gets no composer and no draft buttons."""
 from __future__ import annotations
+
+import uuid
 
 import httpx
 from playwright.async_api import Page, expect
 
+from actors.refs import ChatRef
+from actors.runtime.client import ActorSystem
 from serve.stack import Stack
 from tests.browser.conftest import sign_in
 from tests.conftest import Account, register
+from tests.serve.agent_setup import make_agent
 from tests.serve.messaging import make_inbox, message, post_inbound
 from tests.serve.test_members import join
 
@@ -51,11 +56,14 @@ async def test_another_orgs_chat_id_shows_nothing_of_it(page: Page, stack: Stack
 
 
 async def test_a_viewer_reads_but_gets_no_composer(page: Page, stack: Stack,
-                                                   api: httpx.AsyncClient,
-                                                   owner: Account) -> None:
+                                                   api: httpx.AsyncClient, owner: Account,
+                                                   actors: ActorSystem) -> None:
     inbox = await make_inbox(api, owner)
     resp = await post_inbound(api, inbox, message(thread="v-1", text="for your eyes"))
     chat = resp.json()["chat_id"]
+    agent = await make_agent(api, owner)
+    await ChatRef(actors, owner.org_id, chat).draft("A draft to decide", agent["id"],
+                                                    str(uuid.uuid4()), "draft mode")
     viewer = await join(api, owner, "viewer")
     await sign_in(page, stack, viewer)  # into their own org first: switch, as a person would
     switcher = page.get_by_label("Organization")
@@ -63,6 +71,9 @@ async def test_a_viewer_reads_but_gets_no_composer(page: Page, stack: Stack,
     await expect(switcher).to_have_value(owner.org_id)
     await expect(page.locator(f'button[data-chat-id="{chat}"]')).to_be_visible()
     await page.goto(f"{stack.api_url}/#/inbox/{chat}")
-    await expect(page.locator(".messages [data-message-id]")).to_contain_text("for your eyes")
+    await expect(page.locator(".messages .message.incoming")).to_contain_text("for your eyes")
     await expect(page.locator(".composer-readonly")).to_contain_text("viewer")
+    # The agent's draft is there to read, not to decide (the API would refuse).
+    await expect(page.locator('[data-status="draft"]')).to_contain_text("A draft to decide")
+    await expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     await expect(page.get_by_label("Reply")).to_have_count(0)

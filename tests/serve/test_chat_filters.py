@@ -98,6 +98,15 @@ async def test_the_agent_and_person_filters_and_me(api: httpx.AsyncClient,
                            json={"assigned_agent_id": None})
     assert resp.status_code == 200 and resp.json()["assigned_user_id"] == colleague.user_id
     assert await listed(api, owner, assigned_agent_id=agent["id"]) == [first]
+    # A member who leaves leaves their chats to nobody (the audit row says how many).
+    removed = await api.delete(f"/v1/members/{colleague.user_id}", headers=owner.headers)
+    assert removed.status_code == 204, removed.text
+    assert (await api.get(f"/v1/chats/{third}", headers=owner.headers)).json()[
+        "assigned_user_id"] is None
+    assert await listed(api, owner, assigned_user_id=owner.user_id) == [second]  # kept
+    audit = (await api.get("/v1/audit-logs", params={"action": "member.remove"},
+                           headers=owner.headers)).json()["data"]
+    assert audit[0]["changes"]["chats_unassigned"] == 1
 
 
 async def test_an_api_key_has_no_me(api: httpx.AsyncClient, owner: Account) -> None:

@@ -18,6 +18,25 @@ import { Files, messageNode } from "./message.js";
 const PAGE = 50;
 const TYPING_SHOWN = 5000;
 
+
+// Members' names for "… is typing", read once per page (a name missing from
+// it, someone who joined since, reads them again at most once a minute).
+let members = null;
+let membersRead = 0;
+async function memberName(ctx, userId) {
+  if (!userId) return null;
+  if ((!members || !members.has(userId)) && Date.now() - membersRead > 60_000) {
+    membersRead = Date.now();
+    try {
+      const page = await ctx.api.get("/v1/members?limit=100");
+      members = new Map(page.data.map((m) => [m.user_id || m.id, m.name || m.email]));
+    } catch {
+      members = members || new Map();
+    }
+  }
+  return members?.get(userId) || null;
+}
+
 export class Conversation {
   constructor(ctx, chatId, { agents, onBack, onChat }) {
     this.ctx = ctx;
@@ -43,6 +62,8 @@ export class Conversation {
     this.el = h("section.conversation", { "aria-label": "Conversation" },
       this.headerSlot, this.banner, this.scroller, this.typing, this.composerSlot);
     this.actions = {
+      // A viewer reads drafts but cannot decide them (the API would say 403).
+      readOnly: ctx.me.organization?.role === "viewer",
       approve: (m, content) => this.decide(m, true, content),
       reject: (m) => this.decide(m, false),
       retry: (m) => this.deliver(m),
@@ -279,9 +300,12 @@ export class Conversation {
     }
   }
 
-  onTyping(frame) {
+  async onTyping(frame) {
     if (frame.chat_id !== this.chatId || frame.user_id === this.ctx.me.user?.id) return;
-    this.typing.textContent = `${frame.name || "Someone"} is typing…`;
+    const who = frame.visitor ? "The visitor" : (await memberName(this.ctx, frame.user_id))
+      || "Someone";
+    if (!this.alive) return;
+    this.typing.textContent = `${who} is typing…`;
     clearTimeout(this.typingTimer);
     this.typingTimer = setTimeout(() => { this.typing.textContent = ""; }, TYPING_SHOWN);
   }

@@ -103,7 +103,7 @@ export function messageNode(message, { files, actions, toast, agents }) {
       message.local_error ? h("button.link", { type: "button",
         onclick: () => actions.retry(message) }, "Retry") : null));
   }
-  if (draft) body.append(draftControls(message, text, actions));
+  if (draft && !actions.readOnly) body.append(draftControls(message, text, actions));
   return h(`div.message.${outgoing ? "outgoing" : "incoming"}`, {
     dataset: { messageId: message.id, status: message.status } }, body);
 }
