@@ -47,6 +47,9 @@ async def test_every_page_names_its_controls(page: Page, stack: Stack, api: http
     assert made.status_code == 201, made.text
     await page.goto(f"{stack.api_url}/")
     await check(page, "sign-in")
+    await page.get_by_role("button", name="Create an account").click()
+    await expect(page.get_by_label("Your name")).to_be_focused()
+    await check(page, "create an account")
     await sign_in(page, stack, owner)
     await page.goto(f"{stack.api_url}/#/inbox/{chat}")
     await expect(page.locator(".messages [data-message-id]")).to_have_count(1)

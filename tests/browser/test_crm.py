@@ -253,8 +253,8 @@ async def test_settings_integration_api_key_and_invitation(
     await invite.get_by_label("Email").fill("newcomer@example.com")
     await invite.get_by_label("Role").select_option("viewer")
     await invite.get_by_role("button", name="Send invitation").click()
-    token = page.get_by_label("Invitation token for newcomer@example.com")
-    await expect(token).not_to_have_value("")
+    link = page.get_by_label("Invitation link for newcomer@example.com")
+    await expect(link).to_have_value(re.compile(rf"^{re.escape(stack.api_url)}/#/invite/."))
     pending = (await api.get("/v1/members/invitations", headers=owner.headers)).json()
     assert [(i["email"], i["role"]) for i in pending] == [("newcomer@example.com", "viewer")]
     await expect(page.locator(".settings-row", has_text="newcomer@example.com")).to_be_visible()

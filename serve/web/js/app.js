@@ -21,6 +21,8 @@ const ROUTES = [
     params: (m) => ({ contactId: m[1] }) },
   { pattern: /^#\/settings(?:\/([a-z-]+))?$/, view: "settings", nav: "settings",
     params: (m) => ({ section: m[1] || "integrations" }) },
+  { pattern: /^#\/invite\/([A-Za-z0-9_%-]+)$/, view: "invite", nav: null,
+    params: (m) => ({ token: decodeURIComponent(m[1]) }) },
 ];
 const NAV = [["inbox", "Inbox"], ["pipeline", "Pipeline"], ["settings", "Settings"]];
 
@@ -39,6 +41,15 @@ const ctx = {
   navigate: (hash) => { if (location.hash === hash) route(); else location.hash = hash; },
   get me() { return { user: session.user, organization: session.organization,
                       memberships: session.memberships }; },
+  /** Into another of the user's orgs: a new session for it, the shell redrawn. */
+  switchOrg: async (organizationId, hash = "#/inbox") => {
+    session.adopt(await session.post("/v1/auth/switch-org", { organization_id: organizationId }));
+    live.stop();
+    live.position = null;
+    live.seen.clear();
+    history.replaceState(null, "", hash);
+    await enter();
+  },
 };
 
 session.onSignedOut = () => {
@@ -105,13 +116,7 @@ function renderShell() {
 
 async function switchOrg(event) {
   try {
-    const body = await session.post("/v1/auth/switch-org", { organization_id: event.target.value });
-    session.adopt(body);
-    live.stop();
-    live.position = null;
-    live.seen.clear();
-    history.replaceState(null, "", "#/inbox");
-    await enter();
+    await ctx.switchOrg(event.target.value);
   } catch (error) {
     toast(error.message, "error");
   }
@@ -196,7 +201,12 @@ function showSignIn() {
   h("div.field", h("label", { for: "signin-email" }, "Email"), email),
   h("div.field", h("label", { for: "signin-password" }, "Password"), password),
   codeRow, error, submit,
-  h("div.signin-alt", { id: "signin-alt" }));
+  h("div.signin-alt", { id: "signin-alt" }),
+  h("div.signin-alt", h("button.link", { type: "button", onclick: async () => {
+    const { registerForm } = await import("./register.js");
+    fill(root, h("div.signin-page", registerForm({ session, enter, back: showSignIn })));
+    document.getElementById("register-name")?.focus();
+  } }, "Create an account")));
   fill(root, h("div.signin-page", form));
   root.removeAttribute("aria-busy");
   import("./signin_extra.js").then((m) => m.mount(form.querySelector(".signin-alt"), {

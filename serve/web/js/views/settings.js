@@ -104,9 +104,10 @@ function members(root, ctx) {
   form.querySelector("select").value = "bidi";
   form.addEventListener("submit", submitting(form, async (body) => {
     const made = await ctx.api.post("/v1/members/invitations", body);
-    fill(revealed, shownOnce(`Invitation token for ${made.email}`, made.token),
-      h("small", `Send it to ${made.email}: signed in with that email, they accept it`
-        + " with POST /v1/invitations/accept before it expires."));
+    const link = `${location.origin}/#/invite/${encodeURIComponent(made.token)}`;
+    fill(revealed, shownOnce(`Invitation link for ${made.email}`, link),
+      h("small", `Send it to ${made.email}: they open it, sign in (or create an account)`
+        + " with that email and join before it expires."));
     form.reset();
     form.querySelector("select").value = "bidi";
     ctx.toast("Invitation created");
