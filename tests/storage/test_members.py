@@ -97,7 +97,8 @@ async def test_removal_revokes_keys_refresh_tokens_and_sessions(
     [joined, row] = await audit_rows(db, owner.org_id, member.user_id)
     assert (joined["action"], row["action"]) == ("member.join", "member.remove")
     assert row["user_id"] == owner.user_id
-    assert row["changes"] == {"role": "admin", "api_keys_revoked": [str(key.key["id"])]}
+    assert row["changes"] == {"role": "admin", "api_keys_revoked": [str(key.key["id"])],
+                              "chats_unassigned": 0}
     assert [e["event_type"] for e in await events(db, owner.org_id, member.user_id)] == \
         ["member.joined", "member.removed"]
     with pytest.raises(NotFound):
