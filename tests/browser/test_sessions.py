@@ -14,7 +14,7 @@ from serve.stack import Stack
 from tests.browser.conftest import sign_in
 from tests.conftest import Account
 from tests.serve.messaging import make_inbox, message, post_inbound
-from tests.serve.test_login_mfa import mfa_on
+from tests.serve.mfa import mfa_on
 
 
 def api_calls(url: str) -> bool:

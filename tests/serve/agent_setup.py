@@ -13,6 +13,7 @@ from tests.conftest import Account
 from tests.fakes.callback import CallbackServer
 from tests.fakes.openai import FakeOpenAI
 from tests.serve.messaging import Inbox, make_inbox, message, post_inbound
+from tests.waiting import eventually
 
 
 async def make_agent(api: httpx.AsyncClient, owner: Account, **fields: Any) -> dict[str, Any]:
@@ -82,3 +83,31 @@ async def say(api: httpx.AsyncClient, inbox: Inbox, db: Database, owner: Account
             "SELECT channel_thread_id FROM chats WHERE id = $1::uuid", chat_id))
     resp = await post_inbound(api, inbox, message(thread=thread, text=text, sender=f"s-{thread}"))
     assert resp.status_code == 202, resp.text
+
+
+async def finished(api: httpx.AsyncClient, db: Database, owner: Account, agent_id: str,
+                   count: int = 1) -> list[dict[str, Any]]:
+    """The agent's runs (newest first, as the API lists them) once `count`
+    are recorded (waited for in Postgres: polling the API would hit its rate limit)."""
+    async def enough() -> bool:
+        async with db.tenant_tx(owner.org_id) as conn:
+            return int(await conn.fetchval(
+                "SELECT count(*) FROM agent_executions WHERE agent_id = $1::uuid",
+                agent_id)) >= count
+    await eventually(enough, timeout=30, what=f"{count} runs recorded")
+    return await runs(api, owner, agent_id)
+
+
+async def renaming_agent(api: httpx.AsyncClient, owner: Account,
+                         fake_openai: FakeOpenAI) -> tuple[str, dict[str, Any]]:
+    """A contact Bob, and an agent allowed `update_contact` whose model
+    (scripted) asks to rename him to Robert: a call held for a person."""
+    other = await api.post("/v1/contacts", headers=owner.headers,
+                           json={"first_name": "Bob", "email": "bob@client.test"})
+    assert other.status_code == 201, other.text
+    bob = str(other.json()["id"])
+    key = await use_fake_openai(api, owner, fake_openai)
+    fake_openai.script(key, [("update_contact", {"contact_id": bob,
+                                                 "fields": {"first_name": "Robert"}})],
+                       "I asked a colleague to update Bob's record.")
+    return bob, await make_agent(api, owner, tools=["update_contact"])

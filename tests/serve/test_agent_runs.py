@@ -25,8 +25,10 @@ from tests.peers.dovecot import Dovecot
 from tests.peers.smtp import SmtpPeer
 from tests.serve.agent_setup import (
     chat_with_agent,
+    finished,
     make_agent,
     outbound,
+    renaming_agent,
     runs,
     say,
     use_fake_openai,
@@ -43,19 +45,6 @@ def completions(fake: FakeOpenAI, key: str) -> list[dict[str, Any]]:
 
 async def drafts(db: Database, owner: Account, chat_id: str) -> list[dict[str, Any]]:
     return [m for m in await outbound(db, owner, chat_id) if m["ai_draft"]]
-
-
-async def finished(api: httpx.AsyncClient, db: Database, owner: Account, agent_id: str,
-                   count: int = 1) -> list[dict[str, Any]]:
-    """The agent's runs (newest first, as the API lists them) once `count`
-    are recorded (waited for in Postgres: polling the API would hit its rate limit)."""
-    async def enough() -> bool:
-        async with db.tenant_tx(owner.org_id) as conn:
-            return int(await conn.fetchval(
-                "SELECT count(*) FROM agent_executions WHERE agent_id = $1::uuid",
-                agent_id)) >= count
-    await eventually(enough, timeout=30, what=f"{count} runs recorded")
-    return await runs(api, owner, agent_id)
 
 
 async def test_a_tool_call_runs_in_the_org_and_its_result_goes_back_to_the_model(
@@ -237,15 +226,7 @@ async def test_a_deal_a_person_moves_runs_the_follow_up_agent_on_the_contacts_ch
 async def test_a_held_tool_call_runs_only_once_a_person_approves_it(
         api: httpx.AsyncClient, owner: Account, db: Database,
         fake_openai: FakeOpenAI) -> None:
-    other = await api.post("/v1/contacts", headers=owner.headers,
-                           json={"first_name": "Bob", "email": "bob@client.test"})
-    assert other.status_code == 201, other.text
-    bob = other.json()["id"]
-    key = await use_fake_openai(api, owner, fake_openai)
-    fake_openai.script(key, [("update_contact", {"contact_id": bob,
-                                                 "fields": {"first_name": "Robert"}})],
-                       "I asked a colleague to update Bob's record.")
-    agent = await make_agent(api, owner, tools=["update_contact"])
+    bob, agent = await renaming_agent(api, owner, fake_openai)
     await chat_with_agent(api, owner, agent, text="Please rename my colleague Bob to Robert")
     (run,) = await finished(api, db, owner, agent["id"])
     (held,) = run["output_data"]["pending"]

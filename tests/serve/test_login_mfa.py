@@ -6,21 +6,11 @@ from __future__ import annotations
 import time
 
 import httpx
-import pyotp
 
 from core.settings import Settings
 from tests.conftest import Account
+from tests.serve.mfa import mfa_on
 from tests.serve.test_auth import envelope
-
-
-async def mfa_on(api: httpx.AsyncClient, account: Account) -> pyotp.TOTP:
-    enrolled = await api.post("/v1/auth/mfa/enroll", headers=account.headers)
-    assert enrolled.status_code == 200, enrolled.text
-    totp = pyotp.TOTP(enrolled.json()["secret"])
-    verified = await api.post("/v1/auth/mfa/verify", json={"code": totp.now()},
-                              headers=account.headers)
-    assert verified.status_code == 200, verified.text
-    return totp
 
 
 async def test_the_right_password_without_a_code_asks_for_it(api: httpx.AsyncClient,

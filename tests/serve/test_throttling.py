@@ -17,6 +17,7 @@ from serve.auth import forwarded_ip
 from storage.db import Database
 from tests.conftest import Account, register
 from tests.serve.local_app import fresh_ip, local_api, local_app
+from tests.serve.mfa import mfa_on
 from tests.serve.test_auth import envelope
 from tests.waiting import eventually
 
@@ -187,23 +188,13 @@ async def test_mfa_routes_are_limited_per_user(settings: Settings) -> None:
         assert (await api.post("/v1/auth/mfa/enroll", headers=second.headers)).status_code == 200
 
 
-async def _mfa_on(api: httpx.AsyncClient, account: Account) -> pyotp.TOTP:
-    enrolled = await api.post("/v1/auth/mfa/enroll", headers=account.headers)
-    assert enrolled.status_code == 200, enrolled.text
-    totp = pyotp.TOTP(enrolled.json()["secret"])
-    verified = await api.post("/v1/auth/mfa/verify", json={"code": totp.now()},
-                              headers=account.headers)
-    assert verified.status_code == 200, verified.text
-    return totp
-
-
 def _wrong(totp: pyotp.TOTP) -> str:
     right = {totp.at(time.time() + 30 * step) for step in (-1, 0, 1)}
     return next(c for c in (f"{n:06d}" for n in range(1000)) if c not in right)
 
 
 async def test_disable_bounds_totp_guessing(api: httpx.AsyncClient, owner: Account) -> None:
-    totp = await _mfa_on(api, owner)
+    totp = await mfa_on(api, owner)
     for _ in range(5):
         envelope(await api.post("/v1/auth/mfa/disable", json={"code": _wrong(totp)},
                                 headers=owner.headers), 422)
@@ -213,7 +204,7 @@ async def test_disable_bounds_totp_guessing(api: httpx.AsyncClient, owner: Accou
 
 
 async def test_a_right_code_clears_the_count(api: httpx.AsyncClient, owner: Account) -> None:
-    totp = await _mfa_on(api, owner)
+    totp = await mfa_on(api, owner)
     for _ in range(4):
         envelope(await api.post("/v1/auth/mfa/disable", json={"code": _wrong(totp)},
                                 headers=owner.headers), 422)
