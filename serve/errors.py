@@ -84,6 +84,12 @@ def error_response(exc: e.BidiError) -> JSONResponse:
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    return validation_response(exc)
+
+
+def validation_response(exc: RequestValidationError) -> JSONResponse:
+    """A body or parameter that does not match the route's schema: 400 for
+    JSON that does not parse, else 422 listing each mismatch."""
     errors = [
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
         for err in exc.errors()

@@ -402,21 +402,29 @@ async def history(conn: asyncpg.Connection, chat_id: UUID | str, *, limit: int,
     `before` cursor; `next_cursor` pages on (None: no older ones)."""
     if not await chats.exists(conn, chat_id):
         raise NotFound("chat not found")
+    rows, next_cursor = await page_of(conn, chat_id, COLUMNS, limit=limit, before=before)
+    data = [{**dict(r), "metadata": r["metadata"] or {}} for r in rows]
+    return {"limit": limit, "next_cursor": next_cursor, "data": data}
+
+
+async def page_of(conn: asyncpg.Connection, chat_id: UUID | str, columns: str, *,
+                  where: str = "chat_id = $1", limit: int,
+                  before: str | None = None) -> tuple[list[asyncpg.Record], str | None]:
+    """One page of a chat's messages (`where`, naming the chat as $1),
+    newest first, older than the `before` cursor, and the cursor of the next."""
     if before:
         stamp, ident = uncursor(before)
         rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM messages WHERE chat_id = $1"
+            f"SELECT {columns} FROM messages WHERE {where}"
             " AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4",
-            chat_id, stamp, ident, limit + 1)
+            UUID(str(chat_id)), stamp, ident, limit + 1)
     else:
         rows = await conn.fetch(
-            f"SELECT {COLUMNS} FROM messages WHERE chat_id = $1"
-            " ORDER BY created_at DESC, id DESC LIMIT $2", chat_id, limit + 1)
+            f"SELECT {columns} FROM messages WHERE {where}"
+            " ORDER BY created_at DESC, id DESC LIMIT $2", UUID(str(chat_id)), limit + 1)
     more = len(rows) > limit
     rows = rows[:limit]
-    next_cursor = cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    data = [{**dict(r), "metadata": r["metadata"] or {}} for r in rows]
-    return {"limit": limit, "next_cursor": next_cursor, "data": data}
+    return rows, cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
 
 
 async def attachment(conn: asyncpg.Connection, attachment_id: UUID) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from storage.messages import cursor, uncursor
+from storage import messages
 
 # A draft approved goes on as `pending` and then `sent`: shown from then on.
 VISIBLE = "chat_id = $1 AND NOT (coalesce(ai_draft, false) AND status IN ('draft', 'rejected'))"
@@ -24,24 +24,9 @@ async def transcript(conn: asyncpg.Connection, chat_id: UUID | str, *, limit: in
                      before: str | None = None) -> dict[str, Any]:
     """The visitor's chat newest first, `limit` at most, older than `before`
     (a cursor of `storage.messages`); a chat not started yet is empty."""
-    if before:
-        stamp, ident = uncursor(before)
-        rows = await conn.fetch(
-            f"SELECT {FIELDS} FROM messages WHERE {VISIBLE}"
-            " AND (created_at, id) < ($2, $3) ORDER BY created_at DESC, id DESC LIMIT $4",
-            UUID(str(chat_id)), stamp, ident, limit + 1)
-    else:
-        rows = await conn.fetch(
-            f"SELECT {FIELDS} FROM messages WHERE {VISIBLE}"
-            " ORDER BY created_at DESC, id DESC LIMIT $2", UUID(str(chat_id)), limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = cursor(rows[-1]["created_at"], rows[-1]["id"]) if more else None
-    data = []
-    for row in rows:
-        data.append({k: row[k] for k in ("id", "content", "is_incoming", "sender_type",
-                                         "status", "created_at", "attachments")})
-    return {"limit": limit, "next_cursor": next_cursor, "data": data}
+    rows, next_cursor = await messages.page_of(conn, chat_id, FIELDS, where=VISIBLE,
+                                               limit=limit, before=before)
+    return {"limit": limit, "next_cursor": next_cursor, "data": [dict(r) for r in rows]}
 
 
 ANY_ORIGIN = ("SELECT EXISTS (SELECT 1 FROM integrations WHERE type = 'webchat' AND is_active"

@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 from channels import webchat
 from channels.webchat import CHANNEL, OriginNotAllowed, VisitorClaims
 from core.crypto import Cipher
-from core.errors import BidiError, RateLimited, Unauthorized
+from core.errors import BidiError, Unauthorized
 from core.messages import InboundMessage, Sender
 from serve import errors
 from serve.auth import bearer_of, client_ip, runtime_of
@@ -47,6 +47,7 @@ from serve.inbound import deliver
 from serve.models import Strict
 from serve.replica import kept
 from serve.routers.channels_api import integration_cache
+from serve.throttle import refuse
 from storage import webchat as transcripts
 from storage.chats import derived_id
 from storage.integrations import Integration
@@ -110,12 +111,6 @@ def visitor_key(state: Any) -> bytes:
     settings = state.runtime.settings
     return kept(state, "webchat_key", lambda: Cipher(
         settings.encryption_key.get_secret_value()).derive(b"webchat-visitor"))
-
-
-async def take(bucket: TokenBucket, key: str, message: str) -> None:
-    decision = await bucket.take(key)
-    if not decision.allowed:
-        raise RateLimited(message, retry_after=decision.retry_after)
 
 
 # -- who is calling ----------------------------------------------------------------
@@ -189,7 +184,7 @@ class CorsRoute(APIRoute):
             try:
                 response = await handler(request)
             except RequestValidationError as exc:
-                response = await errors._validation_error(request, exc)
+                response = errors.validation_response(exc)
             except errors.EXPECTED as exc:
                 response = errors.expected_response(exc)
             response.headers["Vary"] = "Origin"
@@ -269,10 +264,11 @@ async def start_session(integration_id: UUID, body: SessionIn, request: Request)
     request.state.webchat = integration
     check_origin(integration, request.headers.get("origin"))
     limits = buckets(state)
-    await take(limits.sessions_ip, f"rate_limit:webchat:ip:{client_ip(request) or 'unknown'}",
-               "too many chat sessions from this address; try again later")
-    await take(limits.sessions, f"rate_limit:webchat:integration:{integration.id}",
-               "too many chat sessions on this site; try again later")
+    refuse(await limits.sessions_ip.take(
+        f"rate_limit:webchat:ip:{client_ip(request) or 'unknown'}"),
+        "too many chat sessions from this address; try again later")
+    refuse(await limits.sessions.take(f"rate_limit:webchat:integration:{integration.id}"),
+           "too many chat sessions on this site; try again later")
     key = visitor_key(state)
     visitor_id = webchat.check_visitor_id(key, integration.id, body.visitor_id) \
         if body.visitor_id else webchat.issue_visitor_id(key, integration.id)
@@ -356,9 +352,9 @@ async def list_messages(request: Request,
 @router.post("/messages", status_code=202, response_model=Accepted)
 async def send_message(body: MessageIn, request: Request) -> Any:
     claims = await visitor(request)
-    await take(buckets(request.app.state).messages,
-               f"rate_limit:webchat:visitor:{claims.integration_id}:{claims.thread_id}",
-               "too many messages; slow down")
+    refuse(await buckets(request.app.state).messages.take(
+        f"rate_limit:webchat:visitor:{claims.integration_id}:{claims.thread_id}"),
+        "too many messages; slow down")
     message = InboundMessage(
         organization_id=claims.org_id, integration_id=claims.integration_id, channel=CHANNEL,
         thread_id=claims.thread_id, external_id=body.client_id,

@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import msgspec
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from actors.relay import chat_topic
 from channels import webchat
@@ -34,9 +34,17 @@ from core.errors import BidiError, Invalid, RateLimited
 from core.pacing import Pace
 from serve.app import Runtime
 from serve.errors import Close
-from serve.hub import QUEUE_LIMIT, Live
+from serve.hub import Live
 from serve.routers.webchat import integration_of, token_secret
-from serve.routers.ws import Closing, FrameGate, hub_of
+from serve.routers.ws import (
+    Closing,
+    FrameGate,
+    hub_of,
+    joined_with_replay,
+    read_frames,
+    replay_into,
+    since_of,
+)
 from storage import events
 
 router = APIRouter(tags=["webchat"])
@@ -45,7 +53,6 @@ MAX_FRAME = 4096
 FRAMES_PER_SECOND, FRAME_BURST = 5.0, 30.0
 REFUSED_IN_A_ROW = 50
 TYPING_EVERY = 2.0  # seconds between two typing frames relayed to the team
-REPLAY_BATCH = 500
 REPLAY_MAX = 10_000
 REPLAYS_PER_MINUTE = 10
 FAMILIES = frozenset({"message"})
@@ -141,10 +148,7 @@ class VisitorSocket:
     async def subscribe(self, frame: dict[str, Any]) -> None:
         if self.subscribed:
             raise Invalid("already subscribed; reconnect to resume from another seq")
-        since = frame.get("since")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool)
-                                  or since < 0):
-            raise Invalid("since is a non-negative integer (an event seq)")
+        since = since_of(frame)
         start = None
         if since is not None:
             wait = self.replays.take()
@@ -154,44 +158,15 @@ class VisitorSocket:
                 start = await events.position_of(conn, since)
             if start is None:
                 raise Invalid(f"since={since} is not an event of this chat")
-        live = self.live
-        live.replaying += 1
-        try:
-            await self.hub.join(live, chat_topic(self.claims.chat_id))
-            self.subscribed = True
-            if start is not None:
-                await self._replay(start)
-                while live.held_dropped and not live.closed:
-                    live.held_dropped = False  # live ones came faster: read on
-                    live.held.clear()
-                    await self._replay(live.position)
-        finally:
-            live.replaying -= 1
-            if not live.replaying:
-                held, live.held = live.held, []
-                for item in held:
-                    live.push(item)  # only those after what the replay sent
-        live.send_now(_text({"type": "subscribed", "position": live.position[1]}))
 
-    async def _replay(self, start: events.Position) -> None:
-        cursor, sent = start, 0
-        chat = [self.claims.chat_id]
-        while sent < REPLAY_MAX:
-            async with self.runtime.db.tenant_tx(self.claims.org_id) as conn:
-                batch = await events.read_tenant(conn, cursor, REPLAY_BATCH, chat,
-                                                 sorted(FAMILIES))
-            for event in batch:
-                while len(self.live.backlog) >= QUEUE_LIMIT // 2 and not self.live.closed:
-                    await asyncio.sleep(0.001)  # at the client's pace
-                if self.live.closed:
-                    return
-                if event.position > self.live.position:
-                    self.live.position = event.position
-                self.live.send_now(event.frame.decode(), event.seq)
-            sent += len(batch)
-            if len(batch) < REPLAY_BATCH:
-                return
-            cursor = batch[-1].position
+        async def join() -> None:
+            await self.hub.join(self.live, chat_topic(self.claims.chat_id))
+            self.subscribed = True
+
+        await joined_with_replay(self.live, join, start, lambda at: replay_into(
+            self.live, self.runtime, self.claims.org_id, at, [self.claims.chat_id],
+            sorted(FAMILIES), most=REPLAY_MAX))
+        self.live.send_now(_text({"type": "subscribed", "position": self.live.position[1]}))
 
     async def typing(self, _: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -251,18 +226,7 @@ async def visitor_websocket(websocket: WebSocket) -> None:
     socket = VisitorSocket(websocket, runtime, claims)
     socket.hub.connections += 1
     try:
-        while not socket.live.closed:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            await socket.handle(text)
-    except Closing as exc:
-        await socket._close(exc.code, exc.reason)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
+        await read_frames(websocket, socket)
     finally:
         socket.hub.connections -= 1
         await socket.release()

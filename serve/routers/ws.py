@@ -37,8 +37,9 @@ import asyncio
 import contextlib
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from collections.abc import Set as AbstractSet
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -79,6 +80,67 @@ class Closing(Exception):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code, self.reason = code, reason
+
+
+def since_of(frame: dict[str, Any]) -> int | None:
+    """A subscribe frame's `since` (an event seq), checked."""
+    since = frame.get("since")
+    if since is not None and (not isinstance(since, int) or isinstance(since, bool)
+                              or since < 0):
+        raise Invalid("since is a non-negative integer (an event seq)")
+    return since
+
+
+async def joined_with_replay(live: Live, join: Callable[[], Awaitable[None]],
+                             start: events.Position | None,
+                             replay: Callable[[events.Position], Awaitable[None]]) -> None:
+    """Join the live topics, then replay from `start` (if any) what was
+    committed before: live events arriving meanwhile are held and sent after
+    the replay, only those past what it sent; if more came than can be held,
+    the replay reads on from Postgres where it stopped."""
+    live.replaying += 1
+    try:
+        await join()
+        if start is not None:
+            await replay(start)
+            while live.held_dropped and not live.closed:
+                live.held_dropped = False  # live ones came faster: read on
+                live.held.clear()
+                await replay(live.position)
+    finally:
+        live.replaying -= 1
+        if not live.replaying:
+            held, live.held = live.held, []
+            for item in held:
+                live.push(item)
+
+
+async def replay_into(live: Live, runtime: Runtime, org_id: str, start: events.Position,
+                      chat_ids: list[str] | None, families: list[str] | None, *,
+                      user_id: str | None = None,
+                      skip: Callable[[events.Event], bool] | None = None,
+                      most: int | None = None) -> None:
+    """The org's committed events after `start` (of `chat_ids`, None: all;
+    of `families`, None: all) onto `live`, in commit order, at the client's
+    pace; `skip` leaves some out, `most` caps how many are read."""
+    cursor, read = start, 0
+    while most is None or read < most:
+        async with runtime.db.tenant_tx(org_id, user_id) as conn:
+            batch = await events.read_tenant(conn, cursor, REPLAY_BATCH, chat_ids, families)
+        for event in batch:
+            if skip is not None and skip(event):
+                continue
+            if event.position > live.position:
+                live.position = event.position
+            while len(live.backlog) >= QUEUE_LIMIT // 2 and not live.closed:
+                await asyncio.sleep(0.001)  # replay goes at the client's pace
+            if live.closed:
+                return
+            live.send_now(event.frame.decode(), event.seq)
+        read += len(batch)
+        if len(batch) < REPLAY_BATCH:
+            return
+        cursor = batch[-1].position
 
 
 class FrameGate:
@@ -231,10 +293,7 @@ class Session:
 
     async def subscribe(self, frame: dict[str, Any]) -> None:
         self._need("chats:read")
-        since = frame.get("since")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool)
-                                  or since < 0):
-            raise Invalid("since is a non-negative integer (an event seq)")
+        since = since_of(frame)
         if since is not None:
             wait = self.replays.take()
             if wait:
@@ -251,26 +310,16 @@ class Session:
         new = [t for t in topics if t not in self.live.topics]
         before_org = org_topic(self.principal.org_id) in self.live.topics
         before_chats = set(self.live.chats)
-        self.live.replaying += 1
-        try:
+        joined_at = [self.live.position]  # where this connection was once joined
+
+        async def join() -> None:
             for topic in new:
                 await self.hub.join(self.live, topic)
             self.live.chats |= chats
-            if start is not None:
-                old_position = self.live.position
-                await self._replay(start, topics, old_position, before_org, before_chats)
-                while self.live.held_dropped and not self.live.closed:
-                    # Live events came faster than the replay: read on from Postgres.
-                    self.live.held_dropped = False
-                    self.live.held.clear()
-                    await self._replay(self.live.position, topics, old_position, before_org,
-                                       before_chats)
-        finally:
-            self.live.replaying -= 1
-            if not self.live.replaying:
-                held, self.live.held = self.live.held, []
-                for item in held:
-                    self.live.push(item)
+            joined_at[0] = self.live.position
+
+        await joined_with_replay(self.live, join, start, lambda at: self._replay(
+            at, topics, joined_at[0], before_org, before_chats))
         self.live.send_now(_encode({"type": "subscribed", "topics": frame.get("topics"),
                                     "position": self.live.position[1], "ref": frame.get("ref")}))
 
@@ -298,27 +347,15 @@ class Session:
                       before_chats: set[str]) -> None:
         """Events after `start` on `topics`, from Postgres, in commit order
         (skipping those this connection already had live before)."""
-        org = self.principal.org_id
         chat_ids = self._scope(topics)
         families = self._families()
-        cursor = start
-        while True:
-            async with self.runtime.db.tenant_tx(org, self.principal.user_id) as conn:
-                batch = await events.read_tenant(conn, cursor, REPLAY_BATCH, chat_ids, families)
-            for event in batch:
-                seen_live = before_org or (event.chat_id in before_chats)
-                if event.position <= old_position and seen_live:
-                    continue  # sent live before this subscribe
-                if event.position > self.live.position:
-                    self.live.position = event.position
-                while len(self.live.backlog) >= QUEUE_LIMIT // 2 and not self.live.closed:
-                    await asyncio.sleep(0.001)  # replay goes at the client's pace
-                if self.live.closed:
-                    return
-                self.live.send_now(event.frame.decode(), event.seq)
-            if len(batch) < REPLAY_BATCH:
-                return
-            cursor = batch[-1].position
+
+        def seen_live(event: events.Event) -> bool:  # sent live before this subscribe
+            return event.position <= old_position and (before_org
+                                                       or event.chat_id in before_chats)
+
+        await replay_into(self.live, self.runtime, self.principal.org_id, start, chat_ids,
+                          families, user_id=self.principal.user_id, skip=seen_live)
 
     async def unsubscribe(self, frame: dict[str, Any]) -> None:
         topics, chats = await self._resolve(frame.get("topics"))
@@ -459,6 +496,33 @@ async def verify(runtime: Runtime, token: str) -> AccessClaims:
 
 
 
+class FrameReader(Protocol):
+    live: Live
+
+    async def handle(self, text: str) -> None: ...
+
+    async def _close(self, code: int, reason: str) -> None: ...
+
+
+async def read_frames(websocket: WebSocket, socket: FrameReader) -> None:
+    """Each frame the client sends to `socket.handle`, until the client goes
+    or the socket closes (a `Closing` raised on the way closes it with its
+    code); shared by the team's and the web chat visitors' sockets."""
+    try:
+        while not socket.live.closed:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
+            await socket.handle(text)
+    except Closing as exc:
+        await socket._close(exc.code, exc.reason)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+
+
 @router.websocket("/v1/ws")
 async def websocket_endpoint(websocket: WebSocket) -> None:
     runtime: Runtime = websocket.app.state.runtime
@@ -472,18 +536,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     session = Session(websocket, runtime, _principal(claims), claims.expires_at)
     session.hub.connections += 1
     try:
-        while not session.live.closed:
-            message = await websocket.receive()
-            if message["type"] == "websocket.disconnect":
-                break
-            text = message.get("text")
-            if text is None:
-                text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
-            await session.handle(text)
-    except Closing as exc:
-        await session._close(exc.code, exc.reason)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
+        await read_frames(websocket, session)
     finally:
         session.release()
         session.hub.connections -= 1
