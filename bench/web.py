@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -37,6 +38,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
 from playwright.async_api import Browser, Page, async_playwright  # noqa: E402
+from playwright.async_api import TimeoutError as PlaywrightTimeout  # noqa: E402
 
 from bench.realtime import cpu_note  # noqa: E402
 from channels import signing  # noqa: E402
@@ -148,13 +150,10 @@ async def measure(stack: Stack, args: argparse.Namespace) -> dict[str, float]:
                 answer = await inbound(api, inbox, thread, f"message {n}")
                 posted[answer["id"]] = started
                 await asyncio.sleep(max(0.0, gap - (time.time() * 1000 - started) / 1000))
-            deadline = time.monotonic() + 30
-            rendered: dict[str, float] = {}
-            while time.monotonic() < deadline:
-                rendered = await page.evaluate("window.__rendered")
-                if posted.keys() <= rendered.keys():
-                    break
-                await asyncio.sleep(0.2)
+            with contextlib.suppress(PlaywrightTimeout):  # what is missing is said below
+                await page.wait_for_function("ids => ids.every((id) => id in window.__rendered)",
+                                             arg=list(posted), timeout=30_000)
+            rendered: dict[str, float] = await page.evaluate("window.__rendered")
             missing = len(posted.keys() - rendered.keys())
             latencies = [rendered[i] - t for i, t in posted.items() if i in rendered]
             await browser.close()
