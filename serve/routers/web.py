@@ -56,18 +56,29 @@ def _load(path: Path) -> Asset:
                  '"' + hashlib.sha256(body).hexdigest()[:20] + '"', TYPES[path.suffix])
 
 
-def serve_asset(request: Request, relative: str, headers: dict[str, str] | None = None
-                ) -> Response:
+def serve_asset(request: Request, relative: str, headers: dict[str, str] | None = None,
+                media_type: str | None = None) -> Response:
     """A file with its ETag (304 when the browser has it) and gzip when accepted."""
     found = asset(relative)
     common = {"ETag": found.etag, "Cache-Control": "no-cache", "Vary": "Accept-Encoding",
               "X-Content-Type-Options": "nosniff", **(headers or {})}
-    if found.etag in request.headers.get("if-none-match", ""):
+    wanted = request.headers.get("if-none-match", "")
+    if found.etag in (tag.strip().removeprefix("W/") for tag in wanted.split(",")):
         return Response(status_code=304, headers=common)
-    if "gzip" in request.headers.get("accept-encoding", ""):
-        return Response(found.gzipped, media_type=found.media_type,
+    kind = media_type or found.media_type
+    if accepts_gzip(request.headers.get("accept-encoding", "")):
+        return Response(found.gzipped, media_type=kind,
                         headers={**common, "Content-Encoding": "gzip"})
-    return Response(found.body, media_type=found.media_type, headers=common)
+    return Response(found.body, media_type=kind, headers=common)
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding takes gzip (named or `*`, and not at q=0)."""
+    for part in header.split(","):
+        name, _, params = part.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            return params.replace(" ", "").lower() not in ("q=0", "q=0.0", "q=0.00")
+    return False
 
 
 PAGE_HEADERS = {"Content-Security-Policy": POLICY, "Referrer-Policy": "same-origin",
