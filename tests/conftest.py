@@ -12,12 +12,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from actors.kinds import DEFAULT_KINDS
 from actors.runtime.client import ActorSystem
 from core.settings import Settings, load_settings
 from serve.stack import Stack, free_port
 from storage.db import Database
+from storage.redis import open_redis
 from tests.actors.kinds import TEST_KINDS
 from tests.fakes import google
 from tests.fakes.anthropic import FakeAnthropic
@@ -159,6 +161,15 @@ async def create_org(db: Database, name: str = "Test org") -> Org:
 async def org(db: Database) -> Org:
     """A fresh organization for one test."""
     return await create_org(db)
+
+
+@pytest.fixture
+async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
+    """A client of the session's Redis, for one test."""
+    assert settings.redis_url is not None
+    client = open_redis(settings.redis_url)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

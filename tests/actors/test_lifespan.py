@@ -8,7 +8,7 @@ state."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
@@ -32,12 +32,6 @@ def named(settings: Settings, name: str) -> Settings:
         "redis_url": urlunsplit(parts._replace(query=urlencode(query)))})
 
 
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    assert settings.redis_url is not None
-    client = aioredis.Redis.from_url(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 async def connections(redis: aioredis.Redis, name: str) -> int:

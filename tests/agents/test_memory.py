@@ -6,7 +6,6 @@ facts a quiet conversation yields."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -14,22 +13,12 @@ import redis.asyncio as aioredis
 from agents.embeddings import OfflineEmbedder
 from agents.facts import extract, third_person
 from agents.memory import LongTermMemory, ShortTermMemory, turns_key
-from core.settings import Settings
 from storage import contacts
 from storage.audit import Actor
 from storage.db import Database
-from storage.redis import open_redis
 from tests.agents.memory_corpus import MEMORIES, PROFILES, QUERIES
 from tests.conftest import Org, create_org
 from tests.waiting import eventually
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    assert settings.redis_url is not None
-    client = open_redis(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 async def test_recent_turns_are_capped_and_in_order(redis: aioredis.Redis) -> None:

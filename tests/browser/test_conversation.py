@@ -7,10 +7,8 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Page, WebSocketRoute, expect
 
@@ -31,7 +29,7 @@ from tests.waiting import eventually
 
 async def test_after_the_server_drops_the_socket_what_came_meanwhile_shows_once_in_order(
         page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
-        stack_redis: aioredis.Redis) -> None:
+        redis: aioredis.Redis) -> None:
     inbox = await make_inbox(api, owner)
     thread = f"t-{uuid.uuid4().hex[:8]}"
     chat_id = await inbound(api, inbox, thread, "first")
@@ -50,7 +48,7 @@ async def test_after_the_server_drops_the_socket_what_came_meanwhile_shows_once_
 
     down = True
     # The replica's pub/sub line dies: it closes every live socket 1012.
-    assert await stack_redis.client_kill_filter(_type="pubsub") >= 1
+    assert await redis.client_kill_filter(_type="pubsub") >= 1
     await expect(page.locator(".live-state")).not_to_have_attribute("data-state", "live")
     await expect(page.locator(".live-banner")).to_be_visible()
     for text in ("while down 1", "while down 2", "while down 3"):
@@ -163,12 +161,6 @@ async def test_an_edited_message_says_so_and_shows_its_revisions_on_demand(
     await expect(shown).to_have_count(1)
 
 
-@pytest.fixture
-async def stack_redis(stack: Stack) -> AsyncIterator[aioredis.Redis]:
-    assert stack.settings.redis_url is not None
-    client = aioredis.Redis.from_url(stack.settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 PNG = base64.b64decode(

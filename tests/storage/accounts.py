@@ -3,27 +3,13 @@ storage functions themselves (sign-up, invitation, acceptance)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-import redis.asyncio as aioredis
-
 from core.rbac import Role
-from core.settings import Settings
 from storage import identity, members
 from storage.audit import Actor
 from storage.db import Database
-from storage.redis import open_redis
-
-
-@pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[aioredis.Redis]:
-    assert settings.redis_url is not None
-    client = open_redis(settings.redis_url)
-    yield client
-    await client.aclose()
 
 
 @dataclass(frozen=True)

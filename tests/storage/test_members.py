@@ -10,9 +10,7 @@ from core.rbac import Role
 from storage import api_keys, identity, members
 from storage.db import Database
 from storage.revocations import RECORD
-from tests.storage.accounts import audit_rows, events, join, new_user, redis, sign_up
-
-__all__ = ["redis"]  # the fixture
+from tests.storage.accounts import audit_rows, events, join, new_user, sign_up
 
 
 async def _revoked_at(redis: aioredis.Redis, org_id: object, user_id: object) -> bytes | None:

@@ -13,9 +13,8 @@ from core.errors import Conflict, Invalid, RateLimited
 from storage import identity, mfa
 from storage.db import Database
 from storage.ratelimit import Attempts
-from tests.storage.accounts import events, redis, sign_up
+from tests.storage.accounts import events, sign_up
 
-__all__ = ["redis"]  # the fixture
 CIPHER = Cipher("storage tests")
 
 

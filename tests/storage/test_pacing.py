@@ -14,7 +14,6 @@ import redis.asyncio as aioredis
 from core.settings import Settings
 from storage.pacing import TelegramPacer
 from storage.redis import open_redis
-from tests.storage.accounts import redis as redis  # the fixture
 
 
 def bot() -> str:

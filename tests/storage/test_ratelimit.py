@@ -8,7 +8,6 @@ import uuid
 import redis.asyncio as aioredis
 
 from storage.ratelimit import TokenBucket
-from tests.storage.accounts import redis as redis  # the fixture
 
 
 async def test_a_burst_gets_exactly_the_capacity(redis: aioredis.Redis) -> None:
