@@ -9,6 +9,9 @@ from collections.abc import Callable
 from typing import Any
 
 POLL = 0.02
+# Polls back off to this: a check that calls the API stays under its rate
+# limit (10 requests a second per caller and route) however long it waits.
+POLL_MAX = 0.1
 
 
 async def eventually(check: Callable[[], Any], *, timeout: float = 20.0,
@@ -17,6 +20,7 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 20.0,
     AssertionError if none comes within `timeout` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    pause = POLL
     while True:
         value = check()
         if inspect.isawaitable(value):
@@ -25,7 +29,8 @@ async def eventually(check: Callable[[], Any], *, timeout: float = 20.0,
             return value
         if loop.time() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout:.0f} s")
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(pause)
+        pause = min(pause * 1.5, POLL_MAX)
 
 
 def until(check: Callable[[], Any], *, timeout: float, what: str = "the condition",

@@ -184,7 +184,9 @@ async def test_contact_panel_edits_and_notes(page: Page, stack: Stack, api: http
     await expect(panel.get_by_label("Add a note")).to_have_value("")
 
     async def saved() -> dict[str, Any] | None:
-        got = (await api.get(f"/v1/contacts/{contact['id']}", headers=owner.headers)).json()
+        resp = await api.get(f"/v1/contacts/{contact['id']}", headers=owner.headers)
+        assert resp.status_code == 200, resp.text
+        got = resp.json()
         done = (got["last_name"] == "Hopper" and got["tags"] == ["navy"]
                 and got["company_id"] == company["id"])
         return got if done else None
