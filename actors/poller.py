@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from actors.polling import MAX_BACKOFF, ChannelPoller, PollerRef, backoff
 from actors.refs import deliver_batch
 from channels.base import CONFLICT, ChannelError, sender_for
 from channels.telegram import CHANNEL, TelegramConnector
+from core.timings import TIMINGS
 from storage import cursors, integrations
 from storage.integrations import Integration
 
@@ -100,14 +102,21 @@ class TelegramPoller(ChannelPoller):
         if not await self.still_polling(force=False):
             return False
         assert self.integration is not None
+        started = time.perf_counter()
         batch, cursor = await self.connector.poll(self.integration, self.cursor,
                                                   timeout=POLL_TIMEOUT)
+        fetched = time.perf_counter()
         self.polls += 1
         await deliver_batch(self.ctx.system, batch)  # resolves after COMMIT
+        delivered = time.perf_counter()
+        if batch.messages or batch.edits or batch.states:  # not an empty long poll
+            TIMINGS.observe("poll_fetch", fetched - started)
+            TIMINGS.observe("poll_deliver", delivered - fetched)
         if cursor is not None and cursor != self.cursor:
             async with self.ctx.db.tenant_tx(self.org_id) as conn:
                 await cursors.put(conn, self.org_id, self.key, CURSOR, int(cursor))
                 await integrations.synced(conn, self.key)
             self.cursor = cursor  # confirmed to Telegram by the next getUpdates
+            TIMINGS.observe("poll_cursor", time.perf_counter() - delivered)
         await self.connector.settle(self.integration, batch)
         return True

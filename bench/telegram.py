@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
 
+from bench.hops import hop_table, print_hops, timings_now  # noqa: E402
 from bench.loadgen import raw_request  # noqa: E402
 from bench.phases import hammered, interleaved  # noqa: E402
 from bench.realtime import cpu_note, seed  # noqa: E402
@@ -98,7 +99,7 @@ async def connect_bot(api: httpx.AsyncClient, headers: dict[str, str], fake: Fak
     return resp.json()["id"], token, calls[-1].params["secret_token"] if calls else ""
 
 
-async def polling(ws_url: str, fake: FakeTelegram, token: str, count: int,
+async def polling(ws_url: str, redis_url: str, fake: FakeTelegram, token: str, count: int,
                   probe_timeout: float) -> float | None:
     """Messages a second through long polling, or None when the engine does
     not poll (the probe update never arrives)."""
@@ -115,6 +116,7 @@ async def polling(ws_url: str, fake: FakeTelegram, token: str, count: int,
         base = sub.count
         updates = [update(first_id + 1 + i, first_chat + i % CHATS, f"p{i}")
                    for i in range(count)]
+        before = await asyncio.to_thread(timings_now, redis_url)
         started = time.perf_counter()
         fake.enqueue(token, *updates)
         deadline = time.monotonic() + 120
@@ -122,7 +124,12 @@ async def polling(ws_url: str, fake: FakeTelegram, token: str, count: int,
             await asyncio.sleep(0.02)
         got = sub.count - base
         print(f"polling: {got:,} of {count:,} delivered", flush=True)
-        return got / (sub.last_at - started)
+        rate = got / (sub.last_at - started)
+        after = await asyncio.to_thread(timings_now, redis_url)
+        print_hops("polling, per getUpdates", {
+            hop: row for hop, row in hop_table(before, after).items()
+            if hop.startswith("poll_") or hop in ("commit", "commit_queue", "turn")})
+        return rate
     finally:
         await sub.close()
 
@@ -222,7 +229,8 @@ async def measure(stack: Stack, fake: FakeTelegram,
         telegram_rate, api_rate = await asyncio.to_thread(
             interleaved, args.rounds, api_args, "telegram", telegram_ingest, telegram_args)
         _, polled_token, _ = await connect_bot(api, headers, fake, "polling")
-        polled = await polling(ws_url, fake, polled_token, args.polled, args.probe_timeout)
+        polled = await polling(ws_url, settings.redis_url, fake, polled_token, args.polled,
+                               args.probe_timeout)
         print("polling: " + (f"{polled:,.0f} msg/s ({polled / telegram_rate:.2f}x the"
                              " webhook's)" if polled is not None else
                              "no update arrived: the engine does not long-poll; null"),

@@ -26,6 +26,12 @@ The hops, in the order a message crosses them:
 - `relay`: from the NOTIFY sent at COMMIT to the events published in Redis;
 - `hub`: a replica's hub, from the event read off Redis to the last
   WebSocket frame written for it.
+
+A polled channel's round (actors.poller), per `getUpdates`:
+
+- `poll_fetch`: the provider's answer, parsed into a batch;
+- `poll_deliver`: the batch handed to its chat actors, until committed;
+- `poll_cursor`: the new position stored.
 """
 from __future__ import annotations
 
@@ -34,7 +40,8 @@ from collections.abc import Iterable, Mapping
 from typing import TypedDict
 
 HOPS = ("verify", "actor_call", "queue", "transport", "mailbox", "turn", "commit_queue",
-        "commit", "reply", "handler", "relay", "hub")
+        "commit", "reply", "handler", "relay", "hub", "poll_fetch", "poll_deliver",
+        "poll_cursor")
 GROWTH = 1.08
 _LOG_GROWTH = math.log(GROWTH)
 FLOOR = 1e-6  # seconds: the first bucket holds everything shorter

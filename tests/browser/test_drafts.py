@@ -37,12 +37,14 @@ async def test_an_ai_draft_is_edited_and_approved_in_the_browser(
     await expect(page.locator("#agent-select")).to_have_value(agent["id"])
     await page.screenshot(path=screenshot_path("inbox"))
 
-    await draft.get_by_role("button", name="Edit").click()
-    editor = draft.get_by_label("Edit the draft")
-    await editor.fill("Hi Grace, 40 seats are $3,600 a month with the annual plan.")
-    await draft.get_by_role("button", name="Approve edited").click()
+    # Read before approving: once approved it is no longer a draft (and
+    # `draft` matches nothing).
     draft_id = await draft.get_attribute("data-message-id")
     sent = page.locator(f".message[data-message-id='{draft_id}']")
+    await draft.get_by_role("button", name="Edit").click()
+    editor = sent.get_by_label("Edit the draft")
+    await editor.fill("Hi Grace, 40 seats are $3,600 a month with the annual plan.")
+    await sent.get_by_role("button", name="Approve edited").click()
     await expect(sent).to_have_attribute("data-status", "sent", timeout=20_000)
     await expect(sent).to_contain_text("$3,600 a month with the annual plan")
     await expect(sent.get_by_role("button", name="Approve")).to_have_count(0)

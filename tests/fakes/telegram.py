@@ -11,6 +11,7 @@ tests.fakes.telegram_updates."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import itertools
 import json
 import secrets
@@ -138,7 +139,11 @@ class FakeTelegram:
 
     def enqueue(self, token: str, *updates: dict[str, Any]) -> None:
         with self._lock:
-            self._bots[token].updates.extend(updates)
+            queue = self._bots[token].updates
+            queue.extend(updates)
+            # Telegram hands updates out in update_id order (ids increase
+            # sequentially): keep the queue so, and confirming drops a prefix.
+            queue.sort(key=lambda u: u["update_id"])
             waiters, loop = list(self._waiters), self._loop
         for waiter in waiters:
             if loop is not None:
@@ -268,7 +273,8 @@ class FakeTelegram:
                     return _error(409, "Conflict: can't use getUpdates method while webhook"
                                   " is active; use deleteWebhook to delete the webhook first")
                 if offset:  # confirmed: gone for good, as on Telegram
-                    bot.updates = [u for u in bot.updates if u["update_id"] >= offset]
+                    del bot.updates[:bisect.bisect_left(bot.updates, offset,
+                                                        key=lambda u: u["update_id"])]
                 ready = bot.updates[:max(1, min(limit, 100))]
                 if not ready:
                     self._waiters.add(wake)
