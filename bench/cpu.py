@@ -10,6 +10,9 @@ GROUPS: dict[str, tuple[str, ...]] = {  # name -> parts of the command line (any
     "hosts": ("ray::ActorHost",),
     "relay": ("ray::RelayActor",),
     "baseline": ("bidi_baseline",),  # bench/baseline.py's MARKER
+    # Postgres's own upkeep apart from the queries' backends.
+    "pg-vacuum": ("postgres: autovacuum",),
+    "pg-wal": ("postgres: walwriter", "postgres: checkpointer", "postgres: background writer"),
     "postgres": ("postgres",),
     "haproxy": ("haproxy",),
     "redis": ("redis-server",),

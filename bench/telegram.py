@@ -44,6 +44,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
 
+from bench.cpu import cpu_seconds, spent  # noqa: E402
 from bench.hops import hop_table, print_hops, timings_now  # noqa: E402
 from bench.loadgen import raw_request  # noqa: E402
 from bench.phases import hammered, interleaved  # noqa: E402
@@ -117,6 +118,7 @@ async def polling(ws_url: str, redis_url: str, fake: FakeTelegram, token: str, c
         updates = [update(first_id + 1 + i, first_chat + i % CHATS, f"p{i}")
                    for i in range(count)]
         before = await asyncio.to_thread(timings_now, redis_url)
+        cpu_before, own_before = cpu_seconds(), time.process_time()
         started = time.perf_counter()
         fake.enqueue(token, *updates)
         deadline = time.monotonic() + 120
@@ -125,6 +127,12 @@ async def polling(ws_url: str, redis_url: str, fake: FakeTelegram, token: str, c
         got = sub.count - base
         print(f"polling: {got:,} of {count:,} delivered", flush=True)
         rate = got / (sub.last_at - started)
+        used = spent(cpu_before, cpu_seconds())
+        used["bench (fake Bot API, subscriber)"] = time.process_time() - own_before
+        print("polling, CPU ms per message: " + ", ".join(
+            f"{name} {seconds * 1000 / max(got, 1):.3f}"
+            for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]) if seconds > 0),
+            flush=True)
         after = await asyncio.to_thread(timings_now, redis_url)
         print_hops("polling, per getUpdates", {
             hop: row for hop, row in hop_table(before, after).items()
@@ -229,7 +237,7 @@ async def measure(stack: Stack, fake: FakeTelegram,
         telegram_rate, api_rate = await asyncio.to_thread(
             interleaved, args.rounds, api_args, "telegram", telegram_ingest, telegram_args)
         _, polled_token, _ = await connect_bot(api, headers, fake, "polling")
-        polled = await polling(ws_url, settings.redis_url, fake, polled_token, args.polled,
+        polled = await polling(ws_url, settings.redis_url or "", fake, polled_token, args.polled,
                                args.probe_timeout)
         print("polling: " + (f"{polled:,.0f} msg/s ({polled / telegram_rate:.2f}x the"
                              " webhook's)" if polled is not None else

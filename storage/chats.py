@@ -11,6 +11,8 @@ import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
+from hashlib import sha1
 from typing import Any
 from uuid import UUID
 
@@ -141,21 +143,38 @@ JOINED = " FROM chats c LEFT JOIN contacts ct ON ct.id = c.contact_id"
 
 # -- ids ------------------------------------------------------------------
 
+_IDS_BYTES = IDS.bytes
+
+
 def derived_id(*parts: str) -> str:
-    return str(uuid.uuid5(IDS, "\x1f".join(parts)))
+    """`str(uuid.uuid5(IDS, "\x1f".join(parts)))`, without building a UUID
+    object (it validates what a hash cannot get wrong): an inbound message
+    derives three ids, and uuid5 was 12% of a host's time at full ingest."""
+    digest = bytearray(sha1(_IDS_BYTES + "\x1f".join(parts).encode(), usedforsecurity=False)
+                       .digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+@lru_cache(maxsize=65_536)
+def _place_id(kind: str, org_id: str, channel: str, integration_id: str, where: str) -> str:
+    return derived_id(kind, org_id, channel, integration_id, where)
 
 
 def chat_id_for(message: InboundMessage | MessageEdit | ThreadState | Reaction
                 | StatusUpdate) -> str:
     """A conversation's chat id follows from where it happens: same thread, same chat."""
-    return derived_id("chat", message.organization_id, message.channel,
-                      message.integration_id, message.thread_id or "")
+    # Cached: every message of a chat names the same one, several times over.
+    return _place_id("chat", message.organization_id, message.channel,
+                     message.integration_id, message.thread_id or "")
 
 
 def contact_id_for(message: InboundMessage, sender_id: str | None = None) -> str:
     """The contact of `message`'s sender (or of another id of theirs on its channel)."""
-    return derived_id("contact", message.organization_id, message.channel,
-                      message.integration_id, sender_id or message.sender.id)
+    return _place_id("contact", message.organization_id, message.channel,
+                     message.integration_id, sender_id or message.sender.id)
 
 
 def alias_ids(message: InboundMessage) -> list[str]:

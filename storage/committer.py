@@ -125,6 +125,7 @@ class GroupCommitter:
     # latency stays one commit when it is light).
     max_flushes: int = 2  # transactions in flight at once
     max_rows: int = 5000
+    split_at: int = 32  # calls waiting with slots free: shared between the slots
     notify: str | None = NOTIFY_CHANNEL  # wakes the event relay
     timeout: float = COMMIT_TIMEOUT
     stats: CommitStats = field(default_factory=CommitStats)
@@ -215,7 +216,11 @@ class GroupCommitter:
                 while len(self._flushing) >= self.max_flushes:
                     self._slot.clear()
                     await self._slot.wait()
-                batch, self._pending = self._take()
+                # A burst (a poll's batch) is shared by the free transactions:
+                # they run on Postgres backends of their own, side by side.
+                free, waiting = self.max_flushes - len(self._flushing), len(self._pending)
+                share = waiting if waiting < self.split_at else -(-waiting // free)
+                batch, self._pending = self._take(share)
                 if batch:
                     task = asyncio.create_task(self._flush_guarded(batch))
                     self._flushing.add(task)
@@ -239,11 +244,11 @@ class GroupCommitter:
             log.exception("group commit of %d calls failed", len(batch))
             self._fail(batch, CommitError.of(exc))
 
-    def _take(self) -> tuple[list[_Call], list[_Call]]:
+    def _take(self, most: int) -> tuple[list[_Call], list[_Call]]:
         rows, cut = 0, 0
         for cut, call in enumerate(self._pending, 1):  # noqa: B007
             rows += len(call.writes)
-            if rows >= self.max_rows:
+            if rows >= self.max_rows or cut >= most:
                 break
         batch, rest = self._pending[:cut], self._pending[cut:]
         self._pending_rows -= rows

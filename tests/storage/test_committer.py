@@ -170,3 +170,19 @@ async def test_a_flush_waiting_on_a_lock_does_not_hold_the_next_one(
             assert not blocked.done()
         await blocked
     assert await _names(db, org) == {"Renamed", "Beside"}
+
+
+async def test_a_burst_is_shared_by_the_free_transactions(db: Database, org: Org) -> None:
+    """Calls handed in at once (a poll's batch), with both transactions
+    free, commit in two flushes side by side; a few calls stay one flush."""
+    async with asyncio.timeout(GUARD), GroupCommitter(db, max_flushes=2,
+                                                      split_at=32) as committer:
+        await asyncio.gather(*(committer.commit(org.id, [_insert(org, f"few {i}")])
+                               for i in range(31)))
+        assert (committer.stats.flushes, committer.stats.last_batch_rows) == (1, 31)
+        await asyncio.gather(*(committer.commit(org.id, [_insert(org, f"burst {i}")])
+                               for i in range(100)))
+        assert committer.stats.flushes == 3 and committer.stats.calls == 131
+        assert committer.stats.last_batch_rows == 50
+    assert await _names(db, org) == {*(f"few {i}" for i in range(31)),
+                                     *(f"burst {i}" for i in range(100))}
