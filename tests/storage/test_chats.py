@@ -7,10 +7,11 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from core.errors import Invalid, NotFound
-from core.messages import InboundMessage, Sender
+from core.messages import Attachment, InboundMessage, Sender
 from storage import chats, messages
 from storage.committer import GroupCommitter
 from storage.db import Database
@@ -46,7 +47,7 @@ async def _receive(committer: GroupCommitter, db: Database, org: Org,
         if found is None:
             writes.append(chats.contact_write(str(org.id), message))
         else:
-            contact_id = found
+            contact_id = found.contact_id
         writes.append(chats.chat_write(str(org.id), chat_id, contact_id, message, at))
     received = messages.inbound_write(str(org.id), chat_id, contact_id, message,
                                       messages.inbound_id(chat_id, message.external_id), at)
@@ -144,3 +145,46 @@ async def test_lists_get_and_history(db: Database, org: Org) -> None:
         assert bad.value.field == "before"
         with pytest.raises(NotFound):
             await messages.history(conn, uuid.uuid4(), limit=2)
+
+
+async def test_messages_flushed_together_are_stored_as_one_by_one(db: Database, org: Org) -> None:
+    """One flush of several chats' messages (the bulk statement): each
+    says whether it was new, a chat's unread count rises by each new one,
+    the events follow the messages' order, files get their rows, and a
+    redelivery (before or within the flush) stores nothing."""
+    integration = await _integration(db, org)
+    start = datetime.now(UTC)
+    photo = Attachment(url="telegram-file:f1", kind="photo", mime_type="image/jpeg", size=7,
+                       provider_id="f1")
+    one, two = _message(org, integration, "one", "e-0"), _message(org, integration, "two", "e-0")
+    batch = [
+        msgspec.structs.replace(_message(org, integration, "one", "e-1", text="a"),
+                                attachments=(photo,)),
+        _message(org, integration, "two", "e-1", text="b"),
+        _message(org, integration, "two", "e-0"),  # stored before the flush
+        _message(org, integration, "two", "e-2", text="c"),
+        _message(org, integration, "two", "e-2", text="c"),  # twice in the flush
+    ]
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        for first in (one, two):
+            assert await _receive(committer, db, org, first, start, new_chat=True)
+        flushes = committer.stats.flushes
+        new = await asyncio.gather(*(
+            _receive(committer, db, org, m, start + timedelta(seconds=n + 1), new_chat=False)
+            for n, m in enumerate(batch)))
+        assert committer.stats.flushes == flushes + 1  # one transaction, one statement
+    assert new == [True, True, False, True, False]
+    async with db.tenant_tx(org.id) as conn:
+        unread = {r["channel_thread_id"]: (r["unread_count"], r["last_message_at"]) for r in
+                  await conn.fetch("SELECT channel_thread_id, unread_count, last_message_at"
+                                   " FROM chats")}
+        assert unread["one"][0] == 2 and unread["two"][0] == 3
+        assert unread["two"][1] == start + timedelta(seconds=4)  # the last one written
+        received = [(r["payload"]["content"]) for r in await conn.fetch(
+            "SELECT payload FROM events WHERE event_type = 'message.received' ORDER BY seq")]
+        assert received == ["hello", "hello", "a", "b", "c"]
+        files = await conn.fetch("SELECT message_id, file_type, file_size, provider_file_id, kind"
+                                 " FROM message_attachments")
+    assert [dict(f) for f in files] == [{
+        "message_id": uuid.UUID(messages.inbound_id(chats.chat_id_for(batch[0]), "e-1")),
+        "file_type": "image/jpeg", "file_size": 7, "provider_file_id": "f1", "kind": "photo"}]

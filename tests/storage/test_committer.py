@@ -186,3 +186,25 @@ async def test_a_burst_is_shared_by_the_free_transactions(db: Database, org: Org
         assert committer.stats.last_batch_rows == 50
     assert await _names(db, org) == {*(f"few {i}" for i in range(31)),
                                      *(f"burst {i}" for i in range(100))}
+
+
+BULK_INSERT = ("INSERT INTO contacts (id, organization_id, first_name)"
+               " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[])")
+
+
+async def test_writes_with_a_bulk_form_flush_as_one_statement(db: Database, org: Org) -> None:
+    """Flushed together, writes with a bulk form run it once over arrays of
+    their arguments (one alone runs its own statement); reporting ones say
+    which inserted, the first of two with the same key winning."""
+    same = str(uuid.uuid4())
+    plain = [Write(INSERT, (str(uuid.uuid4()), str(org.id), f"bulk {i}"), bulk=BULK_INSERT)
+             for i in range(3)]
+    reporting = [Write.reporting(INSERT_ONCE, (key, str(org.id), name),
+                                 bulk=BULK_INSERT + " ON CONFLICT DO NOTHING RETURNING id")
+                 for key, name in ((same, "first"), (same, "second"), (str(uuid.uuid4()), "other"))]
+    async with asyncio.timeout(GUARD), GroupCommitter(db) as committer:
+        await committer.commit(org.id, [Write(INSERT, (str(uuid.uuid4()), str(org.id), "alone"),
+                                              bulk="not SQL: a write alone runs its own")])
+        await asyncio.gather(*(committer.commit(org.id, [w]) for w in [*plain, *reporting]))
+    assert [w.inserted for w in reporting] == [True, False, True]
+    assert await _names(db, org) == {"alone", "bulk 0", "bulk 1", "bulk 2", "first", "other"}
