@@ -144,6 +144,34 @@ async def test_the_poller_killed_between_fetch_and_commit_loses_and_doubles_noth
     assert len(again) >= 2
 
 
+async def test_a_backlog_stores_its_offset_once_a_second_and_the_last_at_once(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database,
+        actors: ActorSystem) -> None:
+    """Full batches (more waiting) confirm each offset to Telegram with the
+    next call but store it at most once a second; the batch that empties
+    the queue stores its offset at once."""
+    created, token, _ = await connect(api, owner, fake, "polling")
+    await eventually(lambda: fake.calls_of(token, "getUpdates"), what="a first getUpdates")
+    poller = PollerRef(actors, owner.org_id, created["id"])
+    backlog = texts(350, start=100)
+    fake.delay(token, "getUpdates", 0.3, times=3)  # the calls after the first take a while
+    fake.enqueue(token, *backlog)
+
+    async def lagging() -> dict[str, Any] | None:
+        state = await poller.state()
+        ahead = state["cursor"] is not None and state["stored_cursor"] is not None \
+            and int(state["cursor"]) > int(state["stored_cursor"])
+        return state if ahead else None
+    state = await eventually(lagging, timeout=30, what="an offset confirmed but not yet stored")
+    await eventually(lambda: int(state["cursor"]) in offsets(fake.calls_of(token, "getUpdates")),
+                     what="the offset confirmed to Telegram by the next call")
+    last = backlog[-1]["update_id"]
+    await eventually(lambda: _eq(cursor_of(db, owner, created["id"]), last + 1), timeout=30,
+                     what="the last offset stored")
+    assert len(await stored(db, owner)) == 350
+    assert (await poller.state())["stored_cursor"] == str(last + 1)
+
+
 async def test_switching_webhook_to_polling_and_back(
         api: httpx.AsyncClient, owner: Account, fake: FakeTelegram, db: Database,
         actors: ActorSystem) -> None:
