@@ -37,6 +37,7 @@ from ray.util import metrics
 
 from actors.runtime.startup import Startup
 from actors.runtime.workers import start_worker, stop_worker
+from core import collector
 from core.errors import StartupError
 from core.settings import Settings
 from core.timings import TIMINGS
@@ -127,6 +128,7 @@ class EventRelay:
             stack.push_async_callback(self._unlisten)
             await self._listen()
             await stack.enter_async_context(timings.publishing(self.redis, "relay"))
+            collector.settle()
         except BaseException:
             await stack.aclose()
             raise

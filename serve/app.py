@@ -1,7 +1,6 @@
 """The FastAPI app: one lifespan composing this process's resources."""
 from __future__ import annotations
 
-import gc
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -13,6 +12,7 @@ import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
 
 from actors.runtime.client import ActorSystem
+from core import collector
 from core.settings import Settings
 from serve import errors, health, openapi
 from serve.fastpath import FastPath
@@ -25,10 +25,6 @@ from storage.redis import open_redis
 from storage.revocations import Revocations
 
 VERSION = "0.1.0"
-# A request allocates thousands of short-lived objects; at the default 700 the
-# young generation was collected several times per request. bench/api.py,
-# one run each: API CPU per contact list 0.378 -> 0.358 ms.
-GC_THRESHOLDS = (20_000, 20, 100)
 
 
 @dataclass
@@ -70,8 +66,7 @@ def build_app(settings: Settings) -> FastAPI:
             app.state.runtime = runtime
             # Everything loaded so far lives as long as the process: keep it out
             # of the collector's full passes (bench/api.py: p99 140.6 -> 134.5 ms).
-            gc.freeze()
-            gc.set_threshold(*GC_THRESHOLDS)
+            collector.settle()
             try:
                 yield
             finally:

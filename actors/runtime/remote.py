@@ -30,6 +30,7 @@ from actors.runtime.startup import NotStarted, Startup
 from actors.runtime.wire import Address, Endpoint
 from channels import netguard
 from channels.api import ApiChannel
+from core import collector
 from core.errors import StartupError
 from core.settings import Settings
 from storage import timings
@@ -91,6 +92,7 @@ async def open_host(index: int, settings: Settings, kinds: Sequence[type[Virtual
         host = await stack.enter_async_context(Host(ctx, kinds, config))
         await stack.enter_async_context(timings.publishing(ctx.redis, "host"))
         ctx.system.serve_locally(index, host)
+        collector.settle()
         maintenance = asyncio.create_task(_maintain(host), name=f"host {index} maintenance")
         stack.push_async_callback(_cancel, maintenance)
         yield host
