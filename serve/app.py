@@ -102,13 +102,24 @@ def build_app(settings: Settings) -> FastAPI:
     return app
 
 
+# Routed first: Serve names each request's route for its metrics by trying
+# the app's routes in order (ray.serve's get_asgi_route_name), 28 us per
+# channel webhook with the routers in name order, about a tenth of the
+# replica's time per message. Their paths are their own (no other router's
+# path matches them), so the order changes nothing else.
+HOT = ("channels_api", "channels_telegram", "channels_whatsapp", "contacts")
+
+
 def routers() -> list[ModuleType]:
-    """Every module of `serve.routers` with a `router`, in name order."""
+    """Every module of `serve.routers` with a `router`: the HOT ones first,
+    then the rest in name order."""
     import serve.routers as package
 
     found = []
-    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{package.__name__}.{info.name}")
+    names = sorted((m.name for m in pkgutil.iter_modules(package.__path__)),
+                   key=lambda name: (name not in HOT, HOT.index(name) if name in HOT else 0, name))
+    for name in names:
+        module = importlib.import_module(f"{package.__name__}.{name}")
         if hasattr(module, "router"):
             found.append(module)
     return found
