@@ -73,12 +73,15 @@ m AS (
   ON CONFLICT DO NOTHING RETURNING id),
 -- one row per message written (the first of any written twice in the batch)
 w AS (SELECT DISTINCT ON (id) i.* FROM i JOIN m USING (id) ORDER BY id, n),
+s AS (SELECT chat_id, max(created_at) AS at, count(*) AS k FROM w GROUP BY chat_id),
+-- The chats by their primary key (`= ANY` of the array), whatever the
+-- planner thinks of the table: a join let it scan every chat of the org
+-- while the table had no statistics (10.5 vs 3.3 ms a flush of 32 on 2,000).
 c AS (
   UPDATE chats SET last_message_at = greatest(last_message_at, s.at),
                    last_inbound_at = greatest(last_inbound_at, s.at), is_unread = true,
                    unread_count = unread_count + s.k, updated_at = s.at
-  FROM (SELECT chat_id, max(created_at) AS at, count(*) AS k FROM w GROUP BY chat_id) s
-  WHERE chats.id = s.chat_id),
+  FROM s WHERE chats.id = s.chat_id AND chats.id = ANY (ARRAY(SELECT chat_id FROM s))),
 e AS (
   INSERT INTO events (organization_id, event_type, entity_type, entity_id, chat_id, payload)
   SELECT organization_id, 'message.received', 'message', id, chat_id, payload
