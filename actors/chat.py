@@ -46,7 +46,7 @@ from core.messages import (
     Reaction,
     ThreadState,
 )
-from storage import chats, messages
+from storage import chats, messages, statuses
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
 
 log = logging.getLogger(__name__)
@@ -319,7 +319,7 @@ class ChatActor(ChatAI):
         if not self.exists:
             return {"applied": 0}
         at = now_utc()
-        writes = [messages.reaction_write(self.org_id, self.key, r, at)
+        writes = [statuses.reaction_write(self.org_id, self.key, r, at)
                   for r in command.reactions]
         await self._commit(writes)
         return {"applied": sum(w.inserted for w in writes)}

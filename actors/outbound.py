@@ -42,7 +42,7 @@ from channels.base import (
 from core.errors import Invalid, NotFound, Unreachable, WindowClosed
 from core.messages import OutboundMessage, Receipt, StatusUpdate
 from core.settings import RETRY_SCHEDULE
-from storage import chats, email_threads, integrations, messages
+from storage import chats, email_threads, integrations, messages, statuses
 from storage.audit import Actor
 from storage.committer import Write
 from storage.integrations import Integration
@@ -341,12 +341,12 @@ class ChatOutbound(VirtualActor):
             extra.update(report.receipt.data or {})
         if report.error:
             extra["error"] = report.error[:500]
-        writes = [messages.status_write(
+        writes = [statuses.status_write(
             self.org_id, self.key, report.message_id, status, extra, report.attempt,
             report.receipt.external_id if report.receipt and report.receipt.unique_in_thread
             else None)]
         if report.receipt is not None:
-            writes.extend(messages.provider_status_write(self.org_id, self.key, u)
+            writes.extend(statuses.provider_status_write(self.org_id, self.key, u)
                           for u in self.early.pop(report.receipt.external_id, ()))
         if report.unreachable and not self.unreachable:  # later sends fail fast
             self.unreachable = (report.error or "unreachable")[:200]
@@ -372,7 +372,7 @@ class ChatOutbound(VirtualActor):
         """Keep the message pending; count the attempt and store when the next
         is due, so that a restart continues the schedule."""
         due = now_utc() + timedelta(seconds=delay)
-        await self._commit([messages.retry_write(
+        await self._commit([statuses.retry_write(
             self.org_id, report.message_id, report.attempt, due, report.error or "",
             report.sent_parts)])
         if item is not None:  # else not ours in memory: the sweeper brings it back
@@ -390,7 +390,7 @@ class ChatOutbound(VirtualActor):
                 raise Invalid("this status belongs to another chat")
         if not self.exists:
             return {"applied": 0, "held": 0}
-        writes = [messages.provider_status_write(self.org_id, self.key, u)
+        writes = [statuses.provider_status_write(self.org_id, self.key, u)
                   for u in command.updates]
         await self._commit(writes)
         held = 0

@@ -25,7 +25,7 @@ from core.crypto import Cipher
 from core.errors import NotFound
 from core.messages import Batch, InboundMessage, StatusUpdate
 from serve.replica import kept
-from storage import integrations, messages
+from storage import integrations, statuses
 from storage.chats import chat_id_for
 from storage.committer import GroupCommitter, Write
 from storage.db import Database
@@ -118,7 +118,7 @@ async def apply_statuses(state: Any, updates: tuple[StatusUpdate, ...]) -> None:
     for update in updates:
         if update.thread_id is None:
             continue  # no conversation named: nothing to find it by
-        write = messages.provider_status_write(update.organization_id, chat_id_for(update),
+        write = statuses.provider_status_write(update.organization_id, chat_id_for(update),
                                                update)
         by_org.setdefault(update.organization_id, []).append((update, write))
     committer = status_committer(state)

@@ -36,7 +36,7 @@ from serve.app import Runtime
 from serve.errors import Close
 from serve.hub import Live
 from serve.routers.webchat import integration_of, token_secret
-from serve.routers.ws import (
+from serve.sockets import (
     Closing,
     FrameGate,
     hub_of,

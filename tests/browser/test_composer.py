@@ -22,13 +22,23 @@ from tests.serve.test_whatsapp import person
 from tests.serve.whatsapp_numbers import connect, hook, post, says
 
 
+async def _chat_open(page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
+                     callback: CallbackServer, prefix: str, text: str) -> tuple[str, str]:
+    """An API inbox replying to the callback under a fresh path starting
+    with `prefix`, a chat its contact opened with `text`, shown in the
+    browser; (the path, the chat's id)."""
+    path = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    inbox = await make_inbox(api, owner, callback.url(path))
+    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", text)
+    await open_chat(page, stack, owner, chat_id)
+    return path, chat_id
+
+
 async def test_a_reply_sent_with_enter_shows_pending_then_sent(
         page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
         callback: CallbackServer) -> None:
-    path = f"ok-inbox-{uuid.uuid4().hex[:8]}"
-    inbox = await make_inbox(api, owner, callback.url(path))
-    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Can I get a demo?")
-    await open_chat(page, stack, owner, chat_id)
+    path, chat_id = await _chat_open(page, stack, api, owner, callback, "ok-inbox",
+                                     "Can I get a demo?")
     await expect(messages_of(page)).to_have_count(1)
     # Every status the reply's element takes, as the page shows them.
     await page.evaluate("""() => {
@@ -82,10 +92,8 @@ async def test_a_refused_reply_shows_failed_with_the_reason(
 async def test_a_send_lost_to_the_network_is_retried_with_the_same_key_and_sent_once(
         page: Page, stack: Stack, api: httpx.AsyncClient, owner: Account,
         callback: CallbackServer) -> None:
-    path = f"ok-retry-{uuid.uuid4().hex[:8]}"
-    inbox = await make_inbox(api, owner, callback.url(path))
-    chat_id = await inbound(api, inbox, f"t-{uuid.uuid4().hex[:8]}", "Are you there?")
-    await open_chat(page, stack, owner, chat_id)
+    path, chat_id = await _chat_open(page, stack, api, owner, callback, "ok-retry",
+                                     "Are you there?")
     keys: list[str | None] = []
     # What happens to each send: the network fails before the server sees
     # it; it goes through; it reaches the server but the answer is lost.

@@ -26,6 +26,7 @@ from tests.serve.webchat_visitors import (
     reply,
     say,
     subscribed,
+    talking,
     transcript,
     visitor,
     visitor_ws,
@@ -75,10 +76,7 @@ async def test_visitor_messages_reach_the_team_once(
 
 async def test_team_reply_reaches_the_visitor_live_and_sent(
         api: httpx.AsyncClient, owner: Account, stack: Stack) -> None:
-    chat = await make_webchat(api, owner)
-    me = await visitor(api, chat["id"])
-    assert (await say(api, me["token"], "Anyone there?")).status_code == 202
-    client = await visitor_ws(stack, me["token"])
+    me, client = await talking(api, owner, stack, "Anyone there?")
     team = await Client.connect(stack.ws_url, owner.access)
     try:
         await subscribed(client)
@@ -175,10 +173,7 @@ async def test_visitor_token_reaches_its_own_chat_only(
 
 async def test_resume_with_since_misses_nothing_and_repeats_nothing(
         api: httpx.AsyncClient, owner: Account, stack: Stack) -> None:
-    chat = await make_webchat(api, owner)
-    me = await visitor(api, chat["id"])
-    assert (await say(api, me["token"], "one")).status_code == 202
-    client = await visitor_ws(stack, me["token"])
+    me, client = await talking(api, owner, stack, "one")
     await subscribed(client)
     await reply(api, owner, me["chat_id"], "two")
     await client.wait_for(lambda f: f["type"] == "status" and f["status"] == "sent")

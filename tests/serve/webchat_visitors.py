@@ -66,6 +66,16 @@ async def visitor_ws(stack: Stack, token: str, origin: str = ORIGIN) -> Client:
     return Client(ws)
 
 
+async def talking(api: httpx.AsyncClient, owner: Account, stack: Stack,
+                  first: str) -> tuple[dict[str, Any], Client]:
+    """A visitor of a new web chat who has written `first`, and their
+    WebSocket (not yet subscribed)."""
+    chat = await make_webchat(api, owner)
+    me = await visitor(api, chat["id"])
+    assert (await say(api, me["token"], first)).status_code == 202
+    return me, await visitor_ws(stack, me["token"])
+
+
 async def subscribed(client: Client, since: int | None = None) -> dict[str, Any]:
     frame: dict[str, Any] = {"type": "subscribe"}
     if since is not None:
