@@ -5,7 +5,7 @@ Woken by LISTEN/NOTIFY (every group-commit transaction, which carries the
 messages, notifies at COMMIT) and polling every 50 ms for the rest (CRUD
 transactions do not notify: a NOTIFY takes a cluster-wide lock at commit,
 which cost a quarter of the contact-create rate), it reads committed events
-after its cursor (storage.events) and, in ONE Redis MULTI/EXEC, publishes
+after its cursor (storage.events) and, in ONE Redis script, publishes
 them to the pub/sub topics `org:{id}:events`, `chat:{id}:messages` and
 `user:{id}:notifications`, appends them to the stream `bidi:events`
 (internal consumers), and advances its cursor. Publishing and the cursor
@@ -54,6 +54,24 @@ STREAM_MAXLEN = 100_000
 STALL_AFTER = 30.0  # seconds without progress while events wait: not ready
 
 
+# KEYS: the stream, the cursor. ARGV: the cursor's new value, the stream's
+# length cap, n, n (topic, message) pairs to publish, then the frames to
+# append to the stream.
+_PUBLISH = """
+local n = tonumber(ARGV[3])
+local i = 4
+for _ = 1, n do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for j = i, #ARGV do
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'event', ARGV[j])
+end
+redis.call('SET', KEYS[2], ARGV[1])
+return n
+"""
+
+
 def cursor_key(name: str) -> str:
     return f"bidi:relay:{name}:cursor"
 
@@ -96,6 +114,7 @@ class EventRelay:
         self.published = 0
         self.db: Database | None = None
         self.redis: Any = None
+        self._publish: Any = None  # the _PUBLISH script, once connected
         self._listener: asyncpg.Connection | None = None
         self._reader: PoolConnectionProxy[Any] | None = None
         self._stack = AsyncExitStack()  # what start() opened, closed by stop()
@@ -124,6 +143,7 @@ class EventRelay:
             stack.push_async_callback(self._drop_reader)  # before the pool closes
             self.redis = open_redis(settings.redis_url)
             stack.push_async_callback(self.redis.aclose)
+            self._publish = self.redis.register_script(_PUBLISH)
             self.cursor = await self._load_cursor()
             stack.push_async_callback(self._unlisten)
             await self._listen()
@@ -241,17 +261,30 @@ class EventRelay:
         return len(batch), held
 
     async def publish(self, batch: list[Event]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for event in batch:
-                pipe.publish(org_topic(event.org_id), event.frame)
-                if event.chat_id:
-                    pipe.publish(chat_topic(event.chat_id), event.frame)
-                for user_id in _notify(event):
-                    pipe.publish(user_topic(user_id), event.frame)
-                pipe.xadd(STREAM, {"event": event.frame}, maxlen=STREAM_MAXLEN,
-                          approximate=True)
-            pipe.set(cursor_key(self.name), _encode_position(batch[-1].position))
-            await pipe.execute()
+        """The batch in one Redis script (atomic, like MULTI/EXEC, and one
+        command and one reply instead of four per event). Each org topic gets
+        the batch's events of its org as ONE message, a JSON array of the
+        frames (serve.hub splits it, and writes them to a socket at once);
+        then each chat and user topic its events one by one, in commit
+        order. Every event is on its org topic, so a connection on the org
+        topic has seen everything before its other topics' copies arrive
+        (dropped as already sent), and a connection without it gets its
+        chats' and its own events in order."""
+        orgs: dict[str, list[bytes]] = {}
+        rest: list[str | bytes] = []
+        for event in batch:
+            orgs.setdefault(org_topic(event.org_id), []).append(event.frame)
+            if event.chat_id:
+                rest += (chat_topic(event.chat_id), event.frame)
+            for user_id in _notify(event):
+                rest += (user_topic(user_id), event.frame)
+        pairs: list[str | bytes] = []
+        for topic, frames in orgs.items():
+            pairs += (topic, frames[0] if len(frames) == 1 else b"[" + b",".join(frames) + b"]")
+        pairs += rest
+        await self._publish(keys=[STREAM, cursor_key(self.name)],
+                            args=[_encode_position(batch[-1].position), STREAM_MAXLEN,
+                                  len(pairs) // 2, *pairs, *(e.frame for e in batch)])
 
     async def _save_cursor(self, *, force: bool) -> None:
         if self._saved == self.cursor:

@@ -83,6 +83,13 @@ class Settings(BaseSettings):
 
     haproxy: bool = True
     haproxy_maxconn: int = 7500
+    # Serve's per-request HTTP ingress metrics (serve_num_http_requests and
+    # the like) come from a log line HAProxy writes for every request, which
+    # the HAProxy manager actor parses: 0.03 ms of CPU per request, 13% of a
+    # no-op request's cost (bench/realtime.py). Off, the replicas still
+    # record their own per-deployment request counts and latencies, and
+    # HAProxy's Prometheus endpoint stays.
+    ingress_metrics: bool = False
     # A host is one Python process, and each Ray worker costs CPU of its own
     # even idle: on 2 cores one host gave 1,133 -> 1,270 msg/s (hosts' CPU per
     # message 0.27 -> 0.17 ms, bench/realtime.py).

@@ -60,6 +60,19 @@ class _Head(msgspec.Struct):
 
 
 _head = msgspec.json.Decoder(_Head)
+_batch = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def parse_many(raw: bytes) -> list[Frame]:
+    """A pub/sub message: one frame, or (from the relay) a JSON array of them."""
+    if raw[:1] != b"[":
+        frame = parse(raw)
+        return [frame] if frame is not None else []
+    try:
+        items = _batch.decode(raw)
+    except msgspec.DecodeError:
+        return []
+    return [f for f in (parse(bytes(item)) for item in items) if f is not None]
 
 
 def parse(raw: bytes) -> Frame | None:
@@ -137,6 +150,22 @@ class Live:
             self.held.append(frame)
             return
         self.push(frame)
+
+    def offer_all(self, frames: list[Frame]) -> None:
+        """`offer` each; what goes straight to the raw socket leaves in one write."""
+        if self.raw is None or len(frames) == 1:
+            for frame in frames:
+                self.offer(frame)
+            return
+        self.raw.cork()
+        try:
+            for frame in frames:
+                self.offer(frame)
+        finally:
+            try:
+                self.raw.uncork()
+            except Exception:  # the socket is gone; the reader side notices
+                self.closed = True
 
     def push(self, frame: Frame) -> None:
         if (self.families is not None and frame.family is not None
@@ -307,16 +336,16 @@ class Hub:
             return
         if kind != "message":
             return
-        self.received += 1
         started = time.perf_counter()
-        frame = parse(data)
-        if frame is None:
+        frames = parse_many(data)
+        if not frames:
             return
+        self.received += len(frames)
         listeners = tuple(self.listeners.get(topic, ()))
         for live in listeners:
-            live.offer(frame)
-        self.delivered += len(listeners)
-        TIMINGS.observe("hub", time.perf_counter() - started)
+            live.offer_all(frames)
+        self.delivered += len(listeners) * len(frames)
+        TIMINGS.observe("hub", time.perf_counter() - started, len(frames))
         self._push_metrics()
 
     def _push_metrics(self) -> None:

@@ -113,6 +113,7 @@ def serve_env(settings: Settings, haproxy: bool) -> dict[str, str]:
         base.mkdir(parents=True, exist_ok=True)
         env.update({
             "RAY_SERVE_HAPROXY_MAXCONN": str(settings.haproxy_maxconn),
+            "RAY_SERVE_HAPROXY_METRICS_ENABLED": "1" if settings.ingress_metrics else "0",
             # Ray's default is 4 threads; on a small host they only contend
             # with the replicas for the cores (fan-out: 15% more deliveries on 2).
             "RAY_SERVE_HAPROXY_NBTHREAD": str(haproxy_threads()),

@@ -40,11 +40,12 @@ def text_frame(payload: bytes) -> bytes:
 class RawSocket:
     """One connection's transport, for frames the app encoded itself."""
 
-    __slots__ = ("_protocol", "_open")
+    __slots__ = ("_protocol", "_open", "_corked")
 
     def __init__(self, protocol: Any, open_state: Any) -> None:
         self._protocol = protocol
         self._open = open_state
+        self._corked: list[bytes] | None = None
 
     def writable(self) -> bool:
         """Open both ways, handshake done, and nothing waiting in the buffer."""
@@ -55,7 +56,20 @@ class RawSocket:
                 and transport.get_write_buffer_size() < HIGH_WATER)
 
     def write(self, data: bytes) -> None:
-        self._protocol.transport.write(data)
+        if self._corked is not None:
+            self._corked.append(data)
+        else:
+            self._protocol.transport.write(data)
+
+    def cork(self) -> None:
+        """Hold writes until `uncork`, which puts them on the transport at once."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        held, self._corked = self._corked, None
+        if held:
+            self._protocol.transport.write(b"".join(held))
 
 
 def _protocol_class() -> type | None:

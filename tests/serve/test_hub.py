@@ -79,6 +79,32 @@ async def test_subscriptions_are_confirmed_as_topics_come_and_go(
         await hub.close()
 
 
+async def test_an_orgs_batch_then_its_chat_copies_reach_each_connection_once_in_order(
+        redis: aioredis.Redis) -> None:
+    # What the relay publishes for one read: the org topic's events as one
+    # JSON array, then each event on its chat topic.
+    hub = Hub(redis, confirm_within=5.0)
+    org, chat = f"test:hub:org:{uuid.uuid4().hex}", f"test:hub:chat:{uuid.uuid4().hex}"
+    both, org_only, chat_only = Conn(), Conn(), Conn()
+    try:
+        for conn, topics in ((both, (org, chat)), (org_only, (org,)), (chat_only, (chat,))):
+            for topic in topics:
+                await hub.join(conn.live, topic)
+        await redis.publish(org, "[" + ",".join(_event(n) for n in (1, 2, 3)) + "]")
+        for n in (1, 3):  # events 1 and 3 are of this chat
+            await redis.publish(chat, _event(n))
+        await redis.publish(org, _event(4))  # a later read's lone event: no array
+        await eventually(lambda: len(org_only.sent) == 4 and len(chat_only.sent) == 2,
+                         what="every frame")
+        await eventually(lambda: len(both.sent) == 4, what="every frame on both topics")
+        seqs = {name: [json.loads(t)["seq"] for t in conn.sent]
+                for name, conn in (("both", both), ("org", org_only), ("chat", chat_only))}
+        assert seqs == {"both": [1, 2, 3, 4], "org": [1, 2, 3, 4], "chat": [1, 3]}
+        assert hub.received == 6 and hub.resets == 0  # frames, the batch split
+    finally:
+        await hub.close()
+
+
 async def test_a_killed_line_closes_every_connection_and_the_next_subscribe_reconnects(
         redis: aioredis.Redis) -> None:
     hub = Hub(redis, confirm_within=5.0)

@@ -1,7 +1,8 @@
 """Ready-made frame writes (serve.wsraw) from the hub's `Live`, on a real
 uvicorn server with the protocol `install()` selects: the event frame is
-encoded once and written as is, in order, duplicates dropped by position,
-and a client that stops reading is still closed with 4008."""
+encoded once and written as is, in order, duplicates dropped by position
+(one by one, or the relay's batch of an org's events, split and written in
+one go), and a client that stops reading is still closed with 4008."""
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ from starlette.websockets import WebSocket
 
 from bench.wsclient import connect
 from serve.errors import Close
-from serve.hub import Live, parse
+from serve.hub import Live, parse, parse_many
 from serve.stack import free_port
 from serve.wsraw import install, raw_socket
 from tests.waiting import eventually
@@ -37,7 +38,12 @@ async def endpoint(ws: WebSocket) -> None:
 
     live = Live(send=ws.send_text, close=close, org_id="o", raw=raw_socket(ws.scope))
     seen["live"] = live
-    for seq in (1, 2, 2, 1, 3):  # the repeats are dropped by position
+    seqs = (1, 2, 2, 1, 3)  # the repeats are dropped by position
+    if ws.query_params.get("batch"):
+        frames = parse_many(b"[" + b",".join(_event(seq) for seq in seqs) + b"]")
+        assert len(frames) == 5
+        live.offer_all(frames)
+    for seq in () if ws.query_params.get("batch") else seqs:
         frame = parse(_event(seq))
         assert frame is not None
         live.offer(frame)
@@ -70,8 +76,9 @@ async def server() -> AsyncIterator[str]:
     await task
 
 
-async def test_events_go_out_ready_made_in_order_once(server: str) -> None:
-    client = await connect(server)
+@pytest.mark.parametrize("query", ["", "?batch=1"])
+async def test_events_go_out_ready_made_in_order_once(server: str, query: str) -> None:
+    client = await connect(server + query)
     got = [await client.recv() for _ in range(3)]
     assert got == [_event(1).decode(), _event(2).decode(), _event(3).decode()]
     live = seen["live"]
