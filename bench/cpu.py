@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 GROUPS: dict[str, tuple[str, ...]] = {  # name -> parts of the command line (any)
     "api": ("ServeReplica:bidi:bidi-api",),
@@ -43,6 +44,13 @@ def cpu_seconds() -> dict[str, float]:
     idle = int(cpu[3]) + int(cpu[4])
     found["machine"] = (sum(int(v) for v in cpu[:8]) - idle) / _TICK
     return found
+
+
+def per_request_line(got: dict[str, Any]) -> str:
+    """A phase's CPU ms per accepted request, by process group, busiest first."""
+    n = max(1, int(got["accepted"]))
+    parts = sorted(((v, k) for k, v in got["cpu"].items() if v > 0), reverse=True)
+    return ", ".join(f"{k} {v / n * 1000:.3f}" for v, k in parts)
 
 
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench.cpu import cpu_seconds, spent
+from bench.cpu import cpu_seconds, per_request_line, spent
 from bench.loadgen import exchange, raw_request, same_priority
 from bench.subscribers import RedisSubscriber, Subscriber
 from channels import signing
@@ -269,6 +269,7 @@ def interleaved(rounds: int, api_args: dict[str, Any], name: str,
             rates[which].append(got["rate"])
             print(f"round {n} {which:<8}: {got['accepted']:,.0f} accepted,"
                   f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
+            print(f"  CPU per request: {per_request_line(got)}", flush=True)
     api_rate, rate = (sum(rates[k]) / len(rates[k]) for k in ("api", name))
     print(f"webhook ingest: {name} {rate:,.0f} msg/s, API channel {api_rate:,.0f}"
           f" msg/s ({rate / api_rate:.2f}x)", flush=True)

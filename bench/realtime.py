@@ -48,6 +48,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.baseline import run_baseline  # noqa: E402
+from bench.cpu import per_request_line  # noqa: E402
 from bench.hops import hop_table, print_hops, timings_now  # noqa: E402
 from bench.phases import run_phase  # noqa: E402
 from core.security import issue_access_token  # noqa: E402
@@ -173,13 +174,6 @@ def main() -> None:
                       for k in keys}))
 
 
-def _cpu_line(got: dict[str, Any]) -> str:
-    """CPU ms per accepted request, by process group (bench.cpu), busiest first."""
-    n = max(1, int(got["accepted"]))
-    parts = sorted(((v, k) for k, v in got["cpu"].items() if v > 0), reverse=True)
-    return ", ".join(f"{k} {v / n * 1000:.3f}" for v, k in parts)
-
-
 def ingest_rounds(redis_url: str, rounds: int, engine: dict[str, Any],
                   baseline: dict[str, Any], noop: dict[str, Any]) -> dict[str, float]:
     """Baseline, no-op and engine at full speed with the same load generator,
@@ -195,7 +189,7 @@ def ingest_rounds(redis_url: str, rounds: int, engine: dict[str, Any],
             rates[name].append(got["rate"])
             print(f"round {n} {name:<8}: {got['accepted']:,.0f} accepted,"
                   f" {got['delivered']:,.0f} delivered: {got['rate']:,.0f}/s", flush=True)
-            print(f"  CPU per request: {_cpu_line(got)}", flush=True)
+            print(f"  CPU per request: {per_request_line(got)}", flush=True)
     if hops:
         print_hops("engine hops at full ingest (last round)", hops[-1])
     engine_rate, baseline_rate, noop_rate = (_mean(rates[k]) for k in ("engine", "baseline",

@@ -38,6 +38,7 @@ from core import processes
 from core.errors import StartupError
 from core.paths import runtime_dir
 from core.settings import Settings, prepare_data_dir
+from serve import direct
 from serve.supervisor import HAPROXY_BUDGET, LocalCluster, Supervisor
 from storage.db import connect_admin
 from storage.embedded import EmbeddedPostgres, EmbeddedRedis
@@ -105,6 +106,7 @@ def serve_env(settings: Settings, haproxy: bool) -> dict[str, str]:
         "RAY_SERVE_ENABLE_HA_PROXY": "1" if haproxy else "0",
         "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1" if haproxy else "0",
         "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": str(settings.serve_control_interval),
+        "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH": direct.IMPORT_PATH,
         # Read by the raylet of a cluster we start (the workers it spawns).
         "RAY_worker_niceness": str(settings.worker_niceness),
     }

@@ -29,6 +29,9 @@ from core.processes import alive
 _SOCKET_MAX = 100  # sun_path is 108 bytes on Linux; keep a margin
 
 
+NAPTIME = "10s"
+
+
 @dataclass
 class EmbeddedPostgres:
     data_dir: Path
@@ -62,6 +65,13 @@ class EmbeddedPostgres:
         )
         if "(1 row)" not in exists:
             server.psql(f"CREATE DATABASE {self.database};")
+        # Autovacuum looks for tables to analyze every minute by default; a
+        # table that has never been analyzed has no statistics, and the
+        # planner's guesses then favour the org's own index under RLS (an
+        # inbound flush updated its chats by reading every chat of the org
+        # until the first analyze). A fresh engine's tables fill in seconds.
+        server.psql(f"ALTER SYSTEM SET autovacuum_naptime = '{NAPTIME}';")
+        server.psql("SELECT pg_reload_conf();")
         return str(server.get_uri(self.database))
 
     def _clear_stale(self, pgdata: Path) -> None:

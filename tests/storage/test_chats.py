@@ -188,3 +188,47 @@ async def test_messages_flushed_together_are_stored_as_one_by_one(db: Database, 
     assert [dict(f) for f in files] == [{
         "message_id": uuid.UUID(messages.inbound_id(chats.chat_id_for(batch[0]), "e-1")),
         "file_type": "image/jpeg", "file_size": 7, "provider_file_id": "f1", "kind": "photo"}]
+
+
+def _rows_read(plan: dict[str, object]) -> int:
+    """Rows every node of an EXPLAIN ANALYZE plan produced or filtered away."""
+    loops = int(plan.get("Actual Loops", 1))  # type: ignore[call-overload]
+    read = (int(plan.get("Actual Rows", 0)) + int(plan.get("Rows Removed by Filter", 0))  # type: ignore[call-overload]
+            ) * loops
+    return read + sum(_rows_read(p) for p in plan.get("Plans", ()))  # type: ignore[attr-defined]
+
+
+async def test_a_senders_contact_is_found_by_its_keys_not_by_reading_the_org(
+        db: Database, org: Org) -> None:
+    integration = await _integration(db, org)
+    async with db.tenant_tx(org.id) as conn:
+        await conn.execute(
+            "INSERT INTO contacts (organization_id, first_name, email, phone)"
+            " SELECT $1, 'c' || n, 'c' || n || '@example.com', '+1555' || lpad(n::text, 7, '0')"
+            " FROM generate_series(1, 5000) n", org.id)
+    async with db.system_tx() as conn:  # with statistics, as autovacuum keeps them
+        await conn.execute("ANALYZE contacts, contact_aliases")
+    stranger = _message(org, integration, "new-thread", "e-1", sender="stranger")
+    by_email = InboundMessage(**{**msgspec.structs.asdict(stranger), "sender": Sender(
+        id="mail-1", name="C 7", email="C7@example.com")})
+    by_phone = InboundMessage(**{**msgspec.structs.asdict(stranger), "sender": Sender(
+        id="wa-1", phone="+1 555 000 0012")})
+    async with db.tenant_tx(org.id) as conn:
+        assert await chats.find_contact(conn, stranger) is None
+        found_email, found_phone = (await chats.find_contact(conn, by_email),
+                                    await chats.find_contact(conn, by_phone))
+        names = {r["id"]: r["first_name"] for r in await conn.fetch(
+            "SELECT id, first_name FROM contacts WHERE first_name IN ('c7', 'c12')")}
+        for message in (stranger, by_email, by_phone):
+            sender = message.sender
+            (plan,) = await conn.fetchval(  # the json codec decodes it
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + chats.FIND_CONTACT,
+                chats.contact_id_for(message), sender.email, chats.phone_digits(sender.phone),
+                chats.alias_ids(message))
+            text = "\n".join(r[0] for r in await conn.fetch(
+                "EXPLAIN (ANALYZE) " + chats.FIND_CONTACT,
+                chats.contact_id_for(message), sender.email, chats.phone_digits(sender.phone),
+                chats.alias_ids(message)))
+            assert _rows_read(plan["Plan"]) < 100, text  # of 5,000
+    assert found_email is not None and names[uuid.UUID(found_email.contact_id)] == "c7"
+    assert found_phone is not None and names[uuid.UUID(found_phone.contact_id)] == "c12"

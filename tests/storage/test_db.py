@@ -11,6 +11,7 @@ import pytest
 
 from core.settings import Settings
 from storage.db import Database, savepoint
+from storage.embedded import NAPTIME
 from tests.conftest import Org
 
 
@@ -88,3 +89,10 @@ async def test_a_cancelled_query_leaves_a_usable_pool(one_conn: Database, org: O
             await task
     # the only connection was dropped or rolled back: the insert is gone, work goes on
     assert await asyncio.wait_for(_count(one_conn, org, "Cancelled"), 10) == 0
+
+
+async def test_the_embedded_server_analyzes_new_tables_within_seconds(db: Database) -> None:
+    # The session's Postgres is the embedded one (no DATABASE_URL in tests).
+    async with db.system_tx() as conn:
+        assert await conn.fetchval("SHOW autovacuum_naptime") == NAPTIME
+        assert await conn.fetchval("SHOW autovacuum") == "on"
