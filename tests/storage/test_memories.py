@@ -134,6 +134,10 @@ async def test_bad_embeddings_and_limits_are_refused(db: Database, org: Org) -> 
 
 async def test_org_wide_search_uses_the_hnsw_index(db: Database, org: Org) -> None:
     await save(db, org, "indexed", unit(30))
+    for n in range(150):  # an org with more memories than one contact has
+        await save(db, org, f"filler {n}", unit(n % 60, noise=n + 1))
+    async with db.system_tx() as conn:  # with statistics, as autovacuum keeps them
+        await conn.execute("ANALYZE agent_memories")
     async with db.tenant_tx(org.id) as conn:
         # A tiny org is cheaper to scan and sort (by the org's btree) than to
         # search approximately; with both priced out the plan shows whether
