@@ -46,7 +46,7 @@ from core.messages import (
     Reaction,
     ThreadState,
 )
-from storage import chats, messages, statuses
+from storage import chats, messages, senders, statuses
 from storage.committer import FOREIGN_KEY_VIOLATION, CommitError, Write
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class ChatActor(ChatAI):
         self.exists = row is not None
         self.unreachable: str | None = None
         # Senders seen since activation (a group has many): their contact and profile.
-        self.members: dict[str, chats.Profile] = {}
+        self.members: dict[str, senders.Profile] = {}
         self.last_inbound_external: str | None = None  # what a read receipt names
         if row is None:  # not yet: the first inbound message creates it
             self.contact_id = self.channel = self.thread_id = self.integration_id = None
@@ -148,7 +148,7 @@ class ChatActor(ChatAI):
         self.recent.extend(row["recent"] or ())
         profile = row["contact_profile"] or {}
         if self.contact_id and profile.get("sender"):  # its first sender needs no lookup
-            self.members[profile["sender"]] = chats.Profile(
+            self.members[profile["sender"]] = senders.Profile(
                 self.contact_id, profile.get("name"), profile.get("username"))
         for external_id in reversed(row["seen"] or ()):
             self._remember(external_id)
@@ -346,39 +346,39 @@ class ChatActor(ChatAI):
         received = messages.inbound_write(self.org_id, self.key, sender.contact_id, message,
                                           message_id, at)
         await self._commit([*writes, received])
-        self.members[message.sender.id] = chats.profile_of(message, sender.contact_id)
+        self.members[message.sender.id] = senders.profile_of(message, sender.contact_id)
         return received.inserted
 
-    async def _sender(self, message: InboundMessage, writes: list[Write]) -> chats.Profile:
+    async def _sender(self, message: InboundMessage, writes: list[Write]) -> senders.Profile:
         """The contact of `message`'s sender (each member of a group is one),
         creating it or bringing its profile up to date through `writes`."""
         known = self.members.get(message.sender.id)
         if known is None:
             async with self.ctx.db.tenant_tx(self.org_id) as conn:
-                known = await chats.find_contact(conn, message)
+                known = await senders.find_contact(conn, message)
             if known is None:
-                writes.append(chats.contact_write(self.org_id, message))
-                return chats.profile_of(message, chats.contact_id_for(message))
+                writes.append(senders.contact_write(self.org_id, message))
+                return senders.profile_of(message, chats.contact_id_for(message))
             self._alias(known.contact_id, message, writes)
-        update = chats.profile_write(self.org_id, known, message)
+        update = senders.profile_write(self.org_id, known, message)
         if update is not None:
             writes.append(update)
         return known
 
     def _alias(self, contact_id: str, message: InboundMessage, writes: list[Write]) -> None:
-        aliases = chats.alias_write(self.org_id, contact_id, message)
+        aliases = senders.alias_write(self.org_id, contact_id, message)
         if aliases is not None:
             writes.append(aliases)
 
     async def _creation(self, message: InboundMessage, at: datetime) -> list[Write]:
         """The writes that create this chat (and its contact when new)."""
         async with self.ctx.db.tenant_tx(self.org_id) as conn:
-            found = await chats.find_contact(conn, message)
+            found = await senders.find_contact(conn, message)
         writes: list[Write] = []
         if found is None:
-            writes.append(chats.contact_write(self.org_id, message))
+            writes.append(senders.contact_write(self.org_id, message))
             self.contact_id = chats.contact_id_for(message)
-            found = chats.profile_of(message, self.contact_id)
+            found = senders.profile_of(message, self.contact_id)
         else:
             self.contact_id = found.contact_id
             self._alias(found.contact_id, message, writes)

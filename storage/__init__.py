@@ -1,6 +1,7 @@
 """The storage layer: Postgres, Redis and the business rules that live with
 the data. One module per aggregate — `contacts`, `companies`, `pipelines`,
-`deals`, `notes`, `chats`, `messages`, `members`, `integrations`,
+`deals`, `notes`, `chats`, `senders` (a chat's senders as contacts),
+`messages`, `statuses`, `members`, `integrations`,
 `api_keys`, `organizations`, `identity`, `mfa`, `oauth` — each taking a tenant
 connection (`db.Database.tenant_tx`) or a `Database`, writing the audit row
 and the event of a mutation in the same transaction (`audit`), returning typed
@@ -18,5 +19,5 @@ __all__ = [
     "api_keys", "audit", "chats", "committer", "companies", "contacts", "db", "deals",
     "embedded", "errors", "events", "identity", "integrations", "loader", "members", "messages",
     "mfa", "migrate", "notes", "oauth", "organizations", "pipelines", "ratelimit", "redis",
-    "revocations", "rows"
+    "revocations", "rows", "senders", "statuses"
 ]

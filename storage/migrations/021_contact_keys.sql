@@ -1,4 +1,4 @@
--- The keys a channel's sender is matched to a contact by (storage.chats
+-- The keys a channel's sender is matched to a contact by (storage.senders
 -- FIND_CONTACT: on every new conversation), as stored generated columns.
 -- Under RLS an index serves only LEAKPROOF conditions next to the policy's
 -- organization_id (see migrations 006 and 020): lower() and

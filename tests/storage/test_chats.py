@@ -12,7 +12,7 @@ import pytest
 
 from core.errors import Invalid, NotFound
 from core.messages import Attachment, InboundMessage, Sender
-from storage import chats, messages
+from storage import chats, messages, senders
 from storage.committer import GroupCommitter
 from storage.db import Database
 from tests.conftest import Org
@@ -43,9 +43,9 @@ async def _receive(committer: GroupCommitter, db: Database, org: Org,
     contact_id = chats.contact_id_for(message)
     if new_chat:
         async with db.tenant_tx(org.id) as conn:
-            found = await chats.find_contact(conn, message)
+            found = await senders.find_contact(conn, message)
         if found is None:
-            writes.append(chats.contact_write(str(org.id), message))
+            writes.append(senders.contact_write(str(org.id), message))
         else:
             contact_id = found.contact_id
         writes.append(chats.chat_write(str(org.id), chat_id, contact_id, message, at))
@@ -214,21 +214,15 @@ async def test_a_senders_contact_is_found_by_its_keys_not_by_reading_the_org(
     by_phone = InboundMessage(**{**msgspec.structs.asdict(stranger), "sender": Sender(
         id="wa-1", phone="+1 555 000 0012")})
     async with db.tenant_tx(org.id) as conn:
-        assert await chats.find_contact(conn, stranger) is None
-        found_email, found_phone = (await chats.find_contact(conn, by_email),
-                                    await chats.find_contact(conn, by_phone))
+        assert await senders.find_contact(conn, stranger) is None
+        found_email, found_phone = (await senders.find_contact(conn, by_email),
+                                    await senders.find_contact(conn, by_phone))
         names = {r["id"]: r["first_name"] for r in await conn.fetch(
             "SELECT id, first_name FROM contacts WHERE first_name IN ('c7', 'c12')")}
         for message in (stranger, by_email, by_phone):
-            sender = message.sender
             (plan,) = await conn.fetchval(  # the json codec decodes it
-                "EXPLAIN (ANALYZE, FORMAT JSON) " + chats.FIND_CONTACT,
-                chats.contact_id_for(message), sender.email, chats.phone_digits(sender.phone),
-                chats.alias_ids(message))
-            text = "\n".join(r[0] for r in await conn.fetch(
-                "EXPLAIN (ANALYZE) " + chats.FIND_CONTACT,
-                chats.contact_id_for(message), sender.email, chats.phone_digits(sender.phone),
-                chats.alias_ids(message)))
-            assert _rows_read(plan["Plan"]) < 100, text  # of 5,000
+                "EXPLAIN (ANALYZE, FORMAT JSON) " + senders.FIND_CONTACT,
+                *senders.find_args(message))
+            assert _rows_read(plan["Plan"]) < 100, plan  # of 5,000
     assert found_email is not None and names[uuid.UUID(found_email.contact_id)] == "c7"
     assert found_phone is not None and names[uuid.UUID(found_phone.contact_id)] == "c12"
