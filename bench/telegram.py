@@ -46,7 +46,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import httpx  # noqa: E402
 
-from bench.cpu import cpu_seconds, spent  # noqa: E402
+from bench.cpu import cpu_seconds, per_request_line, spent  # noqa: E402
 from bench.hops import hop_table, print_hops, timings_now  # noqa: E402
 from bench.loadgen import raw_request  # noqa: E402
 from bench.phases import hammered, interleaved  # noqa: E402
@@ -142,10 +142,8 @@ async def polling(ws_url: str, redis_url: str, fake: FakeTelegram, token: str, c
               flush=True)
         used = spent(warm[2], cpu_seconds())
         used["bench (fake Bot API, subscriber)"] = time.process_time() - warm[3]
-        print("polling after the warm-up, CPU ms per message: " + ", ".join(
-            f"{name} {seconds * 1000 / max(measured, 1):.3f}"
-            for name, seconds in sorted(used.items(), key=lambda kv: -kv[1]) if seconds > 0),
-            flush=True)
+        print("polling after the warm-up, CPU ms per message: "
+              + per_request_line({"accepted": measured, "cpu": used}), flush=True)
         after = await asyncio.to_thread(timings_now, redis_url)
         print_hops("polling, per getUpdates, warm-up included", {
             hop: row for hop, row in hop_table(before, after).items()

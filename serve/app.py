@@ -117,7 +117,7 @@ def routers() -> list[ModuleType]:
 
     found = []
     names = sorted((m.name for m in pkgutil.iter_modules(package.__path__)),
-                   key=lambda name: (name not in HOT, HOT.index(name) if name in HOT else 0, name))
+                   key=lambda name: (HOT.index(name) if name in HOT else len(HOT), name))
     for name in names:
         module = importlib.import_module(f"{package.__name__}.{name}")
         if hasattr(module, "router"):
