@@ -279,6 +279,10 @@ async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
     A failure raises: the provider is not told it arrived and sends it again
     (webhooks), or the cursor does not move (polling); dedup keys make the
     parts stored already harmless."""
+    if len(batch.messages) == 1 and not (batch.edits or batch.states or batch.statuses
+                                         or batch.reactions):
+        (message,) = batch.messages  # a webhook's one message: straight to its chat
+        return [await ChatRef.of(system, message).inbound(message)]
     accepted = []
     by_chat: dict[str, list[InboundMessage]] = {}
     for message in batch.messages:
@@ -287,7 +291,7 @@ async def deliver_batch(system: ActorSystem, batch: Batch) -> list[Accepted]:
     async def one_chat(items: list[InboundMessage]) -> list[Accepted]:
         return [await ChatRef.of(system, m).inbound(m) for m in items]
 
-    if len(by_chat) == 1:  # a webhook's one message: no task to spawn
+    if len(by_chat) == 1:  # no task to spawn
         accepted.extend(await one_chat(next(iter(by_chat.values()))))
     else:
         for got in await asyncio.gather(*(one_chat(v) for v in by_chat.values())):

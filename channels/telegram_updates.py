@@ -35,6 +35,7 @@ GONE = frozenset({"kicked", "left"})
 # File kinds a message may carry, in the order they are looked for. An
 # animation also comes with a `document` copy (for old clients): skip it.
 FILE_KINDS = ("animation", "document", "voice", "audio", "video", "video_note", "sticker")
+FILE_KEYS = frozenset(("photo", *FILE_KINDS))
 
 
 def _str(value: Any) -> str | None:
@@ -128,6 +129,8 @@ def _file(kind: str, item: Mapping[str, Any], mime_type: str | None = None) -> A
 
 def attachments_of(message: Mapping[str, Any]) -> tuple[Attachment, ...]:
     found: list[Attachment] = []
+    if FILE_KEYS.isdisjoint(message):  # a text: most messages
+        return ()
     photos = message.get("photo")
     if isinstance(photos, list):
         sizes = [p for p in photos if isinstance(p, dict)]

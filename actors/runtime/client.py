@@ -88,10 +88,14 @@ class ActorSystem:
                   timeout: float = DEFAULT_TIMEOUT) -> Any:
         """Run a turn and return its result, or raise its error."""
         future = self._submit((kind, org_id, key, message, ASK, timeout))
+        # A timer that fails the future, not asyncio.wait_for, which costs
+        # three times as much per call; either way the turn runs on, and
+        # whoever settles the future later finds it done.
+        late = future.get_loop().call_later(timeout + 1.0, _expire, future, kind, key, timeout)
         try:
-            return await asyncio.wait_for(future, timeout + 1.0)
-        except TimeoutError:
-            raise Unavailable(f"{kind} {key} did not answer within {timeout:.1f} s") from None
+            return await future
+        finally:
+            late.cancel()
 
     def _submit(self, envelope: Envelope) -> asyncio.Future[Any]:
         index = self.owner(envelope[0], envelope[2])
@@ -125,6 +129,11 @@ class ActorSystem:
     async def close(self) -> None:
         links, self._links = list(self._links.values()), {}
         await asyncio.gather(*(link.close() for link in links), return_exceptions=True)
+
+
+def _expire(future: asyncio.Future[Any], kind: str, key: str, timeout: float) -> None:
+    if not future.done():
+        future.set_exception(Unavailable(f"{kind} {key} did not answer within {timeout:.1f} s"))
 
 
 def _local_call(host: Host, envelope: Envelope) -> asyncio.Future[Any]:

@@ -16,6 +16,7 @@ from actors.org import RecordUsage
 from actors.runtime.client import NAMESPACE, ActorSystem, host_name
 from actors.runtime.protocol import TurnError
 from actors.runtime.retry import RetryPolicy
+from core.errors import Unavailable
 from core.settings import Settings
 from storage.db import Database
 from tests.actors.kinds import Append, Boom, GetLog, Persist, Rendezvous, SlowAppend
@@ -32,6 +33,18 @@ async def test_ask_returns_the_turn_result_and_raises_its_error(actors: ActorSys
     with pytest.raises(TurnError, match="ValueError: kaboom"):
         await ref.ask(Boom("kaboom"))
     assert await ref.ask(GetLog()) == [("a", 1)]
+
+
+async def test_an_ask_not_answered_in_time_fails_and_its_turn_runs_on(
+        actors: ActorSystem) -> None:
+    org, name = uuid.uuid4(), uuid.uuid4().hex
+    waiting = actors.ref("recorder", org, uuid.uuid4())
+    async with asyncio.timeout(10):
+        with pytest.raises(Unavailable, match="did not answer within 0.2 s"):
+            await waiting.ask(Rendezvous(name, 2), timeout=0.2)  # nobody else comes yet
+        # The turn still waits: a second actor's meets it, and both end.
+        assert await actors.ref("recorder", org, uuid.uuid4()).ask(Rendezvous(name, 2))
+        assert await waiting.ask(GetLog()) == []
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
