@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp
 
 from actors.runtime.client import ActorSystem
 from core import collector
@@ -59,6 +61,21 @@ async def open_runtime(settings: Settings) -> AsyncIterator[Runtime]:
                       revocations=revocations)
 
 
+class App(FastAPI):
+    """FastAPI with the body cap (outermost: no body is read past its cap, on
+    any path) and the raw-ASGI fast path (serve.fastpath) in front of the
+    middleware FastAPI wraps every request in; what the fast path passes on
+    meets that middleware as before."""
+
+    def __init__(self, *, body_limit: dict[str, int], **kwargs: Any) -> None:
+        self.body_limit = body_limit
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return cast(ASGIApp, BodyLimit(FastPath(super().build_middleware_stack()),
+                                       **self.body_limit))
+
+
 def build_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,7 +98,9 @@ def build_app(settings: Settings) -> FastAPI:
                     if connector is not None:
                         await connector.close()
 
-    app = FastAPI(
+    app = App(
+        body_limit={"default": settings.max_body_bytes, "import_bytes": settings.max_import_bytes,
+                    "inbound_bytes": MAX_BODY},
         title="Bidi",
         version=VERSION,
         description="Actor-based realtime messaging engine for AI-first sales CRMs.",
@@ -91,10 +110,6 @@ def build_app(settings: Settings) -> FastAPI:
         dependencies=[Depends(json_depth)],
     )
     errors.install(app)
-    app.add_middleware(FastPath)
-    # Added last, so outermost: no body is read past its cap, on any path.
-    app.add_middleware(BodyLimit, default=settings.max_body_bytes,
-                       import_bytes=settings.max_import_bytes, inbound_bytes=MAX_BODY)
     app.include_router(health.router)
     for module in routers():
         app.include_router(module.router)

@@ -137,7 +137,12 @@ async def _expected(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return unexpected_response(request.method, request.url.path, exc)
+
+
+def unexpected_response(method: str, path: str, exc: Exception) -> JSONResponse:
+    """A bug's 500: logged with its traceback, answered with the envelope."""
+    log.error("unhandled error on %s %s", method, path, exc_info=exc)
     return envelope(500, "internal_error", "internal error")
 
 

@@ -16,6 +16,11 @@ routes run:
   `serve.routers.contacts.contact_page` (`storage.contacts.read_page`, the
   page encoded from the rows).
 
+It stands in front of FastAPI's own middleware (serve.app.App), whose
+error, telemetry and body-size layers cost a fast route ~9 us a request
+for nothing it uses: it answers its own errors, a bug's with the same 500
+envelope.
+
 A fast path only takes requests it can read without doubt: anything unusual
 (an unknown or repeated query parameter, a value out of bounds, a non-canonical
 UUID) goes on to the app unchanged, whose validation answers it. Errors are
@@ -33,7 +38,7 @@ from starlette.responses import Response
 from core.errors import Invalid
 from core.timings import TIMINGS
 from serve.auth import authenticate, authorize, bearer_of, forwarded_ip
-from serve.errors import EXPECTED, expected_response
+from serve.errors import EXPECTED, expected_response, unexpected_response
 from serve.pagination import DEFAULT_LIMIT, MAX_LIMIT, MAX_PAGE, PageParams
 from serve.routers.channels_api import MAX_BODY, accept
 from serve.routers.channels_telegram import accept_update
@@ -96,6 +101,8 @@ async def _answer(work: Any, scope: dict[str, Any], receive: Any, send: Any) -> 
         response = await work
     except EXPECTED as exc:
         response = expected_response(exc)
+    except Exception as exc:  # FastAPI's error layer is behind the fast path (serve.app.App)
+        response = unexpected_response(scope["method"], scope["path"], exc)
     await response(scope, receive, send)
 
 
