@@ -7,7 +7,10 @@
 -- message until vacuumed.
 --
 -- The assignee lists now find their chats through (org, assignee) and sort
--- them, as the unfiltered list (which counts them all anyway) always has.
+-- them, as the unfiltered list (which counts them all anyway) always has:
+-- a page of one member's 5,000 chats (of 20,000) 1.6 -> 6.7 ms, the whole
+-- org's list 16 ms either way. A message is written far more often than a
+-- list is read.
 -- The updates of every message leave every index as it is
 -- (tests/storage/test_chat_updates.py). A fill factor leaves room on each
 -- page for the versions the updates make.
