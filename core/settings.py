@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     # record their own per-deployment request counts and latencies, and
     # HAProxy's Prometheus endpoint stays.
     ingress_metrics: bool = False
+    # FastAPI's native OpenTelemetry (traces, metrics and logs to the global
+    # providers an OpenTelemetry SDK sets up in the process). Off, no request
+    # pays for looking for them (4 us each).
+    otel: bool = False
     # A host is one Python process, and each Ray worker costs CPU of its own
     # even idle: on 2 cores one host gave 1,133 -> 1,270 msg/s (hosts' CPU per
     # message 0.27 -> 0.17 ms, bench/realtime.py).

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.types import ASGIApp
 
 from actors.runtime.client import ActorSystem
@@ -65,11 +66,28 @@ class App(FastAPI):
     """FastAPI with the body cap (outermost: no body is read past its cap, on
     any path) and the raw-ASGI fast path (serve.fastpath) in front of the
     middleware FastAPI wraps every request in; what the fast path passes on
-    meets that middleware as before."""
+    meets that middleware as before.
 
-    def __init__(self, *, body_limit: dict[str, int], **kwargs: Any) -> None:
+    Two costs per request FastAPI has by default go: its native OpenTelemetry
+    looks for global providers on every request (4 us; on with
+    `BIDI_OTEL`), and its documentation routes come after the API's
+    routers (`add_docs`), not first: Serve names each request's route by
+    trying the routes in order, 2 us fewer on every route."""
+
+    def __init__(self, *, body_limit: dict[str, int], otel: bool, **kwargs: Any) -> None:
         self.body_limit = body_limit
-        super().__init__(**kwargs)
+        self._docs_added = False
+        off: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+        super().__init__(telemetry=None if otel else off, **kwargs)
+
+    def setup(self) -> None:
+        """FastAPI's documentation routes, once `add_docs` asks for them."""
+        if self._docs_added:
+            super().setup()
+
+    def add_docs(self) -> None:
+        self._docs_added = True
+        self.setup()
 
     def build_middleware_stack(self) -> ASGIApp:
         return cast(ASGIApp, BodyLimit(FastPath(super().build_middleware_stack()),
@@ -101,6 +119,7 @@ def build_app(settings: Settings) -> FastAPI:
     app = App(
         body_limit={"default": settings.max_body_bytes, "import_bytes": settings.max_import_bytes,
                     "inbound_bytes": MAX_BODY},
+        otel=settings.otel,
         title="Bidi",
         version=VERSION,
         description="Actor-based realtime messaging engine for AI-first sales CRMs.",
@@ -113,6 +132,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     for module in routers():
         app.include_router(module.router)
+    app.add_docs()
     openapi.install(app)
     return app
 

@@ -1,6 +1,7 @@
 """The raw-ASGI fast path in front of FastAPI's middleware (serve.app.App):
 the body cap first, then the fast routes, then everything FastAPI wraps the
-other routes in; a fast route answers even a bug with the error envelope."""
+other routes in; a fast route answers even a bug with the error envelope.
+FastAPI's documentation routes come after the API's, and still answer."""
 from __future__ import annotations
 
 import json
@@ -34,6 +35,23 @@ async def test_the_body_cap_then_the_fast_path_stand_before_fastapis_middleware(
     assert odd.status_code == 422 and odd.json()["error"]["code"] == "validation_error"
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert capped.status_code == 413
+
+
+DOCS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
+
+async def test_the_documentation_routes_come_last_and_answer(settings: Settings) -> None:
+    async with local_app(settings) as local:
+        assert [getattr(r, "path", None) for r in local.app.routes[-len(DOCS):]] == list(DOCS)
+        assert not any(getattr(r, "path", None) in DOCS
+                       for r in local.app.routes[:-len(DOCS)])
+        assert not local.app._native_telemetry.enabled()  # BIDI_OTEL is off
+        async with local.client() as client:
+            pages = {path: await client.get(path) for path in DOCS}
+    assert all(page.status_code == 200 for page in pages.values())
+    assert pages["/openapi.json"].json()["info"]["title"] == "Bidi"
+    assert "swagger-ui" in pages["/docs"].text and "redoc" in pages["/redoc"].text
+    assert "oauth2" in pages["/docs/oauth2-redirect"].text.lower()
 
 
 async def test_a_fast_routes_bug_is_a_logged_500_with_the_envelope(
