@@ -4,14 +4,15 @@ one means at Telegram.
 Creating one asks Telegram who the bot is (`getMe`): a token Telegram
 refuses is a 422 and nothing is stored. In webhook mode the webhook is set
 (with a secret token of our own and the update types we handle) inside the
-creating transaction, so an integration is stored only once Telegram
-knows where to post; deactivating it deletes the webhook, activating it
-sets it again. In polling mode any webhook is deleted instead (a bot uses
-one mode at a time: getUpdates answers 409 while one is set) and, after
-COMMIT, its poller (actors.poller) is woken. Switching the mode stops the
-poller before the webhook is set, or deletes the webhook before the poller
-starts. The bot token and the secret token are sealed like every channel
-secret and never shown."""
+creating transaction, so an integration is stored only once Telegram knows
+where to post; deactivating it deletes the webhook (switched off even when
+Telegram cannot be reached: a revoked token must not keep an integration
+on), activating it sets it again. In polling mode any webhook is deleted
+instead (a bot uses one mode at a time: getUpdates answers 409 while one is
+set) and, after COMMIT, its poller (actors.poller) is woken. Switching the
+mode stops the poller before the webhook is set, or deletes the webhook
+before the poller starts. The bot token and the secret token are sealed like
+every channel secret and never shown."""
 from __future__ import annotations
 
 import asyncio
@@ -24,6 +25,7 @@ from fastapi import Request
 
 from actors.poller import PollerRef
 from channels import netguard
+from channels.base import ChannelError
 from channels.telegram import CHANNEL, new_secret_token, parse_config
 from core.crypto import Cipher
 from core.errors import Invalid
@@ -114,8 +116,18 @@ async def changed(request: Request, before: Integration, after: Integration | No
     if now == "webhook":
         assert after is not None
         await connector.set_webhook(after, webhook_url(request, after.id))
-    elif was == "webhook" or now == "polling":
+    elif now == "polling":  # getUpdates answers 409 while a webhook is set
         await connector.delete_webhook(after or before)
+    elif was == "webhook":
+        # Switched off or deleted: that must not depend on Telegram answering
+        # (a revoked token, a Bot API server gone for good). A webhook left
+        # set at Telegram posts to a URL that answers 404 now, and Telegram
+        # gives up on it.
+        try:
+            await connector.delete_webhook(before)
+        except ChannelError as exc:
+            log.warning("telegram %s: deleteWebhook failed, switched off anyway: %s",
+                        before.id, exc)
 
 
 async def settled(request: Request, before: Integration | None,

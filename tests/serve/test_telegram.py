@@ -434,3 +434,28 @@ async def test_a_file_a_dying_host_left_unfetched_is_fetched_later(
     await eventually(stored, timeout=30, what="the sweeper's nudge fetching it again")
     got = await api.get(f"/v1/attachments/{first['id']}", headers=owner.headers)
     assert got.status_code == 200 and got.content == content
+
+
+async def test_a_bot_telegram_refuses_can_still_be_switched_off_and_deleted(
+        api: httpx.AsyncClient, owner: Account, fake: FakeTelegram) -> None:
+    """Switching off or deleting does not depend on Telegram's answer (the
+    token revoked); a switch to polling, which needs the webhook gone, does."""
+    off, off_token, off_secret = await connect(api, owner, fake)
+    gone, gone_token, _ = await connect(api, owner, fake)
+    for token in (off_token, gone_token):
+        fake.fail(token, "deleteWebhook", 401, "Unauthorized", times=5)
+    polling = await api.patch(f"/v1/integrations/{off['id']}", headers=owner.headers,
+                              json={"config": {"mode": "polling"}})
+    assert polling.status_code == 502 and polling.json()["error"]["code"] == "provider_error"
+    kept = (await api.get(f"/v1/integrations/{off['id']}", headers=owner.headers)).json()
+    assert kept["config"]["mode"] == "webhook" and kept["is_active"] is True
+    switched = await api.patch(f"/v1/integrations/{off['id']}", headers=owner.headers,
+                               json={"is_active": False})
+    assert switched.status_code == 200 and switched.json()["is_active"] is False
+    refused = await post_update(api, off["id"], tg.private_text("still there?"), off_secret)
+    assert refused.status_code == 404  # what Telegram still posts finds nothing
+    assert (await api.delete(f"/v1/integrations/{gone['id']}",
+                             headers=owner.headers)).status_code == 204
+    assert (await api.get(f"/v1/integrations/{gone['id']}",
+                          headers=owner.headers)).status_code == 404
+    assert len(fake.calls_of(gone_token, "deleteWebhook")) == 1  # it was asked, once
