@@ -89,7 +89,7 @@ class ActorSystem:
         """Run a turn and return its result, or raise its error."""
         future = self._submit((kind, org_id, key, message, ASK, timeout))
         # A timer that fails the future, not asyncio.wait_for, which costs
-        # three times as much per call; either way the turn runs on, and
+        # almost four times as much per call (bench/overheads.py); either way the turn runs on, and
         # whoever settles the future later finds it done.
         late = future.get_loop().call_later(timeout + 1.0, _expire, future, kind, key, timeout)
         try:

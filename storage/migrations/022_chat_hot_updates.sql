@@ -2,15 +2,15 @@
 -- can be HOT (a new row version on the same page, no new index entries) only
 -- when it changes no indexed column. With last_message_at in the assignee
 -- indexes (migration 020), each message's chat update added an entry to each
--- of the chat's seven indexes: 31 us a chat update against 14 us as a HOT
--- one (50 chats an UPDATE, one backend), and indexes that grew with every
--- message until vacuumed.
+-- of the chat's seven indexes: 35 us a chat update against 16 us as a HOT
+-- one (bench/overheads.py: 50 chats an UPDATE, one backend), and indexes
+-- that grew with every message until vacuumed.
 --
 -- The assignee lists now find their chats through (org, assignee) and sort
 -- them, as the unfiltered list (which counts them all anyway) always has:
--- a page of one member's 5,000 chats (of 20,000) 1.6 -> 6.7 ms, the whole
--- org's list 16 ms either way. A message is written far more often than a
--- list is read.
+-- a page of one member's 5,000 chats (of 20,000) 1.15 -> 5.74 ms
+-- (bench/overheads.py). A message is written far more often than a list is
+-- read.
 -- The updates of every message leave every index as it is
 -- (tests/storage/test_chat_updates.py). A fill factor leaves room on each
 -- page for the versions the updates make.
