@@ -105,9 +105,7 @@ class Sender(Protocol):
 class WebhookConnector(Sender, Protocol):
     def verify(self, integration: Integration, headers: Mapping[str, str],
                body: bytes) -> None:
-        """Raise `Unauthorized` unless the request is the provider's (on the raw body).
-        `headers` are read by lower-case name (the fast path's dict, Starlette's
-        case-insensitive `Headers`)."""
+        """Raise `Unauthorized` unless the request is the provider's (on the raw body)."""
 
     def parse(self, integration: Integration, body: bytes) -> Batch:
         """The verified body as a `Batch`; `MalformedJSON` / `Invalid` when it is not one."""

@@ -298,7 +298,9 @@ class TelegramConnector:
     def verify(self, integration: Integration, headers: Mapping[str, str],
                body: bytes) -> None:
         expected = integration.secrets.get("secret_token")
-        got = headers.get(SECRET_HEADER)  # by lower-case name, as signing.verify reads them
+        got = headers.get(SECRET_HEADER)  # by lower-case name, as both callers give them
+        if got is None:  # a mapping of other case
+            got = next((v for k, v in headers.items() if k.lower() == SECRET_HEADER), None)
         if not expected or got is None:
             raise Unauthorized("missing X-Telegram-Bot-Api-Secret-Token")
         if not hmac.compare_digest(got.encode(), expected.encode()):
